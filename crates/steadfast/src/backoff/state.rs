@@ -1,0 +1,250 @@
+use std::time::Duration;
+
+use super::options::{BackoffKind, BackoffOptions, DelayArgs, Jitter};
+use crate::classify::Outcome;
+use crate::config::{ConfigError, Problems};
+
+/// A backoff schedule in progress: `next()`, `reset()` and `sleep()`.
+///
+/// Made once and kept, it serves long-running loops (reconnects, pollers): call
+/// [`reset`](Self::reset) after a success and the schedule starts again from `base`. The retry
+/// engine runs every call on one of these, so what a test reads from `next()` is what a call
+/// waits. Built-in kinds never end (`next()` is always `Some`); a custom function may stop.
+///
+/// Randomness comes from a [`fastrand`] generator; [`with_seed`](Self::with_seed) pins it for
+/// tests.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use steadfast::backoff::{Backoff, BackoffOptions, Jitter};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), steadfast::ConfigError> {
+/// let mut backoff = Backoff::new(
+///     BackoffOptions::fibonacci(Duration::from_millis(10)).jitter(Jitter::None),
+/// )?;
+/// let delays: Vec<_> = backoff.by_ref().take(5).collect();
+/// assert_eq!(delays, [10, 10, 20, 30, 50].map(Duration::from_millis));
+/// backoff.reset();
+/// assert_eq!(backoff.sleep().await, Some(Duration::from_millis(10)));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    options: BackoffOptions,
+    retry: u32,
+    previous: Option<Duration>,
+    rng: fastrand::Rng,
+}
+
+impl Backoff {
+    /// Validates the options and starts a schedule at the first retry.
+    pub fn new(options: BackoffOptions) -> Result<Self, ConfigError> {
+        let mut problems = Problems::new("");
+        options.check(&mut problems);
+        problems.finish()?;
+        Ok(Self::from_valid(options, fastrand::Rng::new()))
+    }
+
+    pub(crate) fn from_valid(options: BackoffOptions, rng: fastrand::Rng) -> Self {
+        Backoff {
+            options,
+            retry: 0,
+            previous: None,
+            rng,
+        }
+    }
+
+    /// Pins the random source, so the jittered schedule is the same on every run.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.rng = fastrand::Rng::with_seed(seed);
+        self
+    }
+
+    /// The options this schedule follows.
+    pub fn options(&self) -> &BackoffOptions {
+        &self.options
+    }
+
+    /// How many delays have been handed out since the start or the last reset.
+    pub fn retries(&self) -> u32 {
+        self.retry
+    }
+
+    /// Starts the schedule again from `base` (after a success).
+    pub fn reset(&mut self) {
+        self.retry = 0;
+        self.previous = None;
+    }
+
+    /// The next delay, given how the last attempt was classified (custom functions see it).
+    pub fn next_after(&mut self, outcome: Option<&Outcome>) -> Option<Duration> {
+        let retry = self.retry.saturating_add(1);
+        let delay = compute(
+            &self.options,
+            &mut self.rng,
+            DelayArgs {
+                retry,
+                outcome,
+                previous: self.previous,
+            },
+        )?;
+        self.retry = retry;
+        self.previous = Some(delay);
+        Some(delay)
+    }
+
+    /// Sleeps for the next delay on tokio's clock and returns it; `None` (at once) if the
+    /// schedule has ended.
+    pub async fn sleep(&mut self) -> Option<Duration> {
+        let delay = self.next_after(None)?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Some(delay)
+    }
+}
+
+impl Iterator for Backoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.next_after(None)
+    }
+}
+
+/// The delay before retry `args.retry`, capped and jittered.
+fn compute(
+    options: &BackoffOptions,
+    rng: &mut fastrand::Rng,
+    args: DelayArgs<'_>,
+) -> Option<Duration> {
+    let max = nanos(options.max);
+    let base = nanos(options.base);
+    let n = u64::from(args.retry.max(1));
+    let raw = match &options.kind {
+        BackoffKind::Fixed => base,
+        BackoffKind::Linear => base.saturating_mul(n),
+        BackoffKind::Exponential { factor } => exponential(base, *factor, n - 1, max),
+        BackoffKind::Fibonacci => fibonacci(base, n, max),
+        BackoffKind::Decorrelated => {
+            let previous = args.previous.map_or(base, nanos).max(base);
+            rng.u64(base..=previous.saturating_mul(3))
+        }
+        BackoffKind::Custom(f) => nanos(f.call(&args)?),
+    };
+    let capped = raw.min(max);
+    let jittered = match options.jitter {
+        Jitter::None => capped,
+        Jitter::Full => rng.u64(0..=capped),
+        Jitter::Equal => capped / 2 + rng.u64(0..=capped - capped / 2),
+        Jitter::Proportional(r) => {
+            let scale = 1.0 - r + 2.0 * r * rng.f64();
+            to_nanos(capped as f64 * scale).min(max)
+        }
+    };
+    Some(Duration::from_nanos(jittered))
+}
+
+/// `base × factor^exp`, saturating at `max` without ever overflowing.
+fn exponential(base: u64, factor: f64, exp: u64, max: u64) -> u64 {
+    if factor.fract() == 0.0 && factor <= u32::MAX as f64 {
+        // Integer factors: exact integer arithmetic.
+        let factor = factor as u64;
+        let mut delay = base;
+        for _ in 0..exp {
+            delay = delay.saturating_mul(factor);
+            if delay >= max {
+                return max;
+            }
+        }
+        return delay;
+    }
+    let exp = i32::try_from(exp).unwrap_or(i32::MAX);
+    to_nanos(base as f64 * factor.powi(exp)).min(max)
+}
+
+/// `base × fib(n)` with fib(1) = fib(2) = 1, saturating at `max`.
+fn fibonacci(base: u64, n: u64, max: u64) -> u64 {
+    let (mut a, mut b) = (1u64, 1u64);
+    for _ in 2..n {
+        (a, b) = (b, a.saturating_add(b));
+        if base.saturating_mul(b) >= max {
+            return max;
+        }
+    }
+    base.saturating_mul(b)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn to_nanos(x: f64) -> u64 {
+    // `as` saturates (and maps NaN to 0), which is exactly what a cap wants.
+    x.round() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    fn schedule(options: BackoffOptions, n: usize) -> Vec<Duration> {
+        Backoff::new(options.jitter(Jitter::None))
+            .expect("valid")
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn built_in_sequences_are_exact() {
+        let base = ms(100);
+        assert_eq!(
+            schedule(BackoffOptions::fixed(base), 3),
+            [100, 100, 100].map(ms)
+        );
+        assert_eq!(
+            schedule(BackoffOptions::linear(base), 4),
+            [100, 200, 300, 400].map(ms)
+        );
+        assert_eq!(
+            schedule(BackoffOptions::exponential(base), 8),
+            [100, 200, 400, 800, 1600, 3200, 6400, 10_000].map(ms)
+        );
+        assert_eq!(
+            schedule(BackoffOptions::fibonacci(base), 9),
+            [100, 100, 200, 300, 500, 800, 1300, 2100, 3400].map(ms)
+        );
+        assert_eq!(
+            schedule(BackoffOptions::exponential(base).factor(1.5), 4),
+            [100_000, 150_000, 225_000, 337_500].map(Duration::from_micros)
+        );
+    }
+
+    #[test]
+    fn attempt_ten_thousand_saturates_at_max() {
+        let saturated = Duration::from_nanos(u64::MAX);
+        for (options, expected) in [
+            (BackoffOptions::linear(ms(100)), Duration::from_secs(1000)),
+            (BackoffOptions::exponential(ms(100)), saturated),
+            (BackoffOptions::exponential(ms(100)).factor(1.7), saturated),
+            (BackoffOptions::fibonacci(ms(100)), saturated),
+        ] {
+            let last = schedule(options.max(Duration::MAX), 10_000).pop();
+            assert_eq!(last, Some(expected));
+        }
+        let last = schedule(BackoffOptions::exponential(ms(1)).max(ms(500)), 10_000).pop();
+        assert_eq!(last, Some(ms(500)));
+    }
+
+    #[test]
+    fn custom_function_can_stop() {
+        let options = BackoffOptions::custom(|a| (a.retry() < 3).then_some(ms(7)));
+        assert_eq!(schedule(options, 10), [ms(7), ms(7)]);
+    }
+}

@@ -1,0 +1,284 @@
+//! The one error type callers match on.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::config::fmt_duration;
+
+/// Why a call failed: the operation's own error, a timeout, or cancellation, with the number of
+/// attempts made. Later strategies (breaker, bulkhead, budget…) add their rejections here.
+///
+/// `source()` is the operation's error, so error reporters that walk the chain (`anyhow`,
+/// `tracing`) show it.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use steadfast::{Error, Retry, Stop};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let retry = Retry::fixed(Duration::from_millis(10)).max_attempts(3).build().unwrap();
+/// match retry.run(|| async { Err::<(), _>("refused") }).await {
+///     Err(Error::Operation { source, attempts, stop, .. }) => {
+///         assert_eq!((source, attempts, stop), ("refused", 3, Stop::Exhausted));
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error<E> {
+    /// The operation failed and the policy stopped retrying: `source` is its last error.
+    #[non_exhaustive]
+    Operation {
+        /// The last attempt's error.
+        source: E,
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// Why retrying stopped.
+        stop: Stop,
+    },
+    /// The last attempt, or the whole call, ran out of time.
+    #[non_exhaustive]
+    Timeout {
+        /// Which timeout fired.
+        scope: TimeoutScope,
+        /// The timeout that fired.
+        after: Duration,
+        /// Attempts made, the timed-out one included.
+        attempts: u32,
+    },
+    /// The call was cancelled by its cancellation signal.
+    #[non_exhaustive]
+    Cancelled {
+        /// Attempts started before the cancellation.
+        attempts: u32,
+    },
+}
+
+/// Why the retry loop stopped on a failure.
+///
+/// # Example
+/// ```
+/// use steadfast::Stop;
+///
+/// assert_eq!(Stop::Exhausted.to_string(), "attempts exhausted");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stop {
+    /// The classifier said the failure is not worth retrying.
+    NonRetryable,
+    /// The classifier said to stop everything (e.g. a negative gRPC pushback).
+    Aborted,
+    /// `max_attempts` were made.
+    Exhausted,
+    /// The next retry would start at or after the overall deadline.
+    Deadline,
+    /// The server asked to wait longer than `max_server_delay` allows.
+    ServerDelayTooLong {
+        /// What the server asked for.
+        requested: Duration,
+        /// The most the policy waits for a server.
+        max: Duration,
+    },
+    /// A custom backoff function returned `None`.
+    BackoffEnded,
+}
+
+impl Stop {
+    /// Whether the policy's allowance ran out (as opposed to the classifier refusing).
+    pub const fn is_exhaustion(&self) -> bool {
+        !matches!(self, Stop::NonRetryable | Stop::Aborted)
+    }
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::NonRetryable => f.write_str("not retryable"),
+            Stop::Aborted => f.write_str("aborted"),
+            Stop::Exhausted => f.write_str("attempts exhausted"),
+            Stop::Deadline => f.write_str("the next retry would pass the deadline"),
+            Stop::ServerDelayTooLong { requested, max } => write!(
+                f,
+                "the server asked to wait {}, more than the {} allowed",
+                fmt_duration(*requested),
+                fmt_duration(*max)
+            ),
+            Stop::BackoffEnded => f.write_str("the backoff schedule ended"),
+        }
+    }
+}
+
+/// Which timeout fired.
+///
+/// # Example
+/// ```
+/// use steadfast::TimeoutScope;
+///
+/// assert_ne!(TimeoutScope::Attempt, TimeoutScope::Total);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutScope {
+    /// One attempt's timeout (`attempt_timeout`).
+    Attempt,
+    /// The whole call's deadline (`total_timeout`).
+    Total,
+}
+
+impl<E> Error<E> {
+    /// Attempts made, the first included.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Error::Operation { attempts, .. }
+            | Error::Timeout { attempts, .. }
+            | Error::Cancelled { attempts } => *attempts,
+        }
+    }
+
+    /// The operation's last error, when that is why the call failed.
+    pub fn operation_error(&self) -> Option<&E> {
+        match self {
+            Error::Operation { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Takes the operation's last error out, when that is why the call failed.
+    pub fn into_operation_error(self) -> Option<E> {
+        match self {
+            Error::Operation { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Why retrying stopped, when the operation's error is why the call failed.
+    pub fn stop(&self) -> Option<Stop> {
+        match self {
+            Error::Operation { stop, .. } => Some(*stop),
+            _ => None,
+        }
+    }
+
+    /// Whether a timeout (of either scope) ended the call.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// Maps the operation's error, keeping everything else.
+    pub fn map_err<F>(self, f: impl FnOnce(E) -> F) -> Error<F> {
+        match self {
+            Error::Operation {
+                source,
+                attempts,
+                stop,
+            } => Error::Operation {
+                source: f(source),
+                attempts,
+                stop,
+            },
+            Error::Timeout {
+                scope,
+                after,
+                attempts,
+            } => Error::Timeout {
+                scope,
+                after,
+                attempts,
+            },
+            Error::Cancelled { attempts } => Error::Cancelled { attempts },
+        }
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "attempt" } else { "attempts" }
+}
+
+impl<E> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Operation { attempts, stop, .. } => write!(
+                f,
+                "operation failed after {attempts} {} ({stop})",
+                plural(*attempts)
+            ),
+            Error::Timeout {
+                scope: TimeoutScope::Attempt,
+                after,
+                attempts,
+            } => write!(
+                f,
+                "attempt {attempts} timed out after {}",
+                fmt_duration(*after)
+            ),
+            Error::Timeout {
+                after, attempts, ..
+            } => write!(
+                f,
+                "call timed out after {} ({attempts} {})",
+                fmt_duration(*after),
+                plural(*attempts)
+            ),
+            Error::Cancelled { attempts } => {
+                write!(f, "call cancelled after {attempts} {}", plural(*attempts))
+            }
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Operation { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn messages_are_lowercase_without_trailing_punctuation() {
+        let op: Error<std::io::Error> = Error::Operation {
+            source: std::io::Error::other("refused"),
+            attempts: 3,
+            stop: Stop::Exhausted,
+        };
+        assert_eq!(
+            op.to_string(),
+            "operation failed after 3 attempts (attempts exhausted)"
+        );
+        assert_eq!(
+            op.source().map(|s| s.to_string()).as_deref(),
+            Some("refused")
+        );
+        let t: Error<()> = Error::Timeout {
+            scope: TimeoutScope::Total,
+            after: Duration::from_secs(30),
+            attempts: 1,
+        };
+        assert_eq!(t.to_string(), "call timed out after 30s (1 attempt)");
+        let t: Error<()> = Error::Timeout {
+            scope: TimeoutScope::Attempt,
+            after: Duration::from_millis(250),
+            attempts: 2,
+        };
+        assert_eq!(t.to_string(), "attempt 2 timed out after 250ms");
+        let s = Stop::ServerDelayTooLong {
+            requested: Duration::from_secs(3600),
+            max: Duration::from_secs(300),
+        };
+        assert_eq!(
+            s.to_string(),
+            "the server asked to wait 1h, more than the 5m allowed"
+        );
+    }
+}

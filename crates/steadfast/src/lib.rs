@@ -1,0 +1,98 @@
+//! Policy-driven resilience for Rust: retries, backoff, classification and timeouts under one
+//! engine, with one set of semantics for async and blocking code.
+//!
+//! Why one engine: services grow a dozen hand-rolled retry loops, each with its own idea of
+//! backoff, deadlines and which errors are worth another try. steadfast makes the policy data
+//! ([`RetryOptions`]), compiles it once ([`Retry`]) and runs every call through the same engine,
+//! so "how do we call this when it fails?" is decided in one place.
+//!
+//! # Quick start
+//! ```
+//! use std::time::Duration;
+//! use steadfast::{Jitter, Retry};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn fetch_balance() -> Result<u64, std::io::Error> { Ok(7) }
+//! // The one-line default: 3 attempts, exponential 100 ms → 10 s, full jitter.
+//! let balance = steadfast::run(|| fetch_balance()).await?;
+//!
+//! // A policy of your own, built once and shared.
+//! let retry = Retry::exponential(Duration::from_millis(200))
+//!     .max_attempts(5)
+//!     .jitter(Jitter::Equal)
+//!     .attempt_timeout(Duration::from_secs(2))
+//!     .total_timeout(Duration::from_secs(20))
+//!     .build()?;
+//! let balance = retry
+//!     .call(|| fetch_balance())
+//!     .classify(steadfast::classify::ByTrait) // io::Error knows which kinds are transient
+//!     .on_retry(|r| eprintln!("attempt {} failed; next in {:?}", r.attempt(), r.delay()))
+//!     .run()
+//!     .await?;
+//! # let _ = balance;
+//! # Ok(()) }
+//! ```
+//!
+//! # Modules
+//! - [`backoff`]: fixed, linear, exponential, fibonacci, decorrelated and custom schedules,
+//!   jitter modes, and the reusable [`Backoff`] for reconnect loops.
+//! - [`classify`]: success / retryable / non-retryable / abort, with built-ins for I/O, HTTP
+//!   (`Retry-After`) and gRPC (pushback).
+//! - [`retry`]: the policy, the async and blocking engines, hooks and loops.
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
+
+pub mod backoff;
+pub mod classify;
+mod config;
+mod error;
+pub mod retry;
+
+use std::future::Future;
+
+pub use backoff::{Backoff, BackoffOptions, Jitter};
+pub use classify::{Classifier, Classify, Outcome};
+pub use config::{ConfigError, FieldError};
+pub use error::{Error, Stop, TimeoutScope};
+pub use retry::{Retry, RetryOptions};
+
+/// Runs `op` under the default policy ([`Retry::DEFAULT`]: 3 attempts, exponential backoff
+/// from 100 ms to 10 s with full jitter), retrying every error.
+///
+/// # Example
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let mut tries = 0;
+/// let answer = steadfast::run(|| {
+///     tries += 1;
+///     let t = tries;
+///     async move { if t < 2 { Err("flaky") } else { Ok(42) } }
+/// })
+/// .await;
+/// assert_eq!(answer.unwrap(), 42);
+/// # }
+/// ```
+pub async fn run<F, Fut, T, E>(op: F) -> Result<T, Error<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    static DEFAULT: Retry = Retry::DEFAULT;
+    DEFAULT.run(op).await
+}
+
+/// The blocking mirror of [`run`].
+///
+/// # Example
+/// ```
+/// let answer = steadfast::run_blocking(|| Ok::<_, std::io::Error>(42));
+/// assert_eq!(answer.unwrap(), 42);
+/// ```
+pub fn run_blocking<F, T, E>(op: F) -> Result<T, Error<E>>
+where
+    F: FnMut() -> Result<T, E>,
+{
+    Retry::DEFAULT.run_blocking(op)
+}

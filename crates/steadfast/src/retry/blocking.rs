@@ -1,0 +1,52 @@
+//! The blocking engine: the async engine's mirror on the calling thread.
+//!
+//! A running operation cannot be interrupted here, so an attempt that overran its timeout (or
+//! the overall deadline) is judged when it returns: its result is dropped and it counts as
+//! timed out, exactly as if the async engine had cancelled it. Sleeps never cross the deadline.
+
+use super::hooks::{ExhaustedHook, RetryHook};
+use super::options::Retry;
+use super::state::{Run, Step};
+use crate::classify::Classifier;
+use crate::error::{Error, TimeoutScope};
+
+/// Runs `op` under `policy` on this thread; see [`execute`](super::engine::execute).
+pub(crate) fn execute<T, E, F, C, R, X, L>(
+    policy: &Retry,
+    mut op: F,
+    classifier: &C,
+    on_retry: &mut R,
+    on_exhausted: &mut X,
+    restart: L,
+) -> Result<T, Error<E>>
+where
+    F: FnMut() -> Result<T, E>,
+    C: Classifier<T, E>,
+    R: RetryHook<T, E>,
+    X: ExhaustedHook<T, E>,
+    L: Fn(&T) -> bool,
+{
+    let mut run = Run::start(policy, R::ACTIVE || X::ACTIVE);
+    loop {
+        let limit = run.begin_attempt();
+        let result = op();
+        let last = match limit {
+            Some((at, scope)) if tokio::time::Instant::now() >= at => {
+                if scope == TimeoutScope::Total {
+                    return Err(run.total_timeout());
+                }
+                None
+            }
+            _ => Some(result),
+        };
+        match run.settle(last, classifier, on_retry, on_exhausted, &restart) {
+            Step::Done(result) => return result,
+            Step::Sleep(delay) => {
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
+                }
+            }
+            Step::Again => {}
+        }
+    }
+}

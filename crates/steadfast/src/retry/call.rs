@@ -1,0 +1,400 @@
+use std::future::{Future, poll_fn};
+use std::ops::ControlFlow;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::Poll;
+
+use super::hooks::{
+    ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook,
+};
+use super::options::Retry;
+use super::{blocking, engine};
+use crate::classify::{AnyError, Classifier, Outcome, RetryIf};
+use crate::error::Error;
+
+/// One async call under a [`Retry`] policy, with its classifier and hooks; made by
+/// [`Retry::call`], finished by [`run`](Self::run).
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use steadfast::{classify, Retry};
+///
+/// # async fn connect() -> std::io::Result<()> { Err(std::io::ErrorKind::ConnectionRefused.into()) }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let retry = Retry::exponential(Duration::from_millis(50)).max_attempts(4).build().unwrap();
+/// let result = retry
+///     .call(|| connect())
+///     .classify(classify::ByTrait) // io::Error knows which kinds are transient
+///     .on_retry(|r| eprintln!("attempt {} failed, retrying in {:?}", r.attempt(), r.delay()))
+///     .run()
+///     .await;
+/// # let _ = result;
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use = "a call does nothing until `.run()` is awaited"]
+pub struct Call<'p, F, C = AnyError, R = NoHook, X = NoHook> {
+    policy: &'p Retry,
+    op: F,
+    classifier: C,
+    on_retry: R,
+    on_exhausted: X,
+}
+
+impl<'p, F, Fut, T, E, C, R, X> Call<'p, F, C, R, X>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    /// Uses this classifier (see [`classify`](crate::classify)).
+    pub fn classify<C2: Classifier<T, E>>(self, classifier: C2) -> Call<'p, F, C2, R, X> {
+        Call {
+            policy: self.policy,
+            op: self.op,
+            classifier,
+            on_retry: self.on_retry,
+            on_exhausted: self.on_exhausted,
+        }
+    }
+
+    /// Classifies errors with a closure (an `Ok` is a success).
+    pub fn classify_error<G: Fn(&E) -> Outcome>(self, classify: G) -> Call<'p, F, G, R, X> {
+        self.classify(classify)
+    }
+
+    /// Retries only the errors `predicate` accepts; others are returned at once.
+    pub fn retry_if<P: Fn(&E) -> bool>(self, predicate: P) -> Call<'p, F, RetryIf<P>, R, X> {
+        self.classify(RetryIf::new(predicate))
+    }
+
+    /// Runs `hook` before each retry (see [`OnRetry`]).
+    pub fn on_retry<H: FnMut(&OnRetry<'_, T, E>)>(
+        self,
+        hook: H,
+    ) -> Call<'p, F, C, OnRetryFn<H>, X> {
+        Call {
+            policy: self.policy,
+            op: self.op,
+            classifier: self.classifier,
+            on_retry: OnRetryFn(hook),
+            on_exhausted: self.on_exhausted,
+        }
+    }
+
+    /// Runs `hook` once when the policy's allowance runs out (see [`OnExhausted`]).
+    pub fn on_exhausted<H: FnMut(&mut OnExhausted<'_, T, E>)>(
+        self,
+        hook: H,
+    ) -> Call<'p, F, C, R, OnExhaustedFn<H>> {
+        Call {
+            policy: self.policy,
+            op: self.op,
+            classifier: self.classifier,
+            on_retry: self.on_retry,
+            on_exhausted: OnExhaustedFn(hook),
+        }
+    }
+
+    /// Runs the call. Dropping the returned future stops everything at once: the attempt in
+    /// flight is dropped and no further attempt starts.
+    pub async fn run(mut self) -> Result<T, Error<E>>
+    where
+        C: Classifier<T, E>,
+        R: RetryHook<T, E>,
+        X: ExhaustedHook<T, E>,
+    {
+        engine::execute(
+            self.policy,
+            self.op,
+            &self.classifier,
+            &mut self.on_retry,
+            &mut self.on_exhausted,
+            |_: &T| false,
+            None,
+        )
+        .await
+    }
+
+    /// Runs the call until `cancel` completes, then stops it and returns
+    /// [`Error::Cancelled`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::{Error, Jitter, Retry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let retry = Retry::fixed(Duration::from_secs(1)).jitter(Jitter::None).unbounded().build().unwrap();
+    /// let shutdown = tokio::time::sleep(Duration::from_millis(2500));
+    /// let err = retry.call(|| async { Err::<(), _>("down") }).run_until(shutdown).await;
+    /// assert!(matches!(err, Err(Error::Cancelled { attempts: 3, .. })));
+    /// # }
+    /// ```
+    pub async fn run_until<S: Future<Output = ()>>(mut self, cancel: S) -> Result<T, Error<E>>
+    where
+        C: Classifier<T, E>,
+        R: RetryHook<T, E>,
+        X: ExhaustedHook<T, E>,
+    {
+        let progress = AtomicU32::new(0);
+        let mut engine = pin!(engine::execute(
+            self.policy,
+            self.op,
+            &self.classifier,
+            &mut self.on_retry,
+            &mut self.on_exhausted,
+            |_: &T| false,
+            Some(&progress),
+        ));
+        let mut cancel = pin!(cancel);
+        poll_fn(|cx| {
+            if cancel.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Error::Cancelled {
+                    attempts: progress.load(Ordering::Relaxed),
+                }));
+            }
+            engine.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+impl<F, Fut, B, E, C, R, X> Call<'_, F, C, R, X>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<ControlFlow<B>, E>>,
+{
+    /// Runs a long-lived operation in a loop (a reconnect loop, a consumer): `Ok(Continue(()))`
+    /// is a success that resets the policy (attempts, deadline and backoff start over) and runs
+    /// the operation again at once; `Ok(Break(b))` ends the loop with `b`; errors are retried
+    /// by the policy, so `max_attempts` and `total_timeout` bound each outage, not the loop.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use std::time::Duration;
+    /// use steadfast::Retry;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let retry = Retry::exponential(Duration::from_millis(100)).max_attempts(3).build().unwrap();
+    /// let mut sessions = 0;
+    /// let outcome = retry
+    ///     .call(|| {
+    ///         sessions += 1;
+    ///         let n = sessions;
+    ///         async move {
+    ///             match n {
+    ///                 1 | 3 | 4 => Err("connection reset"), // two failures in a row at most
+    ///                 2 => Ok(ControlFlow::Continue(())),     // a session that ended cleanly
+    ///                 _ => Ok(ControlFlow::Break("shut down")),
+    ///             }
+    ///         }
+    ///     })
+    ///     .run_loop()
+    ///     .await;
+    /// assert_eq!((outcome.unwrap(), sessions), ("shut down", 5));
+    /// # }
+    /// ```
+    pub async fn run_loop(mut self) -> Result<B, Error<E>>
+    where
+        C: Classifier<ControlFlow<B>, E>,
+        R: RetryHook<ControlFlow<B>, E>,
+        X: ExhaustedHook<ControlFlow<B>, E>,
+    {
+        let flow = engine::execute(
+            self.policy,
+            self.op,
+            &self.classifier,
+            &mut self.on_retry,
+            &mut self.on_exhausted,
+            ControlFlow::is_continue,
+            None,
+        )
+        .await?;
+        Ok(break_value(flow))
+    }
+}
+
+/// One blocking call under a [`Retry`] policy; the mirror of [`Call`], made by
+/// [`Retry::call_blocking`].
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use steadfast::Retry;
+///
+/// let retry = Retry::fixed(Duration::from_millis(1)).max_attempts(3).build().unwrap();
+/// let mut tries = 0;
+/// let value = retry
+///     .call_blocking(|| {
+///         tries += 1;
+///         if tries < 3 { Err("busy") } else { Ok(tries) }
+///     })
+///     .retry_if(|e| *e == "busy")
+///     .run();
+/// assert_eq!(value.unwrap(), 3);
+/// ```
+#[derive(Debug)]
+#[must_use = "a call does nothing until `.run()`"]
+pub struct BlockingCall<'p, F, C = AnyError, R = NoHook, X = NoHook> {
+    policy: &'p Retry,
+    op: F,
+    classifier: C,
+    on_retry: R,
+    on_exhausted: X,
+}
+
+impl<'p, F, T, E, C, R, X> BlockingCall<'p, F, C, R, X>
+where
+    F: FnMut() -> Result<T, E>,
+{
+    /// Uses this classifier.
+    pub fn classify<C2: Classifier<T, E>>(self, classifier: C2) -> BlockingCall<'p, F, C2, R, X> {
+        BlockingCall {
+            policy: self.policy,
+            op: self.op,
+            classifier,
+            on_retry: self.on_retry,
+            on_exhausted: self.on_exhausted,
+        }
+    }
+
+    /// Classifies errors with a closure.
+    pub fn classify_error<G: Fn(&E) -> Outcome>(self, classify: G) -> BlockingCall<'p, F, G, R, X> {
+        self.classify(classify)
+    }
+
+    /// Retries only the errors `predicate` accepts.
+    pub fn retry_if<P: Fn(&E) -> bool>(
+        self,
+        predicate: P,
+    ) -> BlockingCall<'p, F, RetryIf<P>, R, X> {
+        self.classify(RetryIf::new(predicate))
+    }
+
+    /// Runs `hook` before each retry.
+    pub fn on_retry<H: FnMut(&OnRetry<'_, T, E>)>(
+        self,
+        hook: H,
+    ) -> BlockingCall<'p, F, C, OnRetryFn<H>, X> {
+        BlockingCall {
+            policy: self.policy,
+            op: self.op,
+            classifier: self.classifier,
+            on_retry: OnRetryFn(hook),
+            on_exhausted: self.on_exhausted,
+        }
+    }
+
+    /// Runs `hook` once when the policy's allowance runs out.
+    pub fn on_exhausted<H: FnMut(&mut OnExhausted<'_, T, E>)>(
+        self,
+        hook: H,
+    ) -> BlockingCall<'p, F, C, R, OnExhaustedFn<H>> {
+        BlockingCall {
+            policy: self.policy,
+            op: self.op,
+            classifier: self.classifier,
+            on_retry: self.on_retry,
+            on_exhausted: OnExhaustedFn(hook),
+        }
+    }
+
+    /// Runs the call on this thread.
+    pub fn run(mut self) -> Result<T, Error<E>>
+    where
+        C: Classifier<T, E>,
+        R: RetryHook<T, E>,
+        X: ExhaustedHook<T, E>,
+    {
+        blocking::execute(
+            self.policy,
+            self.op,
+            &self.classifier,
+            &mut self.on_retry,
+            &mut self.on_exhausted,
+            |_: &T| false,
+        )
+    }
+}
+
+impl<F, B, E, C, R, X> BlockingCall<'_, F, C, R, X>
+where
+    F: FnMut() -> Result<ControlFlow<B>, E>,
+{
+    /// The blocking mirror of [`Call::run_loop`].
+    pub fn run_loop(mut self) -> Result<B, Error<E>>
+    where
+        C: Classifier<ControlFlow<B>, E>,
+        R: RetryHook<ControlFlow<B>, E>,
+        X: ExhaustedHook<ControlFlow<B>, E>,
+    {
+        let flow = blocking::execute(
+            self.policy,
+            self.op,
+            &self.classifier,
+            &mut self.on_retry,
+            &mut self.on_exhausted,
+            ControlFlow::is_continue,
+        )?;
+        Ok(break_value(flow))
+    }
+}
+
+fn break_value<B>(flow: ControlFlow<B>) -> B {
+    match flow {
+        ControlFlow::Break(b) => b,
+        // The engine only returns an `Ok` it did not restart on, which is a `Break`.
+        ControlFlow::Continue(()) => unreachable!("a loop returns only on Break"),
+    }
+}
+
+impl Retry {
+    /// Starts an async call of `op`, to give a classifier and hooks before `.run()`.
+    pub fn call<F, Fut, T, E>(&self, op: F) -> Call<'_, F>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        Call {
+            policy: self,
+            op,
+            classifier: AnyError,
+            on_retry: NoHook,
+            on_exhausted: NoHook,
+        }
+    }
+
+    /// Runs `op` until it succeeds or the policy stops, retrying every error.
+    pub async fn run<F, Fut, T, E>(&self, op: F) -> Result<T, Error<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.call(op).run().await
+    }
+
+    /// Starts a blocking call of `op`.
+    pub fn call_blocking<F, T, E>(&self, op: F) -> BlockingCall<'_, F>
+    where
+        F: FnMut() -> Result<T, E>,
+    {
+        BlockingCall {
+            policy: self,
+            op,
+            classifier: AnyError,
+            on_retry: NoHook,
+            on_exhausted: NoHook,
+        }
+    }
+
+    /// Runs `op` on this thread until it succeeds or the policy stops, retrying every error.
+    pub fn run_blocking<F, T, E>(&self, op: F) -> Result<T, Error<E>>
+    where
+        F: FnMut() -> Result<T, E>,
+    {
+        self.call_blocking(op).run()
+    }
+}

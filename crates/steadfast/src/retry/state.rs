@@ -1,0 +1,232 @@
+//! The decisions shared by the async and blocking engines: when an attempt must end, whether
+//! and how long to wait before the next, and what the call returns.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::hooks::{ExhaustedHook, OnExhausted, OnRetry, RetryHook};
+use super::options::Retry;
+use crate::backoff::Backoff;
+use crate::classify::Classifier;
+use crate::classify::Outcome;
+use crate::error::{Error, Stop, TimeoutScope};
+
+/// What an engine does after an attempt.
+pub(crate) enum Step<T, E> {
+    /// Return this.
+    Done(Result<T, Error<E>>),
+    /// Sleep this long, then attempt again.
+    Sleep(Duration),
+    /// Attempt again now (a loop's success).
+    Again,
+}
+
+/// What to do after a failed attempt.
+pub(crate) enum Next {
+    Retry(Duration),
+    Stop(Stop),
+}
+
+/// One call in progress.
+pub(crate) struct Run<'p> {
+    policy: &'p Retry,
+    started: Option<Instant>,
+    deadline: Option<Instant>,
+    pub(crate) attempts: u32,
+    backoff: Option<Backoff>,
+}
+
+impl<'p> Run<'p> {
+    /// Starts a call; reads the clock only when a deadline or a hook needs it.
+    #[inline]
+    pub(crate) fn start(policy: &'p Retry, needs_clock: bool) -> Self {
+        let started = (needs_clock || policy.total_timeout.is_some()).then(Instant::now);
+        Run {
+            policy,
+            started,
+            deadline: started.zip(policy.total_timeout).map(|(s, t)| s + t),
+            attempts: 0,
+            backoff: None,
+        }
+    }
+
+    /// Starts over after a success in a loop: new deadline, fresh schedule, attempts from 0.
+    fn restart(&mut self) {
+        let needs_clock = self.started.is_some();
+        *self = Run::start(self.policy, needs_clock);
+    }
+
+    /// Counts a new attempt and returns the instant it must end by, if any, and which
+    /// timeout that instant belongs to.
+    #[inline]
+    pub(crate) fn begin_attempt(&mut self) -> Option<(Instant, TimeoutScope)> {
+        self.attempts += 1;
+        let own = self.policy.attempt_timeout.map(|t| Instant::now() + t);
+        match (own, self.deadline) {
+            (Some(a), Some(d)) if a < d => Some((a, TimeoutScope::Attempt)),
+            (_, Some(d)) => Some((d, TimeoutScope::Total)),
+            (Some(a), None) => Some((a, TimeoutScope::Attempt)),
+            (None, None) => None,
+        }
+    }
+
+    /// The outcome of an attempt that ran out of its own time.
+    fn timeout_outcome(&self) -> Outcome {
+        if self.policy.retry_on_timeout {
+            Outcome::RETRYABLE
+        } else {
+            Outcome::NonRetryable
+        }
+    }
+
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.started.map_or(Duration::ZERO, |s| s.elapsed())
+    }
+
+    /// Decides what follows a failed attempt.
+    fn after_failure(&mut self, outcome: &Outcome) -> Next {
+        let after = match *outcome {
+            Outcome::Retryable { after } => after,
+            Outcome::Abort => return Next::Stop(Stop::Aborted),
+            Outcome::Success | Outcome::NonRetryable => return Next::Stop(Stop::NonRetryable),
+        };
+        if self.policy.max_attempts.is_some_and(|m| self.attempts >= m) {
+            return Next::Stop(Stop::Exhausted);
+        }
+        let delay = match after {
+            Some(requested) if requested > self.policy.max_server_delay => {
+                return Next::Stop(Stop::ServerDelayTooLong {
+                    requested,
+                    max: self.policy.max_server_delay,
+                });
+            }
+            Some(requested) => {
+                // A server delay is honoured exactly, and restarts the computed schedule
+                // (gRPC A6: after pushback the delay resets to the initial backoff).
+                if let Some(b) = &mut self.backoff {
+                    b.reset();
+                }
+                requested
+            }
+            None => {
+                let policy = self.policy;
+                let backoff = self.backoff.get_or_insert_with(|| {
+                    let rng = policy
+                        .seed
+                        .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+                    Backoff::from_valid(policy.backoff.clone(), rng)
+                });
+                match backoff.next_after(Some(outcome)) {
+                    Some(d) => d,
+                    None => return Next::Stop(Stop::BackoffEnded),
+                }
+            }
+        };
+        if let Some(deadline) = self.deadline
+            && Instant::now() + delay >= deadline
+        {
+            return Next::Stop(Stop::Deadline);
+        }
+        Next::Retry(delay)
+    }
+
+    /// Settles one attempt (`last` is `None` when it ran out of its own time): classifies it,
+    /// runs the hooks and says what the engine does next. Both engines call this, so async and
+    /// blocking calls follow one set of rules.
+    #[inline]
+    pub(crate) fn settle<T, E, C, R, X, L>(
+        &mut self,
+        last: Option<Result<T, E>>,
+        classifier: &C,
+        on_retry: &mut R,
+        on_exhausted: &mut X,
+        restart: &L,
+    ) -> Step<T, E>
+    where
+        C: Classifier<T, E>,
+        R: RetryHook<T, E>,
+        X: ExhaustedHook<T, E>,
+        L: Fn(&T) -> bool,
+    {
+        let outcome = match &last {
+            Some(result) => classifier.classify(result),
+            None => self.timeout_outcome(),
+        };
+        if outcome.is_success() {
+            if let Some(Ok(value)) = &last
+                && restart(value)
+            {
+                self.restart();
+                return Step::Again;
+            }
+            return Step::Done(self.finish(on_exhausted, last, Stop::NonRetryable));
+        }
+        match self.after_failure(&outcome) {
+            Next::Retry(delay) => {
+                self.notify_retry(on_retry, last.as_ref(), outcome, delay);
+                Step::Sleep(delay)
+            }
+            Next::Stop(stop) => Step::Done(self.finish(on_exhausted, last, stop)),
+        }
+    }
+
+    /// Tells the retry hook about the coming retry.
+    fn notify_retry<T, E, R: RetryHook<T, E>>(
+        &self,
+        hook: &mut R,
+        last: Option<&Result<T, E>>,
+        outcome: Outcome,
+        delay: Duration,
+    ) {
+        if R::ACTIVE {
+            hook.on_retry(&OnRetry {
+                attempt: self.attempts,
+                last,
+                outcome,
+                delay,
+                elapsed: self.elapsed(),
+            });
+        }
+    }
+
+    /// What the call returns once retrying stopped on a failure (`last` is `None` when the
+    /// last attempt timed out).
+    fn finish<T, E, X: ExhaustedHook<T, E>>(
+        &self,
+        hook: &mut X,
+        mut last: Option<Result<T, E>>,
+        stop: Stop,
+    ) -> Result<T, Error<E>> {
+        if X::ACTIVE && stop.is_exhaustion() {
+            hook.on_exhausted(&mut OnExhausted {
+                attempts: self.attempts,
+                last: last.as_mut(),
+                stop,
+                elapsed: self.elapsed(),
+            });
+        }
+        match last {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(source)) => Err(Error::Operation {
+                source,
+                attempts: self.attempts,
+                stop,
+            }),
+            None => Err(Error::Timeout {
+                scope: TimeoutScope::Attempt,
+                after: self.policy.attempt_timeout.unwrap_or_default(),
+                attempts: self.attempts,
+            }),
+        }
+    }
+
+    /// The error for a call whose overall deadline passed during an attempt.
+    pub(crate) fn total_timeout<E>(&self) -> Error<E> {
+        Error::Timeout {
+            scope: TimeoutScope::Total,
+            after: self.policy.total_timeout.unwrap_or_default(),
+            attempts: self.attempts,
+        }
+    }
+}
