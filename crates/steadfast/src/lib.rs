@@ -40,6 +40,7 @@
 //! - [`classify`]: success / retryable / non-retryable / abort, with built-ins for I/O, HTTP
 //!   (`Retry-After`) and gRPC (pushback).
 //! - [`retry`]: the policy, the async and blocking engines, hooks and loops.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 

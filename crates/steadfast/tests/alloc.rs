@@ -1,0 +1,87 @@
+//! Success on the first try allocates nothing on the heap (a counting global allocator).
+
+// A global allocator is an `unsafe impl` by definition; this one only counts and forwards.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use steadfast::{Retry, classify};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwards the caller's layout to the system allocator unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` with this layout in `alloc` above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> usize {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+async fn ok() -> Result<u64, std::io::Error> {
+    Ok(7)
+}
+
+#[test]
+fn first_try_success_allocates_nothing() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let default = Retry::default();
+    let tuned = Retry::exponential(Duration::from_millis(100))
+        .max_attempts(5)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Warm up whatever the runtime initialises lazily.
+        let _ = default.run(ok).await;
+        for (name, retry) in [("default", &default), ("tuned", &tuned)] {
+            let before = allocations();
+            for _ in 0..1000 {
+                assert_eq!(retry.run(ok).await.unwrap(), 7);
+            }
+            assert_eq!(allocations() - before, 0, "{name}: run");
+            let before = allocations();
+            for _ in 0..1000 {
+                let v = retry
+                    .call(ok)
+                    .classify(classify::ByTrait)
+                    .on_retry(|_| {})
+                    .on_exhausted(|_| {})
+                    .run()
+                    .await;
+                assert_eq!(v.unwrap(), 7);
+            }
+            assert_eq!(
+                allocations() - before,
+                0,
+                "{name}: call with classifier and hooks"
+            );
+        }
+        let before = allocations();
+        for _ in 0..1000 {
+            assert_eq!(steadfast::run(ok).await.unwrap(), 7);
+        }
+        assert_eq!(allocations() - before, 0, "steadfast::run");
+    });
+    let before = allocations();
+    for _ in 0..1000 {
+        assert_eq!(default.run_blocking(|| Ok::<_, ()>(7)).unwrap(), 7);
+    }
+    assert_eq!(allocations() - before, 0, "run_blocking");
+}
