@@ -75,13 +75,14 @@ pub use retry::{Retry, RetryOptions};
 /// assert_eq!(answer.unwrap(), 42);
 /// # }
 /// ```
-pub async fn run<F, Fut, T, E>(op: F) -> Result<T, Error<E>>
+#[inline]
+pub fn run<F, Fut, T, E>(op: F) -> impl Future<Output = Result<T, Error<E>>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     static DEFAULT: Retry = Retry::DEFAULT;
-    DEFAULT.run(op).await
+    DEFAULT.run(op)
 }
 
 /// The blocking mirror of [`run`].

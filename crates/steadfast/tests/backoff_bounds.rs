@@ -49,7 +49,8 @@ proptest! {
 
     #[test]
     fn unjittered_sequences_are_monotonic_and_capped(
-        k in 0u8..4, base_ms in 1u64..1000, extra_ms in 0u64..100_000, factor in 1.01f64..4.0,
+        // Factors ≥ 1.5 reach any cap below 100 s from 1 ms within the 300 steps looked at.
+        k in 0u8..4, base_ms in 1u64..1000, extra_ms in 0u64..100_000, factor in 1.5f64..4.0,
     ) {
         let base = Duration::from_millis(base_ms);
         let max = Duration::from_millis(base_ms + extra_ms);

@@ -54,6 +54,12 @@ fn each_bad_field_is_named() {
 }
 
 #[test]
+fn only_immediate_retries_may_have_a_zero_base() {
+    assert!(Retry::immediate().build().is_ok());
+    assert!(Retry::fixed(Duration::ZERO).build().is_err());
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let all = errors(
         Retry::exponential(Duration::ZERO)

@@ -35,6 +35,7 @@ async fn gaps(options: BackoffOptions, attempts: u32, seed: u64) -> Vec<Duration
 async fn unjittered_schedules_are_exact() {
     let base = ms(100);
     let cases = [
+        (BackoffOptions::immediate(), vec![0, 0, 0, 0, 0]),
         (BackoffOptions::fixed(base), vec![100, 100, 100, 100, 100]),
         (BackoffOptions::linear(base), vec![100, 200, 300, 400, 500]),
         (

@@ -1,1 +1,194 @@
-fn main() {}
+//! steadfast against its peers, interleaved in one process under one runtime.
+//!
+//! Run with `cargo run -p steadfast-bench --release --bin compare` (`-- --quick` for a short
+//! run, `-- --scenario NAME` for one scenario). Prints a markdown table per scenario (median ns per call over interleaved rounds, heap
+//! allocations per call, ratio to steadfast) and writes `target/bench-report.json`.
+
+// Counting allocations needs a global allocator, which is an `unsafe impl` by definition;
+// this one only counts and forwards to the system allocator.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use steadfast_bench::{SCENARIOS, Scenario, runners, runtime};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwards the caller's layout to the system allocator unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `ptr` came from `System.alloc` with this layout; the caller upholds the rest.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+struct Row {
+    scenario: &'static str,
+    name: &'static str,
+    ns_per_call: f64,
+    allocs_per_call: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// How many calls make a round of about `target` for this runner (at most `max`): some peers
+/// sleep on a zero delay, which waits for the timer's next millisecond tick, so per-call costs
+/// differ by 10 000×.
+fn calibrate(
+    run: &mut dyn FnMut(&tokio::runtime::Runtime, u64) -> std::time::Duration,
+    rt: &tokio::runtime::Runtime,
+    target: std::time::Duration,
+    max: u64,
+) -> u64 {
+    let probe = 10;
+    let per_call = run(rt, probe).as_nanos().max(1) as u64 / probe;
+    (target.as_nanos() as u64 / per_call.max(1)).clamp(probe, max)
+}
+
+fn measure(scenario: Scenario, rounds: usize, target: std::time::Duration) -> Vec<Row> {
+    let rt = runtime();
+    let mut runners = runners(&rt, scenario);
+    let iters: Vec<u64> = runners
+        .iter_mut()
+        .map(|r| {
+            // Warm up (lazy statics, the runtime's timer, caches), then size the rounds.
+            calibrate(&mut r.run, &rt, target / 10, scenario.iters());
+            calibrate(&mut r.run, &rt, target, scenario.iters())
+        })
+        .collect();
+    // Allocations: one dedicated round each.
+    let allocs: Vec<f64> = runners
+        .iter_mut()
+        .zip(&iters)
+        .map(|(r, &n)| {
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            (r.run)(&rt, n);
+            (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64
+        })
+        .collect();
+    // Time: interleaved rounds, starting each round at a different implementation.
+    let n = runners.len();
+    let mut samples = vec![Vec::with_capacity(rounds); n];
+    for round in 0..rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let elapsed = (runners[i].run)(&rt, iters[i]);
+            samples[i].push(elapsed.as_nanos() as f64 / iters[i] as f64);
+        }
+    }
+    runners
+        .iter()
+        .zip(samples)
+        .zip(allocs)
+        .map(|((r, s), a)| Row {
+            scenario: scenario.name(),
+            name: r.name,
+            ns_per_call: median(s),
+            allocs_per_call: a,
+        })
+        .collect()
+}
+
+fn report_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("bench-report.json")
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--scenario")
+        .and_then(|i| args.get(i + 1).cloned());
+    let (rounds, target) = if quick {
+        (5, std::time::Duration::from_millis(5))
+    } else {
+        (31, std::time::Duration::from_millis(20))
+    };
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; run with --release for numbers worth reading");
+    }
+    let mut all = Vec::new();
+    for scenario in SCENARIOS {
+        if only.as_deref().is_some_and(|o| o != scenario.name()) {
+            continue;
+        }
+        let rows = measure(scenario, rounds, target);
+        let base = rows
+            .iter()
+            .find(|r| r.name == "steadfast")
+            .map_or(f64::NAN, |r| r.ns_per_call);
+        println!(
+            "\n### {} ({rounds} interleaved rounds, median)\n",
+            scenario.name()
+        );
+        println!("| impl | ns/call | allocs/call | × steadfast |");
+        println!("|---|---:|---:|---:|");
+        for r in &rows {
+            println!(
+                "| {} | {:.1} | {:.2} | {:.2} |",
+                r.name,
+                r.ns_per_call,
+                r.allocs_per_call,
+                r.ns_per_call / base
+            );
+        }
+        let fastest_peer = rows
+            .iter()
+            .filter(|r| r.name != "steadfast")
+            .min_by(|a, b| a.ns_per_call.total_cmp(&b.ns_per_call));
+        if let Some(p) = fastest_peer {
+            println!(
+                "\nsteadfast / fastest peer ({}): {:.2}×",
+                p.name,
+                base / p.ns_per_call
+            );
+        }
+        all.extend(rows);
+    }
+    let json: Vec<_> = all
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "scenario": r.scenario,
+                "impl": r.name,
+                "ns_per_call": (r.ns_per_call * 10.0).round() / 10.0,
+                "allocs_per_call": (r.allocs_per_call * 100.0).round() / 100.0,
+            })
+        })
+        .collect();
+    let path = report_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
+    println!("\nwrote {}", path.display());
+    Ok(())
+}

@@ -10,6 +10,7 @@
 //!
 //! | kind | delay | base 100 ms, max 10 s: n = 1, 2, 3, 4, 5 |
 //! |---|---|---|
+//! | immediate | `0` (base ignored) | 0, 0, 0, 0, 0 |
 //! | fixed | `base` | 100, 100, 100, 100, 100 ms |
 //! | linear | `base × n` | 100, 200, 300, 400, 500 ms |
 //! | exponential | `base × factor^(n−1)` | 100, 200, 400, 800, 1600 ms (factor 2) |

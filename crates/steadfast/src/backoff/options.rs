@@ -28,6 +28,9 @@ pub const DEFAULT_JITTER: Jitter = Jitter::Full;
 #[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub enum BackoffKind {
+    /// No wait at all between attempts (`base` is ignored): for retries that must follow at
+    /// once, like a transparent retry of a request the server never saw.
+    Immediate,
     /// The same delay every time: `base`.
     Fixed,
     /// `base × n` for the n-th retry.
@@ -49,6 +52,7 @@ pub enum BackoffKind {
 impl fmt::Debug for BackoffKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            BackoffKind::Immediate => f.write_str("Immediate"),
             BackoffKind::Fixed => f.write_str("Fixed"),
             BackoffKind::Linear => f.write_str("Linear"),
             BackoffKind::Exponential { factor } => write!(f, "Exponential {{ factor: {factor} }}"),
@@ -215,6 +219,11 @@ impl BackoffOptions {
         }
     }
 
+    /// No wait between attempts.
+    pub const fn immediate() -> Self {
+        Self::with_kind(BackoffKind::Immediate, Duration::ZERO, Jitter::None)
+    }
+
     /// `base` every time.
     pub const fn fixed(base: Duration) -> Self {
         Self::with_kind(BackoffKind::Fixed, base, DEFAULT_JITTER)
@@ -288,14 +297,14 @@ impl BackoffOptions {
     }
 
     pub(crate) fn check(&self, problems: &mut Problems<'_>) {
-        let custom = matches!(self.kind, BackoffKind::Custom(_));
-        if !custom && self.base.is_zero() {
+        let computed = !matches!(self.kind, BackoffKind::Custom(_) | BackoffKind::Immediate);
+        if computed && self.base.is_zero() {
             problems.push(
                 "base",
                 format!("must be > 0, got {}", fmt_duration(self.base)),
             );
         }
-        if self.max < self.base && !custom {
+        if self.max < self.base && computed {
             problems.push(
                 "max",
                 format!(

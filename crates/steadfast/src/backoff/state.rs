@@ -124,6 +124,7 @@ fn compute(
     let base = nanos(options.base);
     let n = u64::from(args.retry.max(1));
     let raw = match &options.kind {
+        BackoffKind::Immediate => return Some(Duration::ZERO),
         BackoffKind::Fixed => base,
         BackoffKind::Linear => base.saturating_mul(n),
         BackoffKind::Exponential { factor } => exponential(base, *factor, n - 1, max),

@@ -105,6 +105,20 @@ where
         R: RetryHook<T, E>,
         X: ExhaustedHook<T, E>,
     {
+        let mut first = None;
+        if !R::ACTIVE && !X::ACTIVE && engine::fast_path(self.policy) {
+            let result = (self.op)().await;
+            match self.classifier.classify(&result) {
+                Outcome::Success => {
+                    return result.map_err(|source| Error::Operation {
+                        source,
+                        attempts: 1,
+                        stop: crate::error::Stop::NonRetryable,
+                    });
+                }
+                _ => first = Some(result),
+            }
+        }
         engine::execute(
             self.policy,
             self.op,
@@ -113,6 +127,7 @@ where
             &mut self.on_exhausted,
             |_: &T| false,
             None,
+            first,
         )
         .await
     }
@@ -147,6 +162,7 @@ where
             &mut self.on_exhausted,
             |_: &T| false,
             Some(&progress),
+            None,
         ));
         let mut cancel = pin!(cancel);
         poll_fn(|cx| {
@@ -210,6 +226,7 @@ where
             &mut self.on_retry,
             &mut self.on_exhausted,
             ControlFlow::is_continue,
+            None,
             None,
         )
         .await?;
@@ -368,12 +385,15 @@ impl Retry {
     }
 
     /// Runs `op` until it succeeds or the policy stops, retrying every error.
-    pub async fn run<F, Fut, T, E>(&self, op: F) -> Result<T, Error<E>>
+    ///
+    /// The same as `self.call(op).run()`; see [`Call::run`].
+    #[inline]
+    pub fn run<F, Fut, T, E>(&self, op: F) -> impl Future<Output = Result<T, Error<E>>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.call(op).run().await
+        self.call(op).run()
     }
 
     /// Starts a blocking call of `op`.

@@ -22,6 +22,7 @@ pub(crate) async fn execute<T, E, F, Fut, C, R, X, L>(
     on_exhausted: &mut X,
     restart: L,
     progress: Option<&AtomicU32>,
+    mut first: Option<Result<T, E>>,
 ) -> Result<T, Error<E>>
 where
     F: FnMut() -> Fut,
@@ -33,6 +34,16 @@ where
 {
     let mut run = Run::start(policy, R::ACTIVE || X::ACTIVE);
     loop {
+        if let Some(result) = first.take() {
+            // The first attempt already ran on the fast path (see `first_attempt`).
+            run.attempts = 1;
+            match run.settle(Some(result), classifier, on_retry, on_exhausted, &restart) {
+                Step::Done(result) => return result,
+                Step::Sleep(delay) => sleep(delay).await,
+                Step::Again => {}
+            }
+            continue;
+        }
         let limit = run.begin_attempt();
         if let Some(p) = progress {
             p.store(run.attempts, Ordering::Relaxed);
@@ -47,12 +58,21 @@ where
         };
         match run.settle(last, classifier, on_retry, on_exhausted, &restart) {
             Step::Done(result) => return result,
-            Step::Sleep(delay) => {
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-            }
+            Step::Sleep(delay) => sleep(delay).await,
             Step::Again => {}
         }
     }
+}
+
+async fn sleep(delay: std::time::Duration) {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Whether the first attempt may run outside the engine: no timeout bounds it and no hook
+/// needs the start instant. Then a first-try success never builds the engine's state.
+#[inline]
+pub(crate) fn fast_path(policy: &Retry) -> bool {
+    policy.attempt_timeout.is_none() && policy.total_timeout.is_none()
 }

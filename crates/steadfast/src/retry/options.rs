@@ -283,6 +283,20 @@ impl Retry {
         RetryOptions::default()
     }
 
+    /// No wait between attempts (a zero `base` is a configuration error for every other kind).
+    ///
+    /// ```
+    /// use steadfast::Retry;
+    ///
+    /// let retry = Retry::immediate().max_attempts(2).build()?;
+    /// let err = retry.run_blocking(|| Err::<(), _>("busy")).unwrap_err();
+    /// assert_eq!(err.attempts(), 2);
+    /// # Ok::<(), steadfast::ConfigError>(())
+    /// ```
+    pub fn immediate() -> RetryOptions {
+        RetryOptions::from_backoff(BackoffOptions::immediate())
+    }
+
     /// Fixed delay: `delay` before every retry.
     pub fn fixed(delay: Duration) -> RetryOptions {
         RetryOptions::from_backoff(BackoffOptions::fixed(delay))
