@@ -55,8 +55,11 @@ pub struct Runner {
     /// The implementation's name (`steadfast`, `backon`, …).
     pub name: &'static str,
     /// Runs `iters` calls and returns how long they took.
-    pub run: Box<dyn FnMut(&Runtime, u64) -> Duration>,
+    pub run: Box<RunFn>,
 }
+
+/// Runs `iters` calls on a runtime and returns how long they took.
+pub type RunFn = dyn FnMut(&Runtime, u64) -> Duration;
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,8 +208,8 @@ fn call_runners(scenario: Scenario) -> Vec<Runner> {
                 _ => None,
             }
         }
-        fn clone_request(&mut self, req: &()) -> Option<()> {
-            Some(*req)
+        fn clone_request(&mut self, _: &()) -> Option<()> {
+            Some(())
         }
     }
     out.push(call_runner!(
