@@ -42,6 +42,7 @@
 //! - [`retry`]: the policy, the async and blocking engines, hooks and loops.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 pub mod backoff;
