@@ -40,6 +40,36 @@ async fn the_deadline_stops_retries_that_would_cross_it() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_sleep_rounded_up_to_the_deadline_starts_no_attempt() {
+    // 0 + 2.5 ms is before the 3 ms deadline, but tokio's timer wakes on whole milliseconds:
+    // at 3 ms, the deadline itself. No attempt may start then.
+    let retry = Retry::fixed(Duration::from_micros(2500))
+        .jitter(Jitter::None)
+        .unbounded()
+        .total_timeout(ms(3))
+        .build()
+        .unwrap();
+    let rec = Attempts::new();
+    let err = retry
+        .run(|| {
+            rec.record();
+            async { Err::<(), _>("down") }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(rec.count(), 1);
+    assert!(matches!(
+        err,
+        Error::Operation {
+            attempts: 1,
+            stop: Stop::Deadline,
+            source: "down",
+            ..
+        }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_deadline_cuts_an_attempt_in_flight() {
     let retry = Retry::fixed(ms(100))
         .jitter(Jitter::None)

@@ -41,9 +41,12 @@ where
         };
         match run.settle(last, classifier, on_retry, on_exhausted, &restart) {
             Step::Done(result) => return result,
-            Step::Sleep(delay) => {
+            Step::Sleep(delay, last) => {
                 if !delay.is_zero() {
                     std::thread::sleep(delay);
+                }
+                if let Some(result) = run.woke(on_exhausted, last) {
+                    return result;
                 }
             }
             Step::Again => {}

@@ -39,7 +39,12 @@ where
             run.attempts = 1;
             match run.settle(Some(result), classifier, on_retry, on_exhausted, &restart) {
                 Step::Done(result) => return result,
-                Step::Sleep(delay) => sleep(delay).await,
+                Step::Sleep(delay, last) => {
+                    sleep(delay).await;
+                    if let Some(result) = run.woke(on_exhausted, last) {
+                        return result;
+                    }
+                }
                 Step::Again => {}
             }
             continue;
@@ -58,7 +63,12 @@ where
         };
         match run.settle(last, classifier, on_retry, on_exhausted, &restart) {
             Step::Done(result) => return result,
-            Step::Sleep(delay) => sleep(delay).await,
+            Step::Sleep(delay, last) => {
+                sleep(delay).await;
+                if let Some(result) = run.woke(on_exhausted, last) {
+                    return result;
+                }
+            }
             Step::Again => {}
         }
     }

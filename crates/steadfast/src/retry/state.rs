@@ -16,8 +16,9 @@ use crate::error::{Error, Stop, TimeoutScope};
 pub(crate) enum Step<T, E> {
     /// Return this.
     Done(Result<T, Error<E>>),
-    /// Sleep this long, then attempt again.
-    Sleep(Duration),
+    /// Sleep this long, then (see [`Run::woke`]) attempt again. The last result is kept
+    /// through the sleep, to be returned if the deadline passes meanwhile.
+    Sleep(Duration, Option<Result<T, E>>),
     /// Attempt again now (a loop's success).
     Again,
 }
@@ -96,10 +97,7 @@ impl<'p> Run<'p> {
         }
         let delay = match after {
             Some(requested) if requested > self.policy.max_server_delay => {
-                return Next::Stop(Stop::ServerDelayTooLong {
-                    requested,
-                    max: self.policy.max_server_delay,
-                });
+                return Next::Stop(Stop::ServerDelayTooLong { requested });
             }
             Some(requested) => {
                 // A server delay is honoured exactly, and restarts the computed schedule
@@ -165,9 +163,25 @@ impl<'p> Run<'p> {
         match self.after_failure(&outcome) {
             Next::Retry(delay) => {
                 self.notify_retry(on_retry, last.as_ref(), outcome, delay);
-                Step::Sleep(delay)
+                Step::Sleep(delay, last)
             }
             Next::Stop(stop) => Step::Done(self.finish(on_exhausted, last, stop)),
+        }
+    }
+
+    /// After a sleep: the call's result if the deadline passed meanwhile, else `None` (attempt
+    /// again). Timers fire on whole milliseconds (and threads wake late), so a sleep that was
+    /// meant to end before the deadline can end at or after it; no attempt starts then.
+    pub(crate) fn woke<T, E, X: ExhaustedHook<T, E>>(
+        &self,
+        on_exhausted: &mut X,
+        last: Option<Result<T, E>>,
+    ) -> Option<Result<T, Error<E>>> {
+        match self.deadline {
+            Some(deadline) if Instant::now() >= deadline => {
+                Some(self.finish(on_exhausted, last, Stop::Deadline))
+            }
+            _ => None,
         }
     }
 
