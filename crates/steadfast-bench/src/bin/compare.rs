@@ -1,7 +1,8 @@
 //! steadfast against its peers, interleaved in one process under one runtime.
 //!
 //! Run with `cargo run -p steadfast-bench --release --bin compare` (`-- --quick` for a short
-//! run, `-- --scenario NAME` for one scenario). Prints a markdown table per scenario (median ns per call over interleaved rounds, heap
+//! run, `-- --scenario NAME` for one scenario). Each scenario runs in five child processes of
+//! interleaved rounds; prints a markdown table per scenario (median ns per call, heap
 //! allocations per call, ratio to steadfast) and writes `target/bench-report.json`.
 
 // Counting allocations needs a global allocator, which is an `unsafe impl` by definition;
@@ -120,33 +121,104 @@ fn report_path() -> PathBuf {
     target.join("bench-report.json")
 }
 
+/// A child run: measures one scenario and prints one JSON row per implementation.
+fn child(scenario: Scenario, rounds: usize, target: std::time::Duration) {
+    for r in measure(scenario, rounds, target) {
+        println!(
+            "{}",
+            serde_json::json!({"impl": r.name, "ns": r.ns_per_call, "allocs": r.allocs_per_call})
+        );
+    }
+}
+
+/// Runs `processes` children for `scenario` and takes, per implementation, the median of
+/// their medians: where code and stack land in memory moves a 6 ns call by ±30 %, and each
+/// process lands differently.
+fn across_processes(
+    scenario: Scenario,
+    processes: usize,
+    quick: bool,
+) -> Result<Vec<Row>, Box<dyn std::error::Error>> {
+    let exe = std::env::current_exe()?;
+    let mut names: Vec<&'static str> = Vec::new();
+    let mut ns: Vec<Vec<f64>> = Vec::new();
+    let mut allocs: Vec<f64> = Vec::new();
+    for _ in 0..processes {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["--child", scenario.name()]);
+        if quick {
+            cmd.arg("--quick");
+        }
+        let out = cmd.output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "child for {} failed: {}",
+                scenario.name(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        for (i, line) in String::from_utf8(out.stdout)?.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            if names.len() <= i {
+                let name = v["impl"].as_str().unwrap_or("?").to_owned();
+                names.push(Box::leak(name.into_boxed_str()));
+                ns.push(Vec::new());
+                allocs.push(v["allocs"].as_f64().unwrap_or(f64::NAN));
+            }
+            ns[i].push(v["ns"].as_f64().unwrap_or(f64::NAN));
+        }
+    }
+    Ok(names
+        .into_iter()
+        .zip(ns)
+        .zip(allocs)
+        .map(|((name, ns), allocs)| Row {
+            scenario: scenario.name(),
+            name,
+            ns_per_call: median(ns),
+            allocs_per_call: allocs,
+        })
+        .collect())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let only = args
-        .iter()
-        .position(|a| a == "--scenario")
-        .and_then(|i| args.get(i + 1).cloned());
-    let (rounds, target) = if quick {
-        (5, std::time::Duration::from_millis(5))
-    } else {
-        (31, std::time::Duration::from_millis(20))
+    let arg = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
     };
+    let (rounds, target, processes) = if quick {
+        (5, std::time::Duration::from_millis(5), 1)
+    } else {
+        (15, std::time::Duration::from_millis(20), 5)
+    };
+    if let Some(name) = arg("--child") {
+        let scenario = SCENARIOS
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| format!("unknown scenario {name}"))?;
+        child(scenario, rounds, target);
+        return Ok(());
+    }
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; run with --release for numbers worth reading");
     }
+    let only = arg("--scenario");
     let mut all = Vec::new();
     for scenario in SCENARIOS {
         if only.as_deref().is_some_and(|o| o != scenario.name()) {
             continue;
         }
-        let rows = measure(scenario, rounds, target);
+        let rows = across_processes(scenario, processes, quick)?;
         let base = rows
             .iter()
             .find(|r| r.name == "steadfast")
             .map_or(f64::NAN, |r| r.ns_per_call);
         println!(
-            "\n### {} ({rounds} interleaved rounds, median)\n",
+            "\n### {} (median of {processes} processes × {rounds} interleaved rounds)\n",
             scenario.name()
         );
         println!("| impl | ns/call | allocs/call | × steadfast |");

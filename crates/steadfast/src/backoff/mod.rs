@@ -54,3 +54,4 @@ pub use options::{
     DelayArgs, DelayFn, Jitter,
 };
 pub use state::Backoff;
+pub(crate) use state::Schedule;

@@ -33,8 +33,20 @@ use crate::config::{ConfigError, Problems};
 #[derive(Debug, Clone)]
 pub struct Backoff {
     options: BackoffOptions,
+    schedule: Schedule,
+}
+
+/// Where a schedule stands, apart from its options: the retry engine keeps one of these per
+/// call and reads the options from the policy, so a call's state stays small.
+#[derive(Debug, Clone)]
+pub(crate) struct Schedule {
     retry: u32,
     previous: Option<Duration>,
+    /// The last delay before cap and jitter, in nanoseconds (saturating): the next exponential
+    /// or fibonacci delay is one step from it, not a power computed anew.
+    raw: u64,
+    /// The last two fibonacci numbers, (fib(n−1), fib(n)), saturating.
+    fib: (u64, u64),
     rng: fastrand::Rng,
 }
 
@@ -50,15 +62,13 @@ impl Backoff {
     pub(crate) fn from_valid(options: BackoffOptions, rng: fastrand::Rng) -> Self {
         Backoff {
             options,
-            retry: 0,
-            previous: None,
-            rng,
+            schedule: Schedule::new(rng),
         }
     }
 
     /// Pins the random source, so the jittered schedule is the same on every run.
     pub fn with_seed(mut self, seed: u64) -> Self {
-        self.rng = fastrand::Rng::with_seed(seed);
+        self.schedule.rng = fastrand::Rng::with_seed(seed);
         self
     }
 
@@ -69,30 +79,17 @@ impl Backoff {
 
     /// How many delays have been handed out since the start or the last reset.
     pub fn retries(&self) -> u32 {
-        self.retry
+        self.schedule.retry
     }
 
     /// Starts the schedule again from `base` (after a success).
     pub fn reset(&mut self) {
-        self.retry = 0;
-        self.previous = None;
+        self.schedule.reset();
     }
 
     /// The next delay, given how the last attempt was classified (custom functions see it).
     pub fn next_after(&mut self, outcome: Option<&Outcome>) -> Option<Duration> {
-        let retry = self.retry.saturating_add(1);
-        let delay = compute(
-            &self.options,
-            &mut self.rng,
-            DelayArgs {
-                retry,
-                outcome,
-                previous: self.previous,
-            },
-        )?;
-        self.retry = retry;
-        self.previous = Some(delay);
-        Some(delay)
+        self.schedule.next(&self.options, outcome)
     }
 
     /// Sleeps for the next delay on tokio's clock and returns it; `None` (at once) if the
@@ -106,6 +103,66 @@ impl Backoff {
     }
 }
 
+impl Schedule {
+    pub(crate) fn new(rng: fastrand::Rng) -> Self {
+        Schedule {
+            retry: 0,
+            previous: None,
+            raw: 0,
+            fib: (0, 0),
+            rng,
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        let rng = self.rng.clone();
+        *self = Schedule::new(rng);
+    }
+
+    /// The next delay of `options` from where this schedule stands.
+    pub(crate) fn next(
+        &mut self,
+        options: &BackoffOptions,
+        outcome: Option<&Outcome>,
+    ) -> Option<Duration> {
+        let retry = self.retry.saturating_add(1);
+        let args = DelayArgs {
+            retry,
+            outcome,
+            previous: self.previous,
+        };
+        let max = nanos(options.max);
+        let base = nanos(options.base);
+        let first = retry == 1;
+        let raw = match &options.kind {
+            BackoffKind::Immediate => 0,
+            BackoffKind::Fixed => base,
+            BackoffKind::Linear => base.saturating_mul(u64::from(retry)),
+            BackoffKind::Exponential { .. } if first => base,
+            BackoffKind::Exponential { factor } => grow(self.raw, *factor, max),
+            BackoffKind::Fibonacci => {
+                // fib(1) = fib(2) = 1.
+                self.fib = if first {
+                    (0, 1)
+                } else {
+                    (self.fib.1, self.fib.0.saturating_add(self.fib.1))
+                };
+                base.saturating_mul(self.fib.1)
+            }
+            BackoffKind::Decorrelated => {
+                let previous = self.previous.map_or(base, nanos).max(base);
+                self.rng.u64(base..=previous.saturating_mul(3))
+            }
+            BackoffKind::Custom(f) => nanos(f.call(&args)?),
+        };
+        let delay = Duration::from_nanos(jitter(options.jitter, raw.min(max), max, &mut self.rng));
+        self.raw = raw;
+        self.retry = retry;
+        self.previous = Some(delay);
+        Some(delay)
+    }
+}
+
 impl Iterator for Backoff {
     type Item = Duration;
 
@@ -114,68 +171,31 @@ impl Iterator for Backoff {
     }
 }
 
-/// The delay before retry `args.retry`, capped and jittered.
-fn compute(
-    options: &BackoffOptions,
-    rng: &mut fastrand::Rng,
-    args: DelayArgs<'_>,
-) -> Option<Duration> {
-    let max = nanos(options.max);
-    let base = nanos(options.base);
-    let n = u64::from(args.retry.max(1));
-    let raw = match &options.kind {
-        BackoffKind::Immediate => return Some(Duration::ZERO),
-        BackoffKind::Fixed => base,
-        BackoffKind::Linear => base.saturating_mul(n),
-        BackoffKind::Exponential { factor } => exponential(base, *factor, n - 1, max),
-        BackoffKind::Fibonacci => fibonacci(base, n, max),
-        BackoffKind::Decorrelated => {
-            let previous = args.previous.map_or(base, nanos).max(base);
-            rng.u64(base..=previous.saturating_mul(3))
-        }
-        BackoffKind::Custom(f) => nanos(f.call(&args)?),
-    };
-    let capped = raw.min(max);
-    let jittered = match options.jitter {
-        Jitter::None => capped,
-        Jitter::Full => rng.u64(0..=capped),
-        Jitter::Equal => capped / 2 + rng.u64(0..=capped - capped / 2),
+/// Applies a jitter mode to a capped delay `d` (nanoseconds).
+fn jitter(mode: Jitter, d: u64, max: u64, rng: &mut fastrand::Rng) -> u64 {
+    match mode {
+        Jitter::None => d,
+        Jitter::Full => rng.u64(0..=d),
+        Jitter::Equal => d / 2 + rng.u64(0..=d - d / 2),
         Jitter::Proportional(r) => {
             let scale = 1.0 - r + 2.0 * r * rng.f64();
-            to_nanos(capped as f64 * scale).min(max)
+            to_nanos(d as f64 * scale).min(max)
         }
-    };
-    Some(Duration::from_nanos(jittered))
+    }
 }
 
-/// `base × factor^exp`, saturating at `max` without ever overflowing.
-fn exponential(base: u64, factor: f64, exp: u64, max: u64) -> u64 {
+/// One exponential step from `previous`, saturating: once at or past `max` it stays there, so
+/// the 10 000th retry costs what the 10th does.
+fn grow(previous: u64, factor: f64, max: u64) -> u64 {
+    if previous >= max {
+        return previous;
+    }
     if factor.fract() == 0.0 && factor <= u32::MAX as f64 {
         // Integer factors: exact integer arithmetic.
-        let factor = factor as u64;
-        let mut delay = base;
-        for _ in 0..exp {
-            delay = delay.saturating_mul(factor);
-            if delay >= max {
-                return max;
-            }
-        }
-        return delay;
+        previous.saturating_mul(factor as u64)
+    } else {
+        to_nanos(previous as f64 * factor)
     }
-    let exp = i32::try_from(exp).unwrap_or(i32::MAX);
-    to_nanos(base as f64 * factor.powi(exp)).min(max)
-}
-
-/// `base × fib(n)` with fib(1) = fib(2) = 1, saturating at `max`.
-fn fibonacci(base: u64, n: u64, max: u64) -> u64 {
-    let (mut a, mut b) = (1u64, 1u64);
-    for _ in 2..n {
-        (a, b) = (b, a.saturating_add(b));
-        if base.saturating_mul(b) >= max {
-            return max;
-        }
-    }
-    base.saturating_mul(b)
 }
 
 fn nanos(d: Duration) -> u64 {

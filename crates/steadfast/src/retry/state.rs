@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::hooks::{ExhaustedHook, OnExhausted, OnRetry, RetryHook};
 use super::options::Retry;
-use crate::backoff::Backoff;
+use crate::backoff::Schedule;
 use crate::classify::Classifier;
 use crate::classify::Outcome;
 use crate::error::{Error, Stop, TimeoutScope};
@@ -35,7 +35,7 @@ pub(crate) struct Run<'p> {
     started: Option<Instant>,
     deadline: Option<Instant>,
     pub(crate) attempts: u32,
-    backoff: Option<Backoff>,
+    schedule: Option<Schedule>,
 }
 
 impl<'p> Run<'p> {
@@ -48,7 +48,7 @@ impl<'p> Run<'p> {
             started,
             deadline: started.zip(policy.total_timeout).map(|(s, t)| s + t),
             attempts: 0,
-            backoff: None,
+            schedule: None,
         }
     }
 
@@ -102,20 +102,20 @@ impl<'p> Run<'p> {
             Some(requested) => {
                 // A server delay is honoured exactly, and restarts the computed schedule
                 // (gRPC A6: after pushback the delay resets to the initial backoff).
-                if let Some(b) = &mut self.backoff {
-                    b.reset();
+                if let Some(s) = &mut self.schedule {
+                    s.reset();
                 }
                 requested
             }
             None => {
                 let policy = self.policy;
-                let backoff = self.backoff.get_or_insert_with(|| {
+                let schedule = self.schedule.get_or_insert_with(|| {
                     let rng = policy
                         .seed
                         .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
-                    Backoff::from_valid(policy.backoff.clone(), rng)
+                    Schedule::new(rng)
                 });
-                match backoff.next_after(Some(outcome)) {
+                match schedule.next(&policy.backoff, Some(outcome)) {
                     Some(d) => d,
                     None => return Next::Stop(Stop::BackoffEnded),
                 }
