@@ -47,7 +47,8 @@ pub(crate) struct Schedule {
     raw: u64,
     /// The last two fibonacci numbers, (fib(n−1), fib(n)), saturating.
     fib: (u64, u64),
-    rng: fastrand::Rng,
+    /// Made on first use: schedules without randomness never seed one.
+    rng: Option<fastrand::Rng>,
 }
 
 impl Backoff {
@@ -56,10 +57,10 @@ impl Backoff {
         let mut problems = Problems::new("");
         options.check(&mut problems);
         problems.finish()?;
-        Ok(Self::from_valid(options, fastrand::Rng::new()))
+        Ok(Self::from_valid(options, None))
     }
 
-    pub(crate) fn from_valid(options: BackoffOptions, rng: fastrand::Rng) -> Self {
+    pub(crate) fn from_valid(options: BackoffOptions, rng: Option<fastrand::Rng>) -> Self {
         Backoff {
             options,
             schedule: Schedule::new(rng),
@@ -68,7 +69,7 @@ impl Backoff {
 
     /// Pins the random source, so the jittered schedule is the same on every run.
     pub fn with_seed(mut self, seed: u64) -> Self {
-        self.schedule.rng = fastrand::Rng::with_seed(seed);
+        self.schedule.rng = Some(fastrand::Rng::with_seed(seed));
         self
     }
 
@@ -104,7 +105,8 @@ impl Backoff {
 }
 
 impl Schedule {
-    pub(crate) fn new(rng: fastrand::Rng) -> Self {
+    /// A schedule at its start; `rng` is the seeded source, or `None` to draw one on first use.
+    pub(crate) fn new(rng: Option<fastrand::Rng>) -> Self {
         Schedule {
             retry: 0,
             previous: None,
@@ -115,7 +117,7 @@ impl Schedule {
     }
 
     pub(crate) fn reset(&mut self) {
-        let rng = self.rng.clone();
+        let rng = self.rng.take();
         *self = Schedule::new(rng);
     }
 
@@ -151,7 +153,7 @@ impl Schedule {
             }
             BackoffKind::Decorrelated => {
                 let previous = self.previous.map_or(base, nanos).max(base);
-                self.rng.u64(base..=previous.saturating_mul(3))
+                rng(&mut self.rng).u64(base..=previous.saturating_mul(3))
             }
             BackoffKind::Custom(f) => nanos(f.call(&args)?),
         };
@@ -171,14 +173,19 @@ impl Iterator for Backoff {
     }
 }
 
+/// The random source, drawn from the thread's generator on first use.
+fn rng(slot: &mut Option<fastrand::Rng>) -> &mut fastrand::Rng {
+    slot.get_or_insert_with(fastrand::Rng::new)
+}
+
 /// Applies a jitter mode to a capped delay `d` (nanoseconds).
-fn jitter(mode: Jitter, d: u64, max: u64, rng: &mut fastrand::Rng) -> u64 {
+fn jitter(mode: Jitter, d: u64, max: u64, slot: &mut Option<fastrand::Rng>) -> u64 {
     match mode {
         Jitter::None => d,
-        Jitter::Full => rng.u64(0..=d),
-        Jitter::Equal => d / 2 + rng.u64(0..=d - d / 2),
+        Jitter::Full => rng(slot).u64(0..=d),
+        Jitter::Equal => d / 2 + rng(slot).u64(0..=d - d / 2),
         Jitter::Proportional(r) => {
-            let scale = 1.0 - r + 2.0 * r * rng.f64();
+            let scale = 1.0 - r + 2.0 * r * rng(slot).f64();
             to_nanos(d as f64 * scale).min(max)
         }
     }
@@ -190,9 +197,10 @@ fn grow(previous: u64, factor: f64, max: u64) -> u64 {
     if previous >= max {
         return previous;
     }
-    if factor.fract() == 0.0 && factor <= u32::MAX as f64 {
-        // Integer factors: exact integer arithmetic.
-        previous.saturating_mul(factor as u64)
+    // Integer factors: exact integer arithmetic (a cast round trip, not a libm call).
+    let whole = factor as u32;
+    if f64::from(whole) == factor {
+        previous.saturating_mul(u64::from(whole))
     } else {
         to_nanos(previous as f64 * factor)
     }

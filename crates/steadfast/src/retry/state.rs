@@ -110,10 +110,7 @@ impl<'p> Run<'p> {
             None => {
                 let policy = self.policy;
                 let schedule = self.schedule.get_or_insert_with(|| {
-                    let rng = policy
-                        .seed
-                        .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
-                    Schedule::new(rng)
+                    Schedule::new(policy.seed.map(fastrand::Rng::with_seed))
                 });
                 match schedule.next(&policy.backoff, Some(outcome)) {
                     Some(d) => d,
