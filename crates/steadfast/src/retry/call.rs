@@ -4,6 +4,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Poll;
 
+use super::engine::Engine;
 use super::hooks::{
     ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook,
 };
@@ -119,16 +120,16 @@ where
                 _ => first = Some(result),
             }
         }
-        engine::execute(
-            self.policy,
-            self.op,
-            &self.classifier,
-            &mut self.on_retry,
-            &mut self.on_exhausted,
-            |_: &T| false,
-            None,
+        engine::execute(Engine {
+            policy: self.policy,
+            op: self.op,
+            classifier: &self.classifier,
+            on_retry: &mut self.on_retry,
+            on_exhausted: &mut self.on_exhausted,
+            restart: |_: &T| false,
+            progress: None,
             first,
-        )
+        })
         .await
     }
 
@@ -154,16 +155,16 @@ where
         X: ExhaustedHook<T, E>,
     {
         let progress = AtomicU32::new(0);
-        let mut engine = pin!(engine::execute(
-            self.policy,
-            self.op,
-            &self.classifier,
-            &mut self.on_retry,
-            &mut self.on_exhausted,
-            |_: &T| false,
-            Some(&progress),
-            None,
-        ));
+        let mut engine = pin!(engine::execute(Engine {
+            policy: self.policy,
+            op: self.op,
+            classifier: &self.classifier,
+            on_retry: &mut self.on_retry,
+            on_exhausted: &mut self.on_exhausted,
+            restart: |_: &T| false,
+            progress: Some(&progress),
+            first: None,
+        }));
         let mut cancel = pin!(cancel);
         poll_fn(|cx| {
             if cancel.as_mut().poll(cx).is_ready() {
@@ -219,16 +220,16 @@ where
         R: RetryHook<ControlFlow<B>, E>,
         X: ExhaustedHook<ControlFlow<B>, E>,
     {
-        let flow = engine::execute(
-            self.policy,
-            self.op,
-            &self.classifier,
-            &mut self.on_retry,
-            &mut self.on_exhausted,
-            ControlFlow::is_continue,
-            None,
-            None,
-        )
+        let flow = engine::execute(Engine {
+            policy: self.policy,
+            op: self.op,
+            classifier: &self.classifier,
+            on_retry: &mut self.on_retry,
+            on_exhausted: &mut self.on_exhausted,
+            restart: ControlFlow::is_continue,
+            progress: None,
+            first: None,
+        })
         .await?;
         Ok(break_value(flow))
     }

@@ -10,19 +10,26 @@ use super::state::{Run, Step};
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
 
-/// Runs `op` under `policy` until it succeeds or the policy stops. `restart` says which
-/// successes start the loop over (reconnect loops); `progress` mirrors the attempt count for a
-/// cancellation wrapper.
-#[allow(clippy::too_many_arguments)]
+/// What one call runs with. The engine takes it as one value and uses its fields in place:
+/// `async fn` parameters are stored twice in the future (as given and as locals), and a call
+/// future is moved on every `.await`, so its size is paid on every call.
+pub(crate) struct Engine<'a, T, E, F, C, R, X, L> {
+    pub(crate) policy: &'a Retry,
+    pub(crate) op: F,
+    pub(crate) classifier: &'a C,
+    pub(crate) on_retry: &'a mut R,
+    pub(crate) on_exhausted: &'a mut X,
+    /// Which successes start the loop over (reconnect loops).
+    pub(crate) restart: L,
+    /// Mirrors the attempt count for a cancellation wrapper.
+    pub(crate) progress: Option<&'a AtomicU32>,
+    /// The first attempt's result, when it already ran on the fast path.
+    pub(crate) first: Option<Result<T, E>>,
+}
+
+/// Runs the call until it succeeds or the policy stops.
 pub(crate) async fn execute<T, E, F, Fut, C, R, X, L>(
-    policy: &Retry,
-    mut op: F,
-    classifier: &C,
-    on_retry: &mut R,
-    on_exhausted: &mut X,
-    restart: L,
-    progress: Option<&AtomicU32>,
-    mut first: Option<Result<T, E>>,
+    mut e: Engine<'_, T, E, F, C, R, X, L>,
 ) -> Result<T, Error<E>>
 where
     F: FnMut() -> Fut,
@@ -32,51 +39,52 @@ where
     X: ExhaustedHook<T, E>,
     L: Fn(&T) -> bool,
 {
-    let mut run = Run::start(policy, R::ACTIVE || X::ACTIVE);
-    loop {
-        if let Some(result) = first.take() {
-            // The first attempt already ran on the fast path (see `first_attempt`).
+    let mut run = Run::start(e.policy, R::ACTIVE || X::ACTIVE);
+    let mut step = match e.first.take() {
+        Some(result) => {
             run.attempts = 1;
-            match run.settle(Some(result), classifier, on_retry, on_exhausted, &restart) {
-                Step::Done(result) => return result,
-                Step::Sleep(delay, last) => {
-                    sleep(delay).await;
-                    if let Some(result) = run.woke(on_exhausted, last) {
-                        return result;
-                    }
-                }
-                Step::Again => {}
-            }
-            continue;
+            run.settle(
+                Some(result),
+                e.classifier,
+                &mut *e.on_retry,
+                &mut *e.on_exhausted,
+                &e.restart,
+            )
         }
-        let limit = run.begin_attempt();
-        if let Some(p) = progress {
-            p.store(run.attempts, Ordering::Relaxed);
-        }
-        let last = match limit {
-            None => Some(op().await),
-            Some((at, scope)) => match tokio::time::timeout_at(at, op()).await {
-                Ok(result) => Some(result),
-                Err(_) if scope == TimeoutScope::Total => return Err(run.total_timeout()),
-                Err(_) => None,
-            },
-        };
-        match run.settle(last, classifier, on_retry, on_exhausted, &restart) {
+        None => Step::Again,
+    };
+    loop {
+        match step {
             Step::Done(result) => return result,
             Step::Sleep(delay, last) => {
-                sleep(delay).await;
-                if let Some(result) = run.woke(on_exhausted, last) {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                if let Some(result) = run.woke(&mut *e.on_exhausted, last) {
                     return result;
                 }
             }
             Step::Again => {}
         }
-    }
-}
-
-async fn sleep(delay: std::time::Duration) {
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+        let limit = run.begin_attempt();
+        if let Some(p) = e.progress {
+            p.store(run.attempts, Ordering::Relaxed);
+        }
+        let last = match limit {
+            None => Some((e.op)().await),
+            Some((at, scope)) => match tokio::time::timeout_at(at, (e.op)()).await {
+                Ok(result) => Some(result),
+                Err(_) if scope == TimeoutScope::Total => return Err(run.total_timeout()),
+                Err(_) => None,
+            },
+        };
+        step = run.settle(
+            last,
+            e.classifier,
+            &mut *e.on_retry,
+            &mut *e.on_exhausted,
+            &e.restart,
+        );
     }
 }
 
