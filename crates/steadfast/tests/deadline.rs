@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use steadfast::{Error, Jitter, Retry, Stop, TimeoutScope};
-use support::{Attempts, ms, paused};
+use support::{Attempts, always_down, ms, paused};
 use tokio::time::{Instant, sleep};
 
 #[tokio::test(start_paused = true)]
@@ -20,15 +20,8 @@ async fn the_deadline_stops_retries_that_would_cross_it() {
         .total_timeout(ms(1000))
         .build()
         .unwrap();
-    let rec = Attempts::new();
     let start = Instant::now();
-    let err = retry
-        .run(|| {
-            rec.record();
-            async { Err::<(), _>("down") }
-        })
-        .await
-        .unwrap_err();
+    let (rec, err) = always_down(&retry).await;
     // Attempts at 0, 100, 300, 700 ms; the next (after 800 ms) would start at 1500 > 1000.
     assert_eq!(rec.starts(), [0, 100, 300, 700].map(ms));
     assert_eq!(err.stop(), Some(Stop::Deadline));
@@ -49,14 +42,7 @@ async fn a_sleep_rounded_up_to_the_deadline_starts_no_attempt() {
         .total_timeout(ms(3))
         .build()
         .unwrap();
-    let rec = Attempts::new();
-    let err = retry
-        .run(|| {
-            rec.record();
-            async { Err::<(), _>("down") }
-        })
-        .await
-        .unwrap_err();
+    let (rec, err) = always_down(&retry).await;
     assert_eq!(rec.count(), 1);
     assert!(matches!(
         err,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use steadfast::backoff::{Backoff, BackoffOptions};
 use steadfast::{Jitter, Retry, Stop};
-use support::{Attempts, ms};
+use support::{always_down, ms};
 
 /// Runs a call that always fails under `options` and returns the gaps between attempt starts.
 async fn gaps(options: BackoffOptions, attempts: u32, seed: u64) -> Vec<Duration> {
@@ -17,14 +17,7 @@ async fn gaps(options: BackoffOptions, attempts: u32, seed: u64) -> Vec<Duration
         .seed(seed)
         .build()
         .unwrap();
-    let rec = Attempts::new();
-    let err = retry
-        .run(|| {
-            rec.record();
-            async { Err::<(), _>("down") }
-        })
-        .await
-        .unwrap_err();
+    let (rec, err) = always_down(&retry).await;
     assert_eq!(err.attempts(), attempts);
     assert_eq!(err.stop(), Some(Stop::Exhausted));
     assert_eq!(rec.count(), attempts as usize);

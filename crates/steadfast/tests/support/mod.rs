@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use steadfast::{Error, Retry};
 use tokio::time::Instant;
 
 pub fn ms(v: u64) -> Duration {
@@ -53,4 +54,18 @@ pub fn paused<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f)
+}
+
+/// Runs `retry` on an operation that always fails with `"down"`, recording when each attempt
+/// started (relative to this call).
+pub async fn always_down(retry: &Retry) -> (Attempts, Error<&'static str>) {
+    let rec = Attempts::new();
+    let err = retry
+        .run(|| {
+            rec.record();
+            async { Err::<(), _>("down") }
+        })
+        .await
+        .expect_err("the operation never succeeds");
+    (rec, err)
 }
