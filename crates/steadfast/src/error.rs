@@ -56,6 +56,8 @@ pub enum Error<E> {
         /// Attempts started before the cancellation.
         attempts: u32,
     },
+    /// The call site's key is malformed; the operation never ran.
+    InvalidKey(crate::key::KeyError),
 }
 
 /// Why the retry loop stopped on a failure.
@@ -134,6 +136,7 @@ impl<E> Error<E> {
             Error::Operation { attempts, .. }
             | Error::Timeout { attempts, .. }
             | Error::Cancelled { attempts } => *attempts,
+            Error::InvalidKey(_) => 0,
         }
     }
 
@@ -188,6 +191,7 @@ impl<E> Error<E> {
                 attempts,
             },
             Error::Cancelled { attempts } => Error::Cancelled { attempts },
+            Error::InvalidKey(e) => Error::InvalidKey(e),
         }
     }
 }
@@ -224,6 +228,7 @@ impl<E> fmt::Display for Error<E> {
             Error::Cancelled { attempts } => {
                 write!(f, "call cancelled after {attempts} {}", plural(*attempts))
             }
+            Error::InvalidKey(e) => write!(f, "invalid key: {e}"),
         }
     }
 }
@@ -232,6 +237,7 @@ impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Operation { source, .. } => Some(source),
+            Error::InvalidKey(e) => Some(e),
             _ => None,
         }
     }

@@ -49,6 +49,9 @@ pub mod backoff;
 pub mod classify;
 mod config;
 mod error;
+pub mod executor;
+pub mod key;
+pub mod policy;
 pub mod retry;
 
 use std::future::Future;
@@ -57,6 +60,8 @@ pub use backoff::{Backoff, BackoffOptions, Jitter};
 pub use classify::{Classifier, Classify, Outcome};
 pub use config::{ConfigError, FieldError};
 pub use error::{Error, Stop, TimeoutScope};
+pub use executor::{Executor, Handle};
+pub use key::{Key, KeyError};
 pub use retry::{Retry, RetryOptions};
 
 /// Runs `op` under the default policy ([`Retry::DEFAULT`]: 3 attempts, exponential backoff

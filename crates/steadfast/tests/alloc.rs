@@ -78,6 +78,16 @@ fn first_try_success_allocates_nothing() {
             assert_eq!(steadfast::run(ok).await.unwrap(), 7);
         }
         assert_eq!(allocations() - before, 0, "steadfast::run");
+
+        let executor = steadfast::Executor::default();
+        let handle = executor.handle("svc.Method").unwrap();
+        let _ = executor.run("svc.Method", ok).await; // the key's entry is made once
+        let before = allocations();
+        for _ in 0..1000 {
+            assert_eq!(handle.run(ok).await.unwrap(), 7);
+            assert_eq!(executor.run("svc.Method", ok).await.unwrap(), 7);
+        }
+        assert_eq!(allocations() - before, 0, "executor handle and run by key");
     });
     let before = allocations();
     for _ in 0..1000 {

@@ -1,0 +1,247 @@
+//! The executor: call sites name a key, the executor finds the key's plan and runs the call.
+//!
+//! Plans are resolved once per key and cached in a sharded map; a [`Handle`] keeps one key's
+//! entry so a hot call site skips even the lookup (as Polly's registry hands out pipelines).
+//! [`Executor::set_policies`] swaps every key's plan atomically: the next call of each key
+//! uses the new plan, and a call in flight finishes under the plan it started with.
+//!
+//! The cache is bounded: past `max_keys`, entries not used since the last sweep are dropped
+//! (a "second chance" sweep, no clock read per call), so a million distinct keys (per tenant,
+//! per host) cannot grow memory without bound.
+//!
+//! # Example
+//! ```
+//! use std::time::Duration;
+//! use steadfast::{Executor, Retry, policy::Policies};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let executor = Executor::new(
+//!     Policies::default().with("payments.*", Retry::fixed(Duration::from_millis(50)).max_attempts(5).build()?)?,
+//! );
+//! let mut tries = 0;
+//! let value = executor
+//!     .run("payments.Charge", || {
+//!         tries += 1;
+//!         let t = tries;
+//!         async move { if t < 4 { Err("busy") } else { Ok(t) } }
+//!     })
+//!     .await;
+//! assert_eq!(value.unwrap(), 4);
+//!
+//! let charge = executor.handle("payments.Charge")?; // resolved once, kept by the caller
+//! assert_eq!(charge.run(|| async { Ok::<_, ()>(1) }).await.unwrap(), 1);
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use arc_swap::ArcSwap;
+
+use crate::error::Error;
+use crate::key::{Key, KeyError};
+use crate::policy::{Plan, Policies};
+
+/// Default bound on cached keys.
+pub const DEFAULT_MAX_KEYS: usize = 10_000;
+const SHARDS: usize = 16;
+
+/// Resolves keys to plans and runs calls under them; cheap to clone (shared state).
+///
+/// See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    policies: ArcSwap<Policies>,
+    generation: AtomicU64,
+    hasher: RandomState,
+    shards: Box<[Shard]>,
+    shard_cap: usize,
+    len: AtomicUsize,
+}
+
+type Shard = RwLock<HashMap<Box<str>, Arc<Entry>>>;
+
+#[derive(Debug)]
+struct Entry {
+    key: Key,
+    plan: ArcSwap<Plan>,
+    generation: AtomicU64,
+    touched: AtomicBool,
+}
+
+impl Default for Executor {
+    fn default() -> Self {
+        Executor::new(Policies::default())
+    }
+}
+
+impl Executor {
+    /// An executor over `policies`, caching at most [`DEFAULT_MAX_KEYS`] keys.
+    pub fn new(policies: Policies) -> Self {
+        Executor::with_max_keys(policies, DEFAULT_MAX_KEYS)
+    }
+
+    /// An executor caching at most `max_keys` keys (at least one per shard).
+    pub fn with_max_keys(policies: Policies, max_keys: usize) -> Self {
+        Executor {
+            inner: Arc::new(Inner {
+                policies: ArcSwap::from_pointee(policies),
+                generation: AtomicU64::new(0),
+                hasher: RandomState::new(),
+                shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+                shard_cap: max_keys.div_ceil(SHARDS).max(1),
+                len: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Replaces the policies: every key's next call resolves again; calls in flight keep the
+    /// plan they started with.
+    pub fn set_policies(&self, policies: Policies) {
+        self.inner.policies.store(Arc::new(policies));
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The policies in force.
+    pub fn policies(&self) -> Arc<Policies> {
+        self.inner.policies.load_full()
+    }
+
+    /// How many keys are cached now.
+    pub fn cached_keys(&self) -> usize {
+        self.inner.len.load(Ordering::Relaxed)
+    }
+
+    /// A handle on `key`, resolved now and kept by the caller.
+    pub fn handle(&self, key: &str) -> Result<Handle, KeyError> {
+        Ok(Handle {
+            entry: self.inner.entry(key)?,
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// The plan `key` runs under now.
+    pub fn plan(&self, key: &str) -> Result<Arc<Plan>, KeyError> {
+        let entry = self.inner.entry(key)?;
+        Ok(self.inner.current(&entry))
+    }
+
+    /// Runs `op` under the plan of `key`; an invalid key fails with [`Error::InvalidKey`]
+    /// without running `op`.
+    pub fn run<F, Fut, T, E>(&self, key: &str, op: F) -> impl Future<Output = Result<T, Error<E>>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let plan = self.plan(key);
+        async move {
+            let plan = plan.map_err(Error::InvalidKey)?;
+            plan.retry().run(op).await
+        }
+    }
+}
+
+impl Inner {
+    fn shard(&self, key: &str) -> &Shard {
+        let h = self.hasher.hash_one(key);
+        &self.shards[(h as usize) % SHARDS]
+    }
+
+    /// The cached entry of `key`, made (and the cache swept) if absent.
+    fn entry(&self, key: &str) -> Result<Arc<Entry>, KeyError> {
+        let shard = self.shard(key);
+        if let Some(e) = shard
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+        {
+            return Ok(e.clone());
+        }
+        let parsed = Key::parse(key)?;
+        let generation = self.generation.load(Ordering::Acquire);
+        let plan = self.policies.load().resolve(key).plan().clone();
+        let entry = Arc::new(Entry {
+            key: parsed,
+            plan: ArcSwap::new(plan),
+            generation: AtomicU64::new(generation),
+            touched: AtomicBool::new(true),
+        });
+        let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = map.get(key) {
+            return Ok(e.clone()); // another thread made it meanwhile
+        }
+        if map.len() >= self.shard_cap {
+            let before = map.len();
+            // Second chance: keep what was used since the last sweep, clearing its mark.
+            map.retain(|_, e| e.touched.swap(false, Ordering::Relaxed));
+            if map.len() >= self.shard_cap
+                && let Some(k) = map.keys().next().cloned()
+            {
+                map.remove(&k);
+            }
+            self.len.fetch_sub(before - map.len(), Ordering::Relaxed);
+        }
+        map.insert(key.into(), entry.clone());
+        self.len.fetch_add(1, Ordering::Relaxed);
+        Ok(entry)
+    }
+
+    /// The entry's plan under the policies in force, re-resolved if they changed.
+    fn current(&self, entry: &Entry) -> Arc<Plan> {
+        if !entry.touched.load(Ordering::Relaxed) {
+            entry.touched.store(true, Ordering::Relaxed);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        if entry.generation.load(Ordering::Acquire) == generation {
+            return entry.plan.load_full();
+        }
+        let plan = self
+            .policies
+            .load()
+            .resolve(entry.key.as_str())
+            .plan()
+            .clone();
+        entry.plan.store(plan.clone());
+        entry.generation.store(generation, Ordering::Release);
+        plan
+    }
+}
+
+/// One key's entry, kept by a call site: no lookup per call, and still the key's current
+/// plan (a policy swap reaches it on the next call).
+#[derive(Debug, Clone)]
+pub struct Handle {
+    entry: Arc<Entry>,
+    inner: Arc<Inner>,
+}
+
+impl Handle {
+    /// The key.
+    pub fn key(&self) -> &Key {
+        &self.entry.key
+    }
+
+    /// The plan the next call runs under.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.inner.current(&self.entry)
+    }
+
+    /// Runs `op` under the key's current plan.
+    pub fn run<F, Fut, T, E>(&self, op: F) -> impl Future<Output = Result<T, Error<E>>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let plan = self.plan();
+        async move { plan.retry().run(op).await }
+    }
+}

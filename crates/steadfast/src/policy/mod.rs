@@ -1,0 +1,199 @@
+//! Policies by key: which [`Retry`] a call site's key resolves to.
+//!
+//! A [`Policies`] table holds the defaults and any number of tables for patterns
+//! ([`Pattern`]): exact keys (`payments.Charge`) and namespaces (`payments.*`). A key resolves
+//! to its exact table, else the longest matching namespace, else the defaults.
+//!
+//! # Example
+//! ```
+//! use std::time::Duration;
+//! use steadfast::policy::{Policies, Source};
+//! use steadfast::Retry;
+//!
+//! let policies = Policies::new(Retry::default())
+//!     .with("payments.*", Retry::exponential(Duration::from_millis(200)).max_attempts(5).build()?)?
+//!     .with("payments.Charge", Retry::immediate().max_attempts(2).build()?)?;
+//!
+//! assert_eq!(policies.resolve("payments.Charge").source(), Source::Exact);
+//! assert_eq!(policies.resolve("payments.Refund").source(), Source::Namespace("payments"));
+//! assert_eq!(policies.resolve("search.Query").source(), Source::Default);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::sync::Arc;
+
+use crate::key::{KeyError, Pattern};
+use crate::retry::Retry;
+
+/// What one key runs under: today its retry policy; later strategies join it here.
+///
+/// # Example
+/// ```
+/// use steadfast::policy::Plan;
+/// use steadfast::Retry;
+///
+/// let plan = Plan::new(Retry::default());
+/// assert_eq!(plan.retry().max_attempts(), Some(3));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Plan {
+    retry: Retry,
+}
+
+impl Plan {
+    /// A plan that retries by `retry`.
+    pub fn new(retry: Retry) -> Self {
+        Plan { retry }
+    }
+
+    /// The retry policy.
+    pub fn retry(&self) -> &Retry {
+        &self.retry
+    }
+}
+
+/// Where a key's plan came from.
+///
+/// # Example
+/// ```
+/// use steadfast::policy::Source;
+///
+/// assert_ne!(Source::Exact, Source::Default);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source<'a> {
+    /// A table for exactly this key.
+    Exact,
+    /// The table of this namespace (`payments` for `payments.*`).
+    Namespace(&'a str),
+    /// The defaults.
+    Default,
+}
+
+/// A key's plan and where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolved<'a> {
+    plan: &'a Arc<Plan>,
+    source: Source<'a>,
+}
+
+impl<'a> Resolved<'a> {
+    /// The plan.
+    pub fn plan(&self) -> &'a Arc<Plan> {
+        self.plan
+    }
+
+    /// Which table it came from.
+    pub fn source(&self) -> Source<'a> {
+        self.source
+    }
+}
+
+/// The defaults and the tables by pattern.
+///
+/// See the [module docs](self) for how a key resolves.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    defaults: Arc<Plan>,
+    /// Most specific first.
+    tables: Vec<(Pattern, Arc<Plan>)>,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Policies::new(Retry::DEFAULT)
+    }
+}
+
+impl Policies {
+    /// A table of defaults only.
+    pub fn new(defaults: Retry) -> Self {
+        Policies {
+            defaults: Arc::new(Plan::new(defaults)),
+            tables: Vec::new(),
+        }
+    }
+
+    /// Adds (or replaces) the table for `pattern` (`ns.Name`, `ns.*` or `*`).
+    pub fn with(mut self, pattern: &str, retry: Retry) -> Result<Self, KeyError> {
+        let pattern = Pattern::parse(pattern)?;
+        let plan = Arc::new(Plan::new(retry));
+        if pattern == Pattern::Any {
+            self.defaults = plan;
+            return Ok(self);
+        }
+        self.tables.retain(|(p, _)| *p != pattern);
+        let at = self
+            .tables
+            .partition_point(|(p, _)| p.rank() >= pattern.rank());
+        self.tables.insert(at, (pattern, plan));
+        Ok(self)
+    }
+
+    /// The plan `key` runs under.
+    pub fn resolve(&self, key: &str) -> Resolved<'_> {
+        for (pattern, plan) in &self.tables {
+            if pattern.matches(key) {
+                let source = match pattern {
+                    Pattern::Exact(_) => Source::Exact,
+                    Pattern::Namespace(ns) => Source::Namespace(ns),
+                    Pattern::Any => Source::Default,
+                };
+                return Resolved { plan, source };
+            }
+        }
+        Resolved {
+            plan: &self.defaults,
+            source: Source::Default,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn attempts(n: u32) -> Retry {
+        Retry::immediate().max_attempts(n).build().unwrap()
+    }
+
+    #[test]
+    fn most_specific_wins() {
+        let p = Policies::new(attempts(1))
+            .with("payments.*", attempts(2))
+            .unwrap()
+            .with("payments.refunds.*", attempts(3))
+            .unwrap()
+            .with("payments.Charge", attempts(4))
+            .unwrap();
+        let n = |k: &str| p.resolve(k).plan().retry().max_attempts();
+        assert_eq!(n("payments.Charge"), Some(4));
+        assert_eq!(n("payments.refunds.Create"), Some(3));
+        assert_eq!(n("payments.Refund"), Some(2));
+        assert_eq!(n("search.Query"), Some(1));
+        assert_eq!(
+            p.resolve("payments.refunds.Create").source(),
+            Source::Namespace("payments.refunds")
+        );
+    }
+
+    #[test]
+    fn later_tables_replace_earlier_ones() {
+        let p = Policies::default()
+            .with("a.*", attempts(2))
+            .unwrap()
+            .with("a.*", attempts(5))
+            .unwrap()
+            .with("*", Retry::fixed(Duration::from_millis(1)).build().unwrap())
+            .unwrap();
+        assert_eq!(p.resolve("a.B").plan().retry().max_attempts(), Some(5));
+        assert_eq!(p.tables.len(), 1);
+        assert_eq!(
+            p.resolve("z.Z").plan().retry().backoff().base,
+            Duration::from_millis(1)
+        );
+    }
+}

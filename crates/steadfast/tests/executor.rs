@@ -1,0 +1,118 @@
+//! The executor: keys resolve to the right plan, a policy swap reaches the next call and
+//! never one in flight, invalid keys never run.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use steadfast::policy::{Policies, Source};
+use steadfast::{Error, Executor, Jitter, Retry};
+use support::ms;
+use tokio::time::sleep;
+
+fn attempts(n: u32) -> Retry {
+    Retry::fixed(ms(10))
+        .jitter(Jitter::None)
+        .max_attempts(n)
+        .build()
+        .unwrap()
+}
+
+/// How many attempts a call of `key` makes when the operation always fails.
+async fn attempts_of(executor: &Executor, key: &str) -> u32 {
+    executor
+        .run(key, || async { Err::<(), _>("down") })
+        .await
+        .unwrap_err()
+        .attempts()
+}
+
+#[tokio::test(start_paused = true)]
+async fn exact_wildcard_and_default_keys_pick_their_plans() {
+    let policies = Policies::new(attempts(1))
+        .with("payments.*", attempts(2))
+        .unwrap()
+        .with("payments.Charge", attempts(3))
+        .unwrap();
+    assert_eq!(policies.resolve("payments.Charge").source(), Source::Exact);
+    let executor = Executor::new(policies);
+    assert_eq!(attempts_of(&executor, "payments.Charge").await, 3);
+    assert_eq!(attempts_of(&executor, "payments.Refund").await, 2);
+    assert_eq!(attempts_of(&executor, "payments.refunds.Create").await, 2);
+    assert_eq!(attempts_of(&executor, "search.Query").await, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_swap_reaches_the_next_call_and_never_one_in_flight() {
+    let executor = Executor::new(Policies::new(attempts(5)));
+    let handle = executor.handle("payments.Charge").unwrap();
+    let tries = AtomicU32::new(0);
+    let in_flight = handle.run(|| {
+        tries.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), _>("down") }
+    });
+    let swap = async {
+        sleep(ms(15)).await; // after the second attempt has started
+        executor.set_policies(Policies::new(attempts(1)));
+    };
+    let (result, ()) = tokio::join!(in_flight, swap);
+    assert_eq!(
+        result.unwrap_err().attempts(),
+        5,
+        "the call in flight kept its plan"
+    );
+    assert_eq!(tries.load(Ordering::SeqCst), 5);
+    assert_eq!(attempts_of(&executor, "payments.Charge").await, 1, "by key");
+    let err = handle
+        .run(|| async { Err::<(), _>("down") })
+        .await
+        .unwrap_err();
+    assert_eq!(err.attempts(), 1, "through a handle made before the swap");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_key_never_runs_the_operation() {
+    let executor = Executor::default();
+    let mut ran = false;
+    let err = executor
+        .run("no dots here", || {
+            ran = true;
+            async { Ok::<_, ()>(()) }
+        })
+        .await
+        .unwrap_err();
+    assert!(!ran);
+    assert!(matches!(err, Error::InvalidKey(_)));
+    assert_eq!(
+        err.to_string(),
+        r#"invalid key: key "no dots here": ' ' at byte 2 is not allowed (letters, digits, '_' and '-' between dots)"#
+    );
+    assert!(executor.handle("").is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_key_cache_stays_bounded_under_churn() {
+    let executor = Executor::with_max_keys(Policies::default(), 1000);
+    let hot = executor.handle("svc.Hot").unwrap();
+    for i in 0..50_000 {
+        let key = format!("tenant{i}.Get");
+        executor
+            .run(&key, || async { Ok::<_, ()>(()) })
+            .await
+            .unwrap();
+        assert!(
+            executor.cached_keys() <= 1008,
+            "{} keys cached",
+            executor.cached_keys()
+        );
+    }
+    // A handle outlives eviction and still follows swaps.
+    executor.set_policies(Policies::new(attempts(2)));
+    let err = hot
+        .run(|| async { Err::<(), _>("down") })
+        .await
+        .unwrap_err();
+    assert_eq!(err.attempts(), 2);
+    sleep(Duration::ZERO).await;
+}
