@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 
-/// The scenarios of the retry comparison.
-pub const SCENARIOS: [Scenario; 3] = [
+/// The scenarios of the comparison.
+pub const SCENARIOS: [Scenario; 5] = [
     Scenario::FirstTrySuccess,
     Scenario::TwoFailuresThenSuccess,
     Scenario::BackoffSchedule,
+    Scenario::ExecutorHandle,
+    Scenario::ExecutorKey,
 ];
 
 /// What is measured.
@@ -28,6 +30,10 @@ pub enum Scenario {
     TwoFailuresThenSuccess,
     /// (c) computing a 10-step exponential schedule (100 ms × 2, capped at 10 s, no jitter).
     BackoffSchedule,
+    /// A first-try success through a pre-resolved executor handle, beside the bare engine.
+    ExecutorHandle,
+    /// A first-try success through `Executor::run` by string key, beside the bare engine.
+    ExecutorKey,
 }
 
 impl Scenario {
@@ -37,6 +43,8 @@ impl Scenario {
             Scenario::FirstTrySuccess => "first-try-success",
             Scenario::TwoFailuresThenSuccess => "two-failures-then-success",
             Scenario::BackoffSchedule => "backoff-schedule-10",
+            Scenario::ExecutorHandle => "executor-handle",
+            Scenario::ExecutorKey => "executor-key",
         }
     }
 
@@ -46,6 +54,7 @@ impl Scenario {
             Scenario::FirstTrySuccess => 50_000,
             Scenario::TwoFailuresThenSuccess => 20_000,
             Scenario::BackoffSchedule => 50_000,
+            Scenario::ExecutorHandle | Scenario::ExecutorKey => 50_000,
         }
     }
 }
@@ -135,14 +144,42 @@ macro_rules! call_runner {
     }};
 }
 
-/// Every implementation of `scenario` (steadfast first), set up inside `rt` (some peers take
-/// its clock).
+/// Every implementation of `scenario`, the baseline first (steadfast, or the bare engine in
+/// the executor scenarios), set up inside `rt` (some peers take its clock).
 pub fn runners(rt: &Runtime, scenario: Scenario) -> Vec<Runner> {
     let _enter = rt.enter();
     match scenario {
         Scenario::BackoffSchedule => schedule_runners(),
+        Scenario::ExecutorHandle | Scenario::ExecutorKey => executor_runners(scenario),
         _ => call_runners(scenario),
     }
+}
+
+/// The executor paths beside the bare engine, all under the same policy (the default).
+fn executor_runners(scenario: Scenario) -> Vec<Runner> {
+    let bare = call_runner!(
+        "steadfast-bare",
+        0,
+        |retry| retry.run(op).await.expect("success"),
+        steadfast::Retry::default()
+    );
+    let executor = steadfast::Executor::default();
+    let path = if scenario == Scenario::ExecutorHandle {
+        call_runner!(
+            "executor-handle",
+            0,
+            |handle| handle.run(op).await.expect("success"),
+            executor.handle("svc.Method").expect("a valid key")
+        )
+    } else {
+        call_runner!(
+            "executor-key",
+            0,
+            |executor| executor.run("svc.Method", op).await.expect("success"),
+            executor
+        )
+    };
+    vec![bare, path]
 }
 
 fn call_runners(scenario: Scenario) -> Vec<Runner> {
@@ -339,7 +376,12 @@ mod tests {
     #[test]
     fn every_peer_does_the_same_work() {
         let rt = runtime();
-        for scenario in [Scenario::FirstTrySuccess, Scenario::TwoFailuresThenSuccess] {
+        for scenario in [
+            Scenario::FirstTrySuccess,
+            Scenario::TwoFailuresThenSuccess,
+            Scenario::ExecutorHandle,
+            Scenario::ExecutorKey,
+        ] {
             for mut runner in runners(&rt, scenario) {
                 ATTEMPTS.store(0, Ordering::Relaxed);
                 (runner.run)(&rt, 10);

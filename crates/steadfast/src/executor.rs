@@ -34,13 +34,14 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use arc_swap::ArcSwap;
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 
 use crate::error::Error;
 use crate::key::{Key, KeyError};
@@ -68,11 +69,13 @@ struct Inner {
     len: AtomicUsize,
 }
 
-type Shard = RwLock<HashMap<Box<str>, Arc<Entry>>>;
+/// One shard of the key cache: entries found by a hash computed once per lookup.
+type Shard = RwLock<HashTable<Arc<Entry>>>;
 
 #[derive(Debug)]
 struct Entry {
     key: Key,
+    hash: u64,
     plan: ArcSwap<Plan>,
     generation: AtomicU64,
     touched: AtomicBool,
@@ -96,7 +99,7 @@ impl Executor {
             inner: Arc::new(Inner {
                 policies: ArcSwap::from_pointee(policies),
                 generation: AtomicU64::new(0),
-                hasher: RandomState::new(),
+                hasher: RandomState::default(),
                 shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
                 shard_cap: max_keys.div_ceil(SHARDS).max(1),
                 len: AtomicUsize::new(0),
@@ -123,14 +126,28 @@ impl Executor {
 
     /// A handle on `key`, resolved now and kept by the caller.
     pub fn handle(&self, key: &str) -> Result<Handle, KeyError> {
+        let entry = self.inner.entry(key)?;
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let plan = self.inner.current(&entry);
         Ok(Handle {
-            entry: self.inner.entry(key)?,
+            entry,
             inner: self.inner.clone(),
+            plan,
+            generation,
         })
     }
 
     /// The plan `key` runs under now.
     pub fn plan(&self, key: &str) -> Result<Arc<Plan>, KeyError> {
+        let hash = self.inner.hasher.hash_one(key);
+        let shard = self.inner.shard(hash);
+        if let Some(e) = shard
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .find(hash, |e| e.key.as_str() == key)
+        {
+            return Ok(self.inner.current(e));
+        }
         let entry = self.inner.entry(key)?;
         Ok(self.inner.current(&entry))
     }
@@ -151,18 +168,20 @@ impl Executor {
 }
 
 impl Inner {
-    fn shard(&self, key: &str) -> &Shard {
-        let h = self.hasher.hash_one(key);
-        &self.shards[(h as usize) % SHARDS]
+    fn shard(&self, hash: u64) -> &Shard {
+        // The table uses the hash's low bits; the shard takes high ones.
+        &self.shards[(hash >> 60) as usize % SHARDS]
     }
 
     /// The cached entry of `key`, made (and the cache swept) if absent.
     fn entry(&self, key: &str) -> Result<Arc<Entry>, KeyError> {
-        let shard = self.shard(key);
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shard(hash);
+        let found = |e: &Arc<Entry>| e.key.as_str() == key;
         if let Some(e) = shard
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
+            .find(hash, found)
         {
             return Ok(e.clone());
         }
@@ -171,26 +190,28 @@ impl Inner {
         let plan = self.policies.load().resolve(key).plan().clone();
         let entry = Arc::new(Entry {
             key: parsed,
+            hash,
             plan: ArcSwap::new(plan),
             generation: AtomicU64::new(generation),
             touched: AtomicBool::new(true),
         });
         let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(e) = map.get(key) {
+        if let Some(e) = map.find(hash, found) {
             return Ok(e.clone()); // another thread made it meanwhile
         }
         if map.len() >= self.shard_cap {
             let before = map.len();
             // Second chance: keep what was used since the last sweep, clearing its mark.
-            map.retain(|_, e| e.touched.swap(false, Ordering::Relaxed));
+            map.retain(|e| e.touched.swap(false, Ordering::Relaxed));
             if map.len() >= self.shard_cap
-                && let Some(k) = map.keys().next().cloned()
+                && let Some(victim) = map.iter().next().cloned()
+                && let Ok(slot) = map.find_entry(victim.hash, |e| Arc::ptr_eq(e, &victim))
             {
-                map.remove(&k);
+                slot.remove();
             }
             self.len.fetch_sub(before - map.len(), Ordering::Relaxed);
         }
-        map.insert(key.into(), entry.clone());
+        map.insert_unique(hash, entry.clone(), |e| e.hash);
         self.len.fetch_add(1, Ordering::Relaxed);
         Ok(entry)
     }
@@ -218,10 +239,15 @@ impl Inner {
 
 /// One key's entry, kept by a call site: no lookup per call, and still the key's current
 /// plan (a policy swap reaches it on the next call).
+///
+/// A handle pins the plan it was made with and checks one counter per call; after a policy
+/// swap each call resolves the key again, until [`refresh`](Self::refresh) pins the new plan.
 #[derive(Debug, Clone)]
 pub struct Handle {
     entry: Arc<Entry>,
     inner: Arc<Inner>,
+    plan: Arc<Plan>,
+    generation: u64,
 }
 
 impl Handle {
@@ -232,7 +258,20 @@ impl Handle {
 
     /// The plan the next call runs under.
     pub fn plan(&self) -> Arc<Plan> {
-        self.inner.current(&self.entry)
+        self.fresh().unwrap_or_else(|| self.plan.clone())
+    }
+
+    /// Pins the key's current plan, so calls skip resolving it again after a policy swap.
+    pub fn refresh(&mut self) {
+        self.generation = self.inner.generation.load(Ordering::Acquire);
+        self.plan = self.inner.current(&self.entry);
+    }
+
+    /// The key's plan if the policies changed since this handle pinned its own.
+    #[inline]
+    fn fresh(&self) -> Option<Arc<Plan>> {
+        (self.inner.generation.load(Ordering::Acquire) != self.generation)
+            .then(|| self.inner.current(&self.entry))
     }
 
     /// Runs `op` under the key's current plan.
@@ -241,7 +280,10 @@ impl Handle {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let plan = self.plan();
-        async move { plan.retry().run(op).await }
+        let fresh = self.fresh();
+        async move {
+            let plan = fresh.as_deref().unwrap_or(&self.plan);
+            plan.retry().run(op).await
+        }
     }
 }

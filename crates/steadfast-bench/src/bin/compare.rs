@@ -213,15 +213,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let rows = across_processes(scenario, processes, quick)?;
-        let base = rows
-            .iter()
-            .find(|r| r.name == "steadfast")
-            .map_or(f64::NAN, |r| r.ns_per_call);
+        // The first row is the baseline: steadfast, or the bare engine beside the executor.
+        let (base_name, base) = rows
+            .first()
+            .map_or(("steadfast", f64::NAN), |r| (r.name, r.ns_per_call));
         println!(
             "\n### {} (median of {processes} processes × {rounds} interleaved rounds)\n",
             scenario.name()
         );
-        println!("| impl | ns/call | allocs/call | × steadfast |");
+        println!("| impl | ns/call | allocs/call | × {base_name} |");
         println!("|---|---:|---:|---:|");
         for r in &rows {
             println!(
@@ -232,15 +232,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 r.ns_per_call / base
             );
         }
-        let fastest_peer = rows
-            .iter()
-            .filter(|r| r.name != "steadfast")
-            .min_by(|a, b| a.ns_per_call.total_cmp(&b.ns_per_call));
-        if let Some(p) = fastest_peer {
+        let peers = || rows.iter().filter(|r| !r.name.starts_with("steadfast"));
+        if base_name == "steadfast"
+            && let Some(p) = peers().min_by(|a, b| a.ns_per_call.total_cmp(&b.ns_per_call))
+        {
             println!(
                 "\nsteadfast / fastest peer ({}): {:.2}×",
                 p.name,
                 base / p.ns_per_call
+            );
+        } else if let Some(path) = rows.get(1) {
+            println!(
+                "\n{} / {base_name}: {:.2}×, +{:.1} ns",
+                path.name,
+                path.ns_per_call / base,
+                path.ns_per_call - base
             );
         }
         all.extend(rows);
