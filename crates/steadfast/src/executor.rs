@@ -45,6 +45,7 @@ use hashbrown::HashTable;
 
 use crate::error::Error;
 use crate::key::{Key, KeyError};
+use crate::observe::{Observer, Observers, Timeline};
 use crate::policy::{Plan, Policies};
 
 /// Default bound on cached keys.
@@ -61,6 +62,7 @@ pub struct Executor {
 
 #[derive(Debug)]
 struct Inner {
+    observers: Box<[Arc<dyn Observer>]>,
     policies: ArcSwap<Policies>,
     generation: AtomicU64,
     hasher: RandomState,
@@ -95,8 +97,30 @@ impl Executor {
 
     /// An executor caching at most `max_keys` keys (at least one per shard).
     pub fn with_max_keys(policies: Policies, max_keys: usize) -> Self {
+        Executor::builder()
+            .policies(policies)
+            .max_keys(max_keys)
+            .build()
+    }
+
+    /// Options beyond the policies: the key cache's bound, observers.
+    pub fn builder() -> ExecutorBuilder {
+        ExecutorBuilder {
+            policies: Policies::default(),
+            max_keys: DEFAULT_MAX_KEYS,
+            observers: Vec::new(),
+        }
+    }
+
+    fn build(b: ExecutorBuilder) -> Self {
+        let ExecutorBuilder {
+            policies,
+            max_keys,
+            observers,
+        } = b;
         Executor {
             inner: Arc::new(Inner {
+                observers: observers.into(),
                 policies: ArcSwap::from_pointee(policies),
                 generation: AtomicU64::new(0),
                 hasher: RandomState::default(),
@@ -162,12 +186,96 @@ impl Executor {
         let plan = self.plan(key);
         async move {
             let plan = plan.map_err(Error::InvalidKey)?;
-            plan.retry().run(op).await
+            if self.inner.observers.is_empty() {
+                return plan.retry().run(op).await;
+            }
+            let entry = self.inner.entry(key).map_err(Error::InvalidKey)?;
+            let observers = self.inner.observers(&entry.key);
+            plan.retry().call(op).with_probe(observers).run().await
+        }
+    }
+
+    /// Runs `op` under the plan of `key` and returns, with its result, the [`Timeline`] of its
+    /// attempts.
+    pub async fn run_with_timeline<F, Fut, T, E>(
+        &self,
+        key: &str,
+        op: F,
+    ) -> (Result<T, Error<E>>, Timeline)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.handle(key) {
+            Ok(handle) => handle.run_with_timeline(op).await,
+            Err(e) => (Err(Error::InvalidKey(e)), Timeline::default()),
         }
     }
 }
 
+/// Builds an [`Executor`]; see [`Executor::builder`].
+///
+/// # Example
+/// ```
+/// use steadfast::observe::{Event, Observer};
+/// use steadfast::{Executor, Key};
+///
+/// #[derive(Debug)]
+/// struct Count;
+/// impl Observer for Count {
+///     fn on_event(&self, _: &Key, _: &Event) {}
+/// }
+///
+/// let executor = Executor::builder().max_keys(100_000).observer(Count).build();
+/// # let _ = executor;
+/// ```
+#[derive(Debug)]
+#[must_use = "an executor builder does nothing until `.build()`"]
+pub struct ExecutorBuilder {
+    policies: Policies,
+    max_keys: usize,
+    observers: Vec<Arc<dyn Observer>>,
+}
+
+impl ExecutorBuilder {
+    /// The policies to start with.
+    pub fn policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
+    }
+
+    /// The bound on cached keys (default [`DEFAULT_MAX_KEYS`]).
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// Adds an observer of every call's events.
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+
+    /// Adds an observer already shared with other code.
+    pub fn shared_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// The executor.
+    pub fn build(self) -> Executor {
+        Executor::build(self)
+    }
+}
+
 impl Inner {
+    fn observers<'a>(&'a self, key: &'a Key) -> Observers<'a> {
+        Observers {
+            key,
+            list: &self.observers,
+        }
+    }
+
     fn shard(&self, hash: u64) -> &Shard {
         // The table uses the hash's low bits; the shard takes high ones.
         &self.shards[(hash >> 60) as usize % SHARDS]
@@ -283,7 +391,27 @@ impl Handle {
         let fresh = self.fresh();
         async move {
             let plan = fresh.as_deref().unwrap_or(&self.plan);
-            plan.retry().run(op).await
+            if self.inner.observers.is_empty() {
+                return plan.retry().run(op).await;
+            }
+            let observers = self.inner.observers(&self.entry.key);
+            plan.retry().call(op).with_probe(observers).run().await
         }
+    }
+
+    /// Runs `op` under the key's current plan and returns, with its result, the
+    /// [`Timeline`] of its attempts.
+    pub async fn run_with_timeline<F, Fut, T, E>(&self, op: F) -> (Result<T, Error<E>>, Timeline)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let plan = self.plan();
+        let observers = self.inner.observers(&self.entry.key);
+        plan.retry()
+            .call(op)
+            .with_probe(observers)
+            .run_with_timeline()
+            .await
     }
 }

@@ -51,6 +51,7 @@ mod config;
 mod error;
 pub mod executor;
 pub mod key;
+pub mod observe;
 pub mod policy;
 pub mod retry;
 
@@ -60,7 +61,7 @@ pub use backoff::{Backoff, BackoffOptions, Jitter};
 pub use classify::{Classifier, Classify, Outcome};
 pub use config::{ConfigError, FieldError};
 pub use error::{Error, Stop, TimeoutScope};
-pub use executor::{Executor, Handle};
+pub use executor::{Executor, ExecutorBuilder, Handle};
 pub use key::{Key, KeyError};
 pub use retry::{Retry, RetryOptions};
 

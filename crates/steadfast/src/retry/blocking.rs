@@ -4,7 +4,7 @@
 //! the overall deadline) is judged when it returns: its result is dropped and it counts as
 //! timed out, exactly as if the async engine had cancelled it. Sleeps never cross the deadline.
 
-use super::hooks::{ExhaustedHook, RetryHook};
+use super::hooks::{ExhaustedHook, NoHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};
 use crate::classify::Classifier;
@@ -26,7 +26,7 @@ where
     X: ExhaustedHook<T, E>,
     L: Fn(&T) -> bool,
 {
-    let mut run = Run::start(policy, R::ACTIVE || X::ACTIVE);
+    let mut run = Run::start(policy, R::ACTIVE || X::ACTIVE, NoHook);
     loop {
         let limit = run.begin_attempt();
         let result = op();

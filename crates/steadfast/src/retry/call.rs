@@ -12,6 +12,7 @@ use super::options::Retry;
 use super::{blocking, engine};
 use crate::classify::{AnyError, Classifier, Outcome, RetryIf};
 use crate::error::Error;
+use crate::observe::{Both, Probe, Timeline};
 
 /// One async call under a [`Retry`] policy, with its classifier and hooks; made by
 /// [`Retry::call`], finished by [`run`](Self::run).
@@ -36,37 +37,39 @@ use crate::error::Error;
 /// ```
 #[derive(Debug)]
 #[must_use = "a call does nothing until `.run()` is awaited"]
-pub struct Call<'p, F, C = AnyError, R = NoHook, X = NoHook> {
+pub struct Call<'p, F, C = AnyError, R = NoHook, X = NoHook, P = NoHook> {
     policy: &'p Retry,
     op: F,
     classifier: C,
     on_retry: R,
     on_exhausted: X,
+    probe: P,
 }
 
-impl<'p, F, Fut, T, E, C, R, X> Call<'p, F, C, R, X>
+impl<'p, F, Fut, T, E, C, R, X, P> Call<'p, F, C, R, X, P>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     /// Uses this classifier (see [`classify`](crate::classify)).
-    pub fn classify<C2: Classifier<T, E>>(self, classifier: C2) -> Call<'p, F, C2, R, X> {
+    pub fn classify<C2: Classifier<T, E>>(self, classifier: C2) -> Call<'p, F, C2, R, X, P> {
         Call {
             policy: self.policy,
             op: self.op,
             classifier,
             on_retry: self.on_retry,
             on_exhausted: self.on_exhausted,
+            probe: self.probe,
         }
     }
 
     /// Classifies errors with a closure (an `Ok` is a success).
-    pub fn classify_error<G: Fn(&E) -> Outcome>(self, classify: G) -> Call<'p, F, G, R, X> {
+    pub fn classify_error<G: Fn(&E) -> Outcome>(self, classify: G) -> Call<'p, F, G, R, X, P> {
         self.classify(classify)
     }
 
     /// Retries only the errors `predicate` accepts; others are returned at once.
-    pub fn retry_if<P: Fn(&E) -> bool>(self, predicate: P) -> Call<'p, F, RetryIf<P>, R, X> {
+    pub fn retry_if<Q: Fn(&E) -> bool>(self, predicate: Q) -> Call<'p, F, RetryIf<Q>, R, X, P> {
         self.classify(RetryIf::new(predicate))
     }
 
@@ -74,13 +77,14 @@ where
     pub fn on_retry<H: FnMut(&OnRetry<'_, T, E>)>(
         self,
         hook: H,
-    ) -> Call<'p, F, C, OnRetryFn<H>, X> {
+    ) -> Call<'p, F, C, OnRetryFn<H>, X, P> {
         Call {
             policy: self.policy,
             op: self.op,
             classifier: self.classifier,
             on_retry: OnRetryFn(hook),
             on_exhausted: self.on_exhausted,
+            probe: self.probe,
         }
     }
 
@@ -88,28 +92,39 @@ where
     pub fn on_exhausted<H: FnMut(&mut OnExhausted<'_, T, E>)>(
         self,
         hook: H,
-    ) -> Call<'p, F, C, R, OnExhaustedFn<H>> {
+    ) -> Call<'p, F, C, R, OnExhaustedFn<H>, P> {
         Call {
             policy: self.policy,
             op: self.op,
             classifier: self.classifier,
             on_retry: self.on_retry,
             on_exhausted: OnExhaustedFn(hook),
+            probe: self.probe,
         }
     }
 
     /// Runs the call. Dropping the returned future stops everything at once: the attempt in
     /// flight is dropped and no further attempt starts.
-    pub async fn run(mut self) -> Result<T, Error<E>>
+    pub async fn run(self) -> Result<T, Error<E>>
     where
         C: Classifier<T, E>,
         R: RetryHook<T, E>,
         X: ExhaustedHook<T, E>,
+        P: Probe,
     {
+        // Taken apart at once: partial moves out of `self` would cost drop flags per call.
+        let Call {
+            policy,
+            mut op,
+            classifier,
+            mut on_retry,
+            mut on_exhausted,
+            probe,
+        } = self;
         let mut first = None;
-        if !R::ACTIVE && !X::ACTIVE && engine::fast_path(self.policy) {
-            let result = (self.op)().await;
-            match self.classifier.classify(&result) {
+        if !R::ACTIVE && !X::ACTIVE && !P::ACTIVE && engine::fast_path(policy) {
+            let result = op().await;
+            match classifier.classify(&result) {
                 Outcome::Success => {
                     return result.map_err(|source| Error::Operation {
                         source,
@@ -121,6 +136,29 @@ where
             }
         }
         engine::execute(Engine {
+            policy,
+            op,
+            classifier: &classifier,
+            on_retry: &mut on_retry,
+            on_exhausted: &mut on_exhausted,
+            restart: |_: &T| false,
+            progress: None,
+            first,
+            probe,
+        })
+        .await
+    }
+
+    /// Runs the call and returns, with its result, the [`Timeline`] of its attempts.
+    pub async fn run_with_timeline(mut self) -> (Result<T, Error<E>>, Timeline)
+    where
+        C: Classifier<T, E>,
+        R: RetryHook<T, E>,
+        X: ExhaustedHook<T, E>,
+        P: Probe,
+    {
+        let mut timeline = Timeline::default();
+        let result = engine::execute(Engine {
             policy: self.policy,
             op: self.op,
             classifier: &self.classifier,
@@ -128,9 +166,23 @@ where
             on_exhausted: &mut self.on_exhausted,
             restart: |_: &T| false,
             progress: None,
-            first,
+            first: None,
+            probe: Both(self.probe, &mut timeline),
         })
-        .await
+        .await;
+        (result, timeline)
+    }
+
+    /// Reports the call's events to `probe` too.
+    pub(crate) fn with_probe<P2: Probe>(self, probe: P2) -> Call<'p, F, C, R, X, P2> {
+        Call {
+            policy: self.policy,
+            op: self.op,
+            classifier: self.classifier,
+            on_retry: self.on_retry,
+            on_exhausted: self.on_exhausted,
+            probe,
+        }
     }
 
     /// Runs the call until `cancel` completes, then stops it and returns
@@ -153,6 +205,7 @@ where
         C: Classifier<T, E>,
         R: RetryHook<T, E>,
         X: ExhaustedHook<T, E>,
+        P: Probe,
     {
         let progress = AtomicU32::new(0);
         let mut engine = pin!(engine::execute(Engine {
@@ -164,6 +217,7 @@ where
             restart: |_: &T| false,
             progress: Some(&progress),
             first: None,
+            probe: self.probe,
         }));
         let mut cancel = pin!(cancel);
         poll_fn(|cx| {
@@ -178,7 +232,7 @@ where
     }
 }
 
-impl<F, Fut, B, E, C, R, X> Call<'_, F, C, R, X>
+impl<F, Fut, B, E, C, R, X, P> Call<'_, F, C, R, X, P>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<ControlFlow<B>, E>>,
@@ -219,6 +273,7 @@ where
         C: Classifier<ControlFlow<B>, E>,
         R: RetryHook<ControlFlow<B>, E>,
         X: ExhaustedHook<ControlFlow<B>, E>,
+        P: Probe,
     {
         let flow = engine::execute(Engine {
             policy: self.policy,
@@ -229,6 +284,7 @@ where
             restart: ControlFlow::is_continue,
             progress: None,
             first: None,
+            probe: self.probe,
         })
         .await?;
         Ok(break_value(flow))
@@ -382,6 +438,7 @@ impl Retry {
             classifier: AnyError,
             on_retry: NoHook,
             on_exhausted: NoHook,
+            probe: NoHook,
         }
     }
 

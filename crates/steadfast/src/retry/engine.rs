@@ -9,11 +9,12 @@ use super::options::Retry;
 use super::state::{Run, Step};
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
+use crate::observe::Probe;
 
 /// What one call runs with. The engine takes it as one value and uses its fields in place:
 /// `async fn` parameters are stored twice in the future (as given and as locals), and a call
 /// future is moved on every `.await`, so its size is paid on every call.
-pub(crate) struct Engine<'a, T, E, F, C, R, X, L> {
+pub(crate) struct Engine<'a, T, E, F, C, R, X, L, P> {
     pub(crate) policy: &'a Retry,
     pub(crate) op: F,
     pub(crate) classifier: &'a C,
@@ -25,11 +26,13 @@ pub(crate) struct Engine<'a, T, E, F, C, R, X, L> {
     pub(crate) progress: Option<&'a AtomicU32>,
     /// The first attempt's result, when it already ran on the fast path.
     pub(crate) first: Option<Result<T, E>>,
+    /// Where events go.
+    pub(crate) probe: P,
 }
 
 /// Runs the call until it succeeds or the policy stops.
-pub(crate) async fn execute<T, E, F, Fut, C, R, X, L>(
-    mut e: Engine<'_, T, E, F, C, R, X, L>,
+pub(crate) async fn execute<T, E, F, Fut, C, R, X, L, P>(
+    mut e: Engine<'_, T, E, F, C, R, X, L, P>,
 ) -> Result<T, Error<E>>
 where
     F: FnMut() -> Fut,
@@ -38,8 +41,9 @@ where
     R: RetryHook<T, E>,
     X: ExhaustedHook<T, E>,
     L: Fn(&T) -> bool,
+    P: Probe,
 {
-    let mut run = Run::start(e.policy, R::ACTIVE || X::ACTIVE);
+    let mut run = Run::start(e.policy, R::ACTIVE || X::ACTIVE, e.probe);
     let mut step = match e.first.take() {
         Some(result) => {
             run.attempts = 1;

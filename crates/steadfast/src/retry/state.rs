@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::hooks::{ExhaustedHook, OnExhausted, OnRetry, RetryHook};
+use super::hooks::{ExhaustedHook, NoHook, OnExhausted, OnRetry, RetryHook};
 use super::options::Retry;
 use crate::backoff::Schedule;
 use crate::classify::Classifier;
 use crate::classify::Outcome;
 use crate::error::{Error, Stop, TimeoutScope};
+use crate::observe::{AttemptEnd, Event, Probe, RetryReason};
 
 /// What an engine does after an attempt.
 pub(crate) enum Step<T, E> {
@@ -29,33 +30,53 @@ pub(crate) enum Next {
     Stop(Stop),
 }
 
-/// One call in progress.
-pub(crate) struct Run<'p> {
+/// One call in progress, reporting to its probe `P` (nothing, by default).
+pub(crate) struct Run<'p, P = NoHook> {
     policy: &'p Retry,
     started: Option<Instant>,
     deadline: Option<Instant>,
     pub(crate) attempts: u32,
     schedule: Option<Schedule>,
+    probe: P,
+    attempt_started: Option<Instant>,
 }
 
-impl<'p> Run<'p> {
-    /// Starts a call; reads the clock only when a deadline or a hook needs it.
+impl<'p, P: Probe> Run<'p, P> {
+    /// Starts a call; reads the clock only when a deadline, a hook or the probe needs it.
     #[inline]
-    pub(crate) fn start(policy: &'p Retry, needs_clock: bool) -> Self {
-        let started = (needs_clock || policy.total_timeout.is_some()).then(Instant::now);
-        Run {
+    pub(crate) fn start(policy: &'p Retry, needs_clock: bool, probe: P) -> Self {
+        let started =
+            (needs_clock || P::ACTIVE || policy.total_timeout.is_some()).then(Instant::now);
+        let mut run = Run {
             policy,
             started,
             deadline: started.zip(policy.total_timeout).map(|(s, t)| s + t),
             attempts: 0,
             schedule: None,
+            probe,
+            attempt_started: None,
+        };
+        run.emit(Event::CallStarted);
+        run
+    }
+
+    #[inline]
+    fn emit(&mut self, event: Event) {
+        if P::ACTIVE {
+            self.probe.event(&event);
         }
     }
 
     /// Starts over after a success in a loop: new deadline, fresh schedule, attempts from 0.
     fn restart(&mut self) {
-        let needs_clock = self.started.is_some();
-        *self = Run::start(self.policy, needs_clock);
+        self.started = self.started.map(|_| Instant::now());
+        self.deadline = self
+            .started
+            .zip(self.policy.total_timeout)
+            .map(|(s, t)| s + t);
+        self.attempts = 0;
+        self.schedule = None;
+        self.emit(Event::CallStarted);
     }
 
     /// Counts a new attempt and returns the instant it must end by, if any, and which
@@ -63,6 +84,15 @@ impl<'p> Run<'p> {
     #[inline]
     pub(crate) fn begin_attempt(&mut self) -> Option<(Instant, TimeoutScope)> {
         self.attempts += 1;
+        if P::ACTIVE {
+            let now = Instant::now();
+            self.attempt_started = Some(now);
+            let at = self.started.map_or(Duration::ZERO, |s| now - s);
+            self.emit(Event::AttemptStarted {
+                attempt: self.attempts,
+                at,
+            });
+        }
         let own = self.policy.attempt_timeout.map(|t| Instant::now() + t);
         match (own, self.deadline) {
             (Some(a), Some(d)) if a < d => Some((a, TimeoutScope::Attempt)),
@@ -148,6 +178,14 @@ impl<'p> Run<'p> {
             Some(result) => classifier.classify(result),
             None => self.timeout_outcome(),
         };
+        if P::ACTIVE {
+            let end = match &last {
+                Some(Ok(_)) => AttemptEnd::Ok,
+                Some(Err(_)) => AttemptEnd::Err,
+                None => AttemptEnd::TimedOut,
+            };
+            self.attempt_finished(end, outcome);
+        }
         if outcome.is_success() {
             if let Some(Ok(value)) = &last
                 && restart(value)
@@ -160,6 +198,15 @@ impl<'p> Run<'p> {
         match self.after_failure(&outcome) {
             Next::Retry(delay) => {
                 self.notify_retry(on_retry, last.as_ref(), outcome, delay);
+                let reason = match outcome.server_delay() {
+                    Some(_) => RetryReason::ServerDelay,
+                    None => RetryReason::Backoff,
+                };
+                self.emit(Event::RetryScheduled {
+                    attempt: self.attempts,
+                    delay,
+                    reason,
+                });
                 Step::Sleep(delay, last)
             }
             Next::Stop(stop) => Step::Done(self.finish(on_exhausted, last, stop)),
@@ -170,7 +217,7 @@ impl<'p> Run<'p> {
     /// again). Timers fire on whole milliseconds (and threads wake late), so a sleep that was
     /// meant to end before the deadline can end at or after it; no attempt starts then.
     pub(crate) fn woke<T, E, X: ExhaustedHook<T, E>>(
-        &self,
+        &mut self,
         on_exhausted: &mut X,
         last: Option<Result<T, E>>,
     ) -> Option<Result<T, Error<E>>> {
@@ -180,6 +227,27 @@ impl<'p> Run<'p> {
             }
             _ => None,
         }
+    }
+
+    fn attempt_finished(&mut self, end: AttemptEnd, outcome: Outcome) {
+        let duration = self.attempt_started.map_or(Duration::ZERO, |s| s.elapsed());
+        self.emit(Event::AttemptFinished {
+            attempt: self.attempts,
+            end,
+            outcome,
+            duration,
+        });
+    }
+
+    fn call_finished(&mut self, ok: bool, stop: Option<Stop>, timeout: Option<TimeoutScope>) {
+        let duration = self.elapsed();
+        self.emit(Event::CallFinished {
+            attempts: self.attempts,
+            duration,
+            ok,
+            stop,
+            timeout,
+        });
     }
 
     /// Tells the retry hook about the coming retry.
@@ -204,11 +272,18 @@ impl<'p> Run<'p> {
     /// What the call returns once retrying stopped on a failure (`last` is `None` when the
     /// last attempt timed out).
     fn finish<T, E, X: ExhaustedHook<T, E>>(
-        &self,
+        &mut self,
         hook: &mut X,
         mut last: Option<Result<T, E>>,
         stop: Stop,
     ) -> Result<T, Error<E>> {
+        if P::ACTIVE {
+            match &last {
+                Some(Ok(_)) => self.call_finished(true, None, None),
+                Some(Err(_)) => self.call_finished(false, Some(stop), None),
+                None => self.call_finished(false, Some(stop), Some(TimeoutScope::Attempt)),
+            }
+        }
         if X::ACTIVE && stop.is_exhaustion() {
             hook.on_exhausted(&mut OnExhausted {
                 attempts: self.attempts,
@@ -233,7 +308,12 @@ impl<'p> Run<'p> {
     }
 
     /// The error for a call whose overall deadline passed during an attempt.
-    pub(crate) fn total_timeout<E>(&self) -> Error<E> {
+    pub(crate) fn total_timeout<E>(&mut self) -> Error<E> {
+        if P::ACTIVE {
+            let outcome = self.timeout_outcome();
+            self.attempt_finished(AttemptEnd::TimedOut, outcome);
+            self.call_finished(false, None, Some(TimeoutScope::Total));
+        }
         Error::Timeout {
             scope: TimeoutScope::Total,
             after: self.policy.total_timeout.unwrap_or_default(),

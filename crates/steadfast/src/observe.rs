@@ -1,0 +1,285 @@
+//! Observability: every step of a call as an [`Event`], for observers and timelines.
+//!
+//! The engine reports to a [`Probe`]. With none (the default) the call path does no observer
+//! work at all: no clock reads, no branches on observers. The executor turns its registered
+//! [`Observer`]s into a probe, and [`Timeline`] is a probe that records each attempt.
+//!
+//! # Example
+//! ```
+//! use std::time::Duration;
+//! use steadfast::{Jitter, Retry};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let retry = Retry::fixed(Duration::from_millis(100)).jitter(Jitter::None).build().unwrap();
+//! let mut tries = 0;
+//! let (result, timeline) = retry
+//!     .call(|| {
+//!         tries += 1;
+//!         let t = tries;
+//!         async move { if t < 3 { Err("busy") } else { Ok(t) } }
+//!     })
+//!     .run_with_timeline()
+//!     .await;
+//! assert_eq!(result.unwrap(), 3);
+//! let starts: Vec<_> = timeline.attempts().iter().map(|a| a.start()).collect();
+//! assert_eq!(starts, [0, 100, 200].map(Duration::from_millis));
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::classify::Outcome;
+use crate::error::{Stop, TimeoutScope};
+use crate::key::Key;
+
+/// How an attempt ended, apart from its classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttemptEnd {
+    /// It returned `Ok`.
+    Ok,
+    /// It returned `Err`.
+    Err,
+    /// It ran out of time (its own timeout, or the call's deadline).
+    TimedOut,
+}
+
+/// Why the engine is about to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryReason {
+    /// The backoff schedule's next delay.
+    Backoff,
+    /// The delay the server asked for (`Retry-After`, pushback).
+    ServerDelay,
+}
+
+/// One step of a call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The call began.
+    CallStarted,
+    /// An attempt began, `at` after the call's start.
+    AttemptStarted {
+        /// 1 for the first attempt.
+        attempt: u32,
+        /// Time since the call started.
+        at: Duration,
+    },
+    /// An attempt ended.
+    AttemptFinished {
+        /// 1 for the first attempt.
+        attempt: u32,
+        /// How it ended.
+        end: AttemptEnd,
+        /// How it was classified.
+        outcome: Outcome,
+        /// How long it ran.
+        duration: Duration,
+    },
+    /// A retry will follow after `delay`.
+    RetryScheduled {
+        /// The attempt that failed.
+        attempt: u32,
+        /// The wait before the next attempt.
+        delay: Duration,
+        /// Where the wait comes from.
+        reason: RetryReason,
+    },
+    /// The call ended.
+    CallFinished {
+        /// Attempts made.
+        attempts: u32,
+        /// Time since the call started.
+        duration: Duration,
+        /// Whether it returned `Ok`.
+        ok: bool,
+        /// Why retrying stopped, when it ended on a failure.
+        stop: Option<Stop>,
+        /// Which timeout ended it, if one did.
+        timeout: Option<TimeoutScope>,
+    },
+}
+
+/// Receives the events of calls run by an [`Executor`](crate::Executor).
+///
+/// # Example
+/// ```
+/// use steadfast::observe::{Event, Observer};
+/// use steadfast::Key;
+///
+/// #[derive(Debug)]
+/// struct Log;
+/// impl Observer for Log {
+///     fn on_event(&self, key: &Key, event: &Event) {
+///         if let Event::RetryScheduled { attempt, delay, .. } = event {
+///             eprintln!("{key}: attempt {attempt} failed, retrying in {delay:?}");
+///         }
+///     }
+/// }
+/// ```
+pub trait Observer: fmt::Debug + Send + Sync + 'static {
+    /// Called for each event of each call, in order, on the call's task.
+    fn on_event(&self, key: &Key, event: &Event);
+}
+
+/// What the engine reports to. Implemented by [`Timeline`], by the executor's observers, and
+/// by [`NoHook`](crate::retry::NoHook) (nothing).
+pub trait Probe {
+    /// Whether the probe does anything (lets the engine skip the clock reads).
+    const ACTIVE: bool = true;
+
+    /// Called for each event.
+    fn event(&mut self, event: &Event);
+}
+
+impl Probe for crate::retry::NoHook {
+    const ACTIVE: bool = false;
+
+    #[inline]
+    fn event(&mut self, _: &Event) {}
+}
+
+impl<P: Probe> Probe for &mut P {
+    const ACTIVE: bool = P::ACTIVE;
+
+    fn event(&mut self, event: &Event) {
+        (**self).event(event)
+    }
+}
+
+/// The executor's observers, for one call of one key.
+#[derive(Debug)]
+pub(crate) struct Observers<'a> {
+    pub(crate) key: &'a Key,
+    pub(crate) list: &'a [Arc<dyn Observer>],
+}
+
+impl Probe for Observers<'_> {
+    fn event(&mut self, event: &Event) {
+        for o in self.list {
+            o.on_event(self.key, event);
+        }
+    }
+}
+
+/// Both probes, in order.
+#[derive(Debug)]
+pub(crate) struct Both<A, B>(pub(crate) A, pub(crate) B);
+
+impl<A: Probe, B: Probe> Probe for Both<A, B> {
+    const ACTIVE: bool = A::ACTIVE || B::ACTIVE;
+
+    fn event(&mut self, event: &Event) {
+        if A::ACTIVE {
+            self.0.event(event);
+        }
+        if B::ACTIVE {
+            self.1.event(event);
+        }
+    }
+}
+
+/// One attempt as the timeline saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttemptRecord {
+    index: u32,
+    hedge: bool,
+    start: Duration,
+    duration: Duration,
+    end: AttemptEnd,
+    outcome: Outcome,
+    delay_before: Duration,
+}
+
+impl AttemptRecord {
+    /// 1 for the first attempt.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Whether it was a hedge (always `false` until hedging exists).
+    pub fn is_hedge(&self) -> bool {
+        self.hedge
+    }
+
+    /// When it started, since the call's start.
+    pub fn start(&self) -> Duration {
+        self.start
+    }
+
+    /// How long it ran.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// How it ended.
+    pub fn end(&self) -> AttemptEnd {
+        self.end
+    }
+
+    /// How it was classified.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// The wait before it (zero for the first).
+    pub fn delay_before(&self) -> Duration {
+        self.delay_before
+    }
+}
+
+/// Every attempt of one call: index, start, duration, outcome and the wait before it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timeline {
+    attempts: Vec<AttemptRecord>,
+    duration: Duration,
+    next_delay: Duration,
+}
+
+impl Timeline {
+    /// The attempts, in order.
+    pub fn attempts(&self) -> &[AttemptRecord] {
+        &self.attempts
+    }
+
+    /// The whole call's duration.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+}
+
+impl Probe for Timeline {
+    fn event(&mut self, event: &Event) {
+        match *event {
+            Event::AttemptStarted { attempt, at } => self.attempts.push(AttemptRecord {
+                index: attempt,
+                hedge: false,
+                start: at,
+                duration: Duration::ZERO,
+                end: AttemptEnd::Ok,
+                outcome: Outcome::Success,
+                delay_before: std::mem::take(&mut self.next_delay),
+            }),
+            Event::AttemptFinished {
+                attempt,
+                end,
+                outcome,
+                duration,
+            } => {
+                if let Some(a) = self.attempts.iter_mut().rev().find(|a| a.index == attempt) {
+                    a.end = end;
+                    a.outcome = outcome;
+                    a.duration = duration;
+                }
+            }
+            Event::RetryScheduled { delay, .. } => self.next_delay = delay,
+            Event::CallFinished { duration, .. } => self.duration = duration,
+            _ => {}
+        }
+    }
+}

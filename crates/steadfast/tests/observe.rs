@@ -1,0 +1,222 @@
+//! Events and timelines: every attempt is reported, in order, with the right delays.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use steadfast::classify::Outcome;
+use steadfast::observe::{AttemptEnd, Event, Observer, RetryReason};
+use steadfast::policy::Policies;
+use steadfast::{Executor, Jitter, Key, Retry, Stop, TimeoutScope};
+use support::ms;
+use tokio::time::sleep;
+
+fn policy() -> Policies {
+    Policies::new(
+        Retry::exponential(ms(100))
+            .jitter(Jitter::None)
+            .max_attempts(5)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// An operation that fails twice, then succeeds, each attempt taking 10 ms.
+fn flaky()
+-> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, &'static str>>>> {
+    let mut n = 0;
+    move || {
+        n += 1;
+        let attempt = n;
+        Box::pin(async move {
+            sleep(ms(10)).await;
+            if attempt < 3 {
+                Err("busy")
+            } else {
+                Ok(attempt)
+            }
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timeline_of_two_failures_and_a_success() {
+    let executor = Executor::new(policy());
+    let (result, timeline) = executor.run_with_timeline("svc.Method", flaky()).await;
+    assert_eq!(result.unwrap(), 3);
+    let a = timeline.attempts();
+    assert_eq!(a.len(), 3);
+    let row = |i: usize| {
+        (
+            a[i].index(),
+            a[i].is_hedge(),
+            a[i].start(),
+            a[i].duration(),
+            a[i].end(),
+            a[i].outcome(),
+            a[i].delay_before(),
+        )
+    };
+    // Attempt 1 at 0 for 10 ms; wait 100 ms; attempt 2 at 110; wait 200 ms; attempt 3 at 320.
+    assert_eq!(
+        row(0),
+        (
+            1,
+            false,
+            ms(0),
+            ms(10),
+            AttemptEnd::Err,
+            Outcome::RETRYABLE,
+            ms(0)
+        )
+    );
+    assert_eq!(
+        row(1),
+        (
+            2,
+            false,
+            ms(110),
+            ms(10),
+            AttemptEnd::Err,
+            Outcome::RETRYABLE,
+            ms(100)
+        )
+    );
+    assert_eq!(
+        row(2),
+        (
+            3,
+            false,
+            ms(320),
+            ms(10),
+            AttemptEnd::Ok,
+            Outcome::Success,
+            ms(200)
+        )
+    );
+    assert_eq!(timeline.duration(), ms(330));
+}
+
+#[derive(Debug, Default)]
+struct Recorder(Mutex<Vec<(String, Event)>>);
+
+impl Observer for Recorder {
+    fn on_event(&self, key: &Key, event: &Event) {
+        self.0.lock().unwrap().push((key.to_string(), *event));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn observers_see_every_step_in_order() {
+    let recorder = Arc::new(Recorder::default());
+    let executor = Executor::builder()
+        .policies(policy())
+        .shared_observer(recorder.clone())
+        .build();
+    let handle = executor.handle("svc.Method").unwrap();
+    assert_eq!(handle.run(flaky()).await.unwrap(), 3);
+    let events = recorder.0.lock().unwrap().clone();
+    assert!(events.iter().all(|(k, _)| k == "svc.Method"));
+    let events: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
+    let finished = |attempt, end, outcome| Event::AttemptFinished {
+        attempt,
+        end,
+        outcome,
+        duration: ms(10),
+    };
+    assert_eq!(
+        events,
+        [
+            Event::CallStarted,
+            Event::AttemptStarted {
+                attempt: 1,
+                at: ms(0)
+            },
+            finished(1, AttemptEnd::Err, Outcome::RETRYABLE),
+            Event::RetryScheduled {
+                attempt: 1,
+                delay: ms(100),
+                reason: RetryReason::Backoff
+            },
+            Event::AttemptStarted {
+                attempt: 2,
+                at: ms(110)
+            },
+            finished(2, AttemptEnd::Err, Outcome::RETRYABLE),
+            Event::RetryScheduled {
+                attempt: 2,
+                delay: ms(200),
+                reason: RetryReason::Backoff
+            },
+            Event::AttemptStarted {
+                attempt: 3,
+                at: ms(320)
+            },
+            finished(3, AttemptEnd::Ok, Outcome::Success),
+            Event::CallFinished {
+                attempts: 3,
+                duration: ms(330),
+                ok: true,
+                stop: None,
+                timeout: None
+            },
+        ]
+    );
+
+    // By key too, and a failure reports why it stopped.
+    recorder.0.lock().unwrap().clear();
+    let _ = executor
+        .run("svc.Other", || async { Err::<(), _>("no") })
+        .await;
+    let last = recorder.0.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last.0, "svc.Other");
+    assert!(matches!(
+        last.1,
+        Event::CallFinished {
+            attempts: 5,
+            ok: false,
+            stop: Some(Stop::Exhausted),
+            ..
+        }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_show_in_the_timeline() {
+    let policies = Policies::new(
+        Retry::fixed(ms(50))
+            .jitter(Jitter::None)
+            .max_attempts(2)
+            .attempt_timeout(ms(100))
+            .build()
+            .unwrap(),
+    );
+    let executor = Executor::new(policies);
+    let (result, timeline) = executor
+        .run_with_timeline("svc.Slow", || async {
+            sleep(Duration::from_secs(10)).await;
+            Ok::<_, ()>(())
+        })
+        .await;
+    assert!(matches!(
+        result,
+        Err(steadfast::Error::Timeout {
+            scope: TimeoutScope::Attempt,
+            attempts: 2,
+            ..
+        })
+    ));
+    let ends: Vec<_> = timeline
+        .attempts()
+        .iter()
+        .map(|a| (a.start(), a.end()))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            (ms(0), AttemptEnd::TimedOut),
+            (ms(150), AttemptEnd::TimedOut)
+        ]
+    );
+}
