@@ -57,7 +57,7 @@ pub enum Error<E> {
         attempts: u32,
     },
     /// The call site's key is malformed; the operation never ran.
-    InvalidKey(crate::key::KeyError),
+    InvalidKey(crate::key::KeyProblem),
 }
 
 /// Why the retry loop stopped on a failure.

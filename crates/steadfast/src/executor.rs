@@ -185,11 +185,14 @@ impl Executor {
     {
         let plan = self.plan(key);
         async move {
-            let plan = plan.map_err(Error::InvalidKey)?;
+            let plan = plan.map_err(|e| Error::InvalidKey(e.problem()))?;
             if self.inner.observers.is_empty() {
                 return plan.retry().run(op).await;
             }
-            let entry = self.inner.entry(key).map_err(Error::InvalidKey)?;
+            let entry = self
+                .inner
+                .entry(key)
+                .map_err(|e| Error::InvalidKey(e.problem()))?;
             let observers = self.inner.observers(&entry.key);
             plan.retry().call(op).with_probe(observers).run().await
         }
@@ -208,7 +211,7 @@ impl Executor {
     {
         match self.handle(key) {
             Ok(handle) => handle.run_with_timeline(op).await,
-            Err(e) => (Err(Error::InvalidKey(e)), Timeline::default()),
+            Err(e) => (Err(Error::InvalidKey(e.problem())), Timeline::default()),
         }
     }
 }

@@ -83,29 +83,63 @@ impl AsRef<str> for Key {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyError {
     key: String,
-    problem: Problem,
+    problem: KeyProblem,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Problem {
+impl KeyError {
+    /// What is wrong, without the key's text.
+    pub fn problem(&self) -> KeyProblem {
+        self.problem
+    }
+
+    /// The key as given.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// What is wrong with a key: small and `Copy`, so [`Error::InvalidKey`](crate::Error) costs
+/// nothing on the path of calls whose keys are fine.
+///
+/// # Example
+/// ```
+/// use steadfast::key::KeyProblem;
+/// use steadfast::Key;
+///
+/// assert_eq!(Key::parse("Charge").unwrap_err().problem(), KeyProblem::NoNamespace);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// The key is empty.
     Empty,
+    /// There is no dot: a key is `namespace.Name`.
     NoNamespace,
+    /// Two dots in a row, or a dot at either end, at this byte.
     EmptySegment(usize),
+    /// A character that is not a letter, digit, `_` or `-`, at this byte.
     BadChar(char, usize),
 }
 
-impl fmt::Display for KeyError {
+impl fmt::Display for KeyProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "key {:?}: ", self.key)?;
-        match self.problem {
-            Problem::Empty => f.write_str("empty"),
-            Problem::NoNamespace => f.write_str("expected namespace.Name, with a dot"),
-            Problem::EmptySegment(at) => write!(f, "empty segment at byte {at}"),
-            Problem::BadChar(c, at) => write!(
+        match *self {
+            KeyProblem::Empty => f.write_str("empty"),
+            KeyProblem::NoNamespace => f.write_str("expected namespace.Name, with a dot"),
+            KeyProblem::EmptySegment(at) => write!(f, "empty segment at byte {at}"),
+            KeyProblem::BadChar(c, at) => write!(
                 f,
                 "{c:?} at byte {at} is not allowed (letters, digits, '_' and '-' between dots)"
             ),
         }
+    }
+}
+
+impl std::error::Error for KeyProblem {}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "key {:?}: {}", self.key, self.problem)
     }
 }
 
@@ -120,24 +154,24 @@ fn check(key: &str, pattern: bool) -> Result<usize, KeyError> {
         })
     };
     if key.is_empty() {
-        return fail(Problem::Empty);
+        return fail(KeyProblem::Empty);
     }
     let mut start = 0;
     for (i, c) in key.char_indices() {
         match c {
-            '.' if i == start => return fail(Problem::EmptySegment(i)),
+            '.' if i == start => return fail(KeyProblem::EmptySegment(i)),
             '.' => start = i + 1,
             c if c.is_ascii_alphanumeric() || c == '_' || c == '-' => {}
-            c => return fail(Problem::BadChar(c, i)),
+            c => return fail(KeyProblem::BadChar(c, i)),
         }
     }
     if start == key.len() {
-        return fail(Problem::EmptySegment(key.len()));
+        return fail(KeyProblem::EmptySegment(key.len()));
     }
     match key.rfind('.') {
         Some(dot) => Ok(dot),
         None if pattern => Ok(key.len()),
-        None => fail(Problem::NoNamespace),
+        None => fail(KeyProblem::NoNamespace),
     }
 }
 

@@ -62,7 +62,7 @@ pub use classify::{Classifier, Classify, Outcome};
 pub use config::{ConfigError, FieldError};
 pub use error::{Error, Stop, TimeoutScope};
 pub use executor::{Executor, ExecutorBuilder, Handle};
-pub use key::{Key, KeyError};
+pub use key::{Key, KeyError, KeyProblem};
 pub use retry::{Retry, RetryOptions};
 
 /// Runs `op` under the default policy ([`Retry::DEFAULT`]: 3 attempts, exponential backoff
