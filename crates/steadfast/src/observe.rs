@@ -31,6 +31,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "metrics")]
+#[path = "metrics_observer.rs"]
+mod metrics_observer;
+#[cfg(feature = "metrics")]
+pub use metrics_observer::MetricsObserver;
+
 use crate::classify::Outcome;
 use crate::error::{Stop, TimeoutScope};
 use crate::key::Key;

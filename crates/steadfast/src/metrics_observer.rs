@@ -1,0 +1,86 @@
+//! Metrics through the [`metrics`] facade (feature `metrics`): whatever recorder the
+//! application installs (Prometheus, OpenTelemetry, StatsD…) receives them.
+
+use crate::classify::Outcome;
+use crate::key::Key;
+use crate::observe::{Event, Observer, RetryReason};
+
+/// Records every call's attempts, retries and results as metrics.
+///
+/// | metric | kind | labels |
+/// |---|---|---|
+/// | `steadfast_attempts_total` | counter | `key`, `outcome` (`success`, `retryable`, `non_retryable`, `abort`) |
+/// | `steadfast_attempt_duration_seconds` | histogram | `key` |
+/// | `steadfast_retries_total` | counter | `key`, `reason` (`backoff`, `server_delay`) |
+/// | `steadfast_calls_total` | counter | `key`, `result` (`ok`, `error`, `timeout`) |
+/// | `steadfast_call_duration_seconds` | histogram | `key` |
+///
+/// # Example
+/// ```
+/// use steadfast::observe::MetricsObserver;
+/// use steadfast::Executor;
+///
+/// // Install a recorder first (e.g. metrics-exporter-prometheus), then:
+/// let executor = Executor::builder().observer(MetricsObserver::new()).build();
+/// # let _ = executor;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct MetricsObserver;
+
+impl MetricsObserver {
+    /// An observer recording to the global `metrics` recorder.
+    pub fn new() -> Self {
+        MetricsObserver
+    }
+}
+
+fn outcome_label(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Success => "success",
+        Outcome::Retryable { .. } => "retryable",
+        Outcome::NonRetryable => "non_retryable",
+        Outcome::Abort => "abort",
+    }
+}
+
+impl Observer for MetricsObserver {
+    fn on_event(&self, key: &Key, event: &Event) {
+        let key = key.to_string();
+        match *event {
+            Event::AttemptFinished {
+                outcome, duration, ..
+            } => {
+                metrics::counter!("steadfast_attempts_total", "key" => key.clone(), "outcome" => outcome_label(outcome))
+                    .increment(1);
+                metrics::histogram!("steadfast_attempt_duration_seconds", "key" => key)
+                    .record(duration.as_secs_f64());
+            }
+            Event::RetryScheduled { reason, .. } => {
+                let reason = match reason {
+                    RetryReason::Backoff => "backoff",
+                    RetryReason::ServerDelay => "server_delay",
+                };
+                metrics::counter!("steadfast_retries_total", "key" => key, "reason" => reason)
+                    .increment(1);
+            }
+            Event::CallFinished {
+                ok,
+                timeout,
+                duration,
+                ..
+            } => {
+                let result = match (ok, timeout) {
+                    (true, _) => "ok",
+                    (false, Some(_)) => "timeout",
+                    (false, None) => "error",
+                };
+                metrics::counter!("steadfast_calls_total", "key" => key.clone(), "result" => result)
+                    .increment(1);
+                metrics::histogram!("steadfast_call_duration_seconds", "key" => key)
+                    .record(duration.as_secs_f64());
+            }
+            _ => {}
+        }
+    }
+}

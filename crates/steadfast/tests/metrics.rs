@@ -1,0 +1,118 @@
+//! The metrics observer, read back through a debugging recorder with exact counts.
+
+use std::time::Duration;
+
+use metrics_util::MetricKind;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use steadfast::observe::MetricsObserver;
+use steadfast::policy::Policies;
+use steadfast::{Executor, Jitter, Retry};
+
+#[test]
+fn counts_are_exact() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        rt.block_on(async {
+            let policy = Retry::fixed(Duration::from_millis(10))
+                .jitter(Jitter::None)
+                .max_attempts(3)
+                .build()
+                .unwrap();
+            let executor = Executor::builder()
+                .policies(Policies::new(policy))
+                .observer(MetricsObserver::new())
+                .build();
+            let mut n = 0;
+            // Fails twice, then succeeds: 3 attempts, 2 retries, 1 call ok.
+            executor
+                .run("svc.Flaky", || {
+                    n += 1;
+                    let t = n;
+                    async move { if t < 3 { Err("busy") } else { Ok(t) } }
+                })
+                .await
+                .unwrap();
+            // Always fails: 3 attempts, 2 retries, 1 call error.
+            let _ = executor
+                .run("svc.Down", || async { Err::<(), _>("down") })
+                .await;
+        })
+    });
+    let mut counters = Vec::new();
+    let mut histograms = Vec::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let labels: Vec<String> = key
+            .key()
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let name = format!("{}{{{}}}", key.key().name(), labels.join(","));
+        match (key.kind(), value) {
+            (MetricKind::Counter, DebugValue::Counter(c)) => counters.push((name, c)),
+            (MetricKind::Histogram, DebugValue::Histogram(h)) => histograms.push((name, h.len())),
+            _ => {}
+        }
+    }
+    counters.sort();
+    histograms.sort();
+    assert_eq!(
+        counters,
+        [
+            (
+                "steadfast_attempts_total{key=svc.Down,outcome=retryable}".to_string(),
+                3
+            ),
+            (
+                "steadfast_attempts_total{key=svc.Flaky,outcome=retryable}".to_string(),
+                2
+            ),
+            (
+                "steadfast_attempts_total{key=svc.Flaky,outcome=success}".to_string(),
+                1
+            ),
+            (
+                "steadfast_calls_total{key=svc.Down,result=error}".to_string(),
+                1
+            ),
+            (
+                "steadfast_calls_total{key=svc.Flaky,result=ok}".to_string(),
+                1
+            ),
+            (
+                "steadfast_retries_total{key=svc.Down,reason=backoff}".to_string(),
+                2
+            ),
+            (
+                "steadfast_retries_total{key=svc.Flaky,reason=backoff}".to_string(),
+                2
+            ),
+        ]
+    );
+    assert_eq!(
+        histograms,
+        [
+            (
+                "steadfast_attempt_duration_seconds{key=svc.Down}".to_string(),
+                3
+            ),
+            (
+                "steadfast_attempt_duration_seconds{key=svc.Flaky}".to_string(),
+                3
+            ),
+            (
+                "steadfast_call_duration_seconds{key=svc.Down}".to_string(),
+                1
+            ),
+            (
+                "steadfast_call_duration_seconds{key=svc.Flaky}".to_string(),
+                1
+            ),
+        ]
+    );
+}
