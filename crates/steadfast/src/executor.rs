@@ -198,6 +198,16 @@ impl Executor {
         }
     }
 
+    /// Runs `op` on this thread under the plan of `key` (the blocking mirror of
+    /// [`run`](Self::run); observers are not told about blocking calls yet).
+    pub fn run_blocking<F, T, E>(&self, key: &str, op: F) -> Result<T, Error<E>>
+    where
+        F: FnMut() -> Result<T, E>,
+    {
+        let plan = self.plan(key).map_err(|e| Error::InvalidKey(e.problem()))?;
+        plan.retry().run_blocking(op)
+    }
+
     /// Runs `op` under the plan of `key` and returns, with its result, the [`Timeline`] of its
     /// attempts.
     pub async fn run_with_timeline<F, Fut, T, E>(
@@ -400,6 +410,19 @@ impl Handle {
             let observers = self.inner.observers(&self.entry.key);
             plan.retry().call(op).with_probe(observers).run().await
         }
+    }
+
+    /// Runs `op` on this thread under the key's current plan.
+    pub fn run_blocking<F, T, E>(&self, op: F) -> Result<T, Error<E>>
+    where
+        F: FnMut() -> Result<T, E>,
+    {
+        let fresh = self.fresh();
+        fresh
+            .as_deref()
+            .unwrap_or(&self.plan)
+            .retry()
+            .run_blocking(op)
     }
 
     /// Runs `op` under the key's current plan and returns, with its result, the

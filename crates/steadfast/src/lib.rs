@@ -14,8 +14,9 @@
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # async fn fetch_balance() -> Result<u64, std::io::Error> { Ok(7) }
-//! // The one-line default: 3 attempts, exponential 100 ms → 10 s, full jitter.
-//! let balance = steadfast::run(|| fetch_balance()).await?;
+//! // The one-line default: a key, and the policy the process-wide executor has for it
+//! // (3 attempts, exponential 100 ms → 10 s, full jitter, until policies say otherwise).
+//! let balance = steadfast::run("accounts.Balance", || fetch_balance()).await?;
 //!
 //! // A policy of your own, built once and shared.
 //! let retry = Retry::exponential(Duration::from_millis(200))
@@ -65,15 +66,33 @@ pub use executor::{Executor, ExecutorBuilder, Handle};
 pub use key::{Key, KeyError, KeyProblem};
 pub use retry::{Retry, RetryOptions};
 
-/// Runs `op` under the default policy ([`Retry::DEFAULT`]: 3 attempts, exponential backoff
-/// from 100 ms to 10 s with full jitter), retrying every error.
+/// The process-wide executor behind [`run`] and [`run_blocking`]: default policies
+/// ([`Retry::DEFAULT`] for every key) until [`Executor::set_policies`] replaces them.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use steadfast::{policy::Policies, Retry};
+///
+/// steadfast::executor().set_policies(
+///     Policies::default().with("payments.*", Retry::fixed(Duration::from_millis(50)).build()?)?,
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn executor() -> &'static Executor {
+    static DEFAULT: std::sync::OnceLock<Executor> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(Executor::default)
+}
+
+/// Runs `op` under the plan of `key` in the process-wide [`executor`]: by default 3 attempts,
+/// exponential backoff from 100 ms to 10 s with full jitter, every error retried.
 ///
 /// # Example
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let mut tries = 0;
-/// let answer = steadfast::run(|| {
+/// let answer = steadfast::run("svc.Answer", || {
 ///     tries += 1;
 ///     let t = tries;
 ///     async move { if t < 2 { Err("flaky") } else { Ok(42) } }
@@ -83,25 +102,24 @@ pub use retry::{Retry, RetryOptions};
 /// # }
 /// ```
 #[inline]
-pub fn run<F, Fut, T, E>(op: F) -> impl Future<Output = Result<T, Error<E>>>
+pub fn run<F, Fut, T, E>(key: &str, op: F) -> impl Future<Output = Result<T, Error<E>>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    static DEFAULT: Retry = Retry::DEFAULT;
-    DEFAULT.run(op)
+    executor().run(key, op)
 }
 
 /// The blocking mirror of [`run`].
 ///
 /// # Example
 /// ```
-/// let answer = steadfast::run_blocking(|| Ok::<_, std::io::Error>(42));
+/// let answer = steadfast::run_blocking("svc.Answer", || Ok::<_, std::io::Error>(42));
 /// assert_eq!(answer.unwrap(), 42);
 /// ```
-pub fn run_blocking<F, T, E>(op: F) -> Result<T, Error<E>>
+pub fn run_blocking<F, T, E>(key: &str, op: F) -> Result<T, Error<E>>
 where
     F: FnMut() -> Result<T, E>,
 {
-    Retry::DEFAULT.run_blocking(op)
+    executor().run_blocking(key, op)
 }

@@ -158,7 +158,7 @@ fn loops_reset_after_success() {
 #[test]
 fn the_default_one_liner() {
     let tries = Cell::new(0);
-    let value = steadfast::run_blocking(|| {
+    let value = steadfast::run_blocking("svc.Flaky", || {
         tries.set(tries.get() + 1);
         if tries.get() < 2 {
             Err("flaky")
