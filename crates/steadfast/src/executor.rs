@@ -63,6 +63,7 @@ pub struct Executor {
 #[derive(Debug)]
 struct Inner {
     observers: Box<[Arc<dyn Observer>]>,
+    tracing: bool,
     policies: ArcSwap<Policies>,
     generation: AtomicU64,
     hasher: RandomState,
@@ -109,6 +110,7 @@ impl Executor {
             policies: Policies::default(),
             max_keys: DEFAULT_MAX_KEYS,
             observers: Vec::new(),
+            tracing: false,
         }
     }
 
@@ -117,10 +119,12 @@ impl Executor {
             policies,
             max_keys,
             observers,
+            tracing,
         } = b;
         Executor {
             inner: Arc::new(Inner {
                 observers: observers.into(),
+                tracing,
                 policies: ArcSwap::from_pointee(policies),
                 generation: AtomicU64::new(0),
                 hasher: RandomState::default(),
@@ -186,7 +190,7 @@ impl Executor {
         let plan = self.plan(key);
         async move {
             let plan = plan.map_err(|e| Error::InvalidKey(e.problem()))?;
-            if self.inner.observers.is_empty() {
+            if !self.inner.observed() {
                 return plan.retry().run(op).await;
             }
             let entry = self
@@ -248,6 +252,7 @@ pub struct ExecutorBuilder {
     policies: Policies,
     max_keys: usize,
     observers: Vec<Arc<dyn Observer>>,
+    tracing: bool,
 }
 
 impl ExecutorBuilder {
@@ -275,6 +280,19 @@ impl ExecutorBuilder {
         self
     }
 
+    /// Runs every call in a `tracing` span, and each attempt in a child span (feature
+    /// `tracing`; see the spans and levels in the crate's `tracing` docs below).
+    ///
+    /// ```
+    /// let executor = steadfast::Executor::builder().tracing(true).build();
+    /// # let _ = executor;
+    /// ```
+    #[cfg(feature = "tracing")]
+    pub fn tracing(mut self, on: bool) -> Self {
+        self.tracing = on;
+        self
+    }
+
     /// The executor.
     pub fn build(self) -> Executor {
         Executor::build(self)
@@ -282,10 +300,19 @@ impl ExecutorBuilder {
 }
 
 impl Inner {
+    /// Whether calls report anywhere (observers, or tracing when on).
+    fn observed(&self) -> bool {
+        !self.observers.is_empty() || self.tracing
+    }
+
     fn observers<'a>(&'a self, key: &'a Key) -> Observers<'a> {
         Observers {
             key,
             list: &self.observers,
+            #[cfg(feature = "tracing")]
+            tracing: self
+                .tracing
+                .then(|| crate::observe::tracing_probe::Spans::new(key)),
         }
     }
 
@@ -404,7 +431,7 @@ impl Handle {
         let fresh = self.fresh();
         async move {
             let plan = fresh.as_deref().unwrap_or(&self.plan);
-            if self.inner.observers.is_empty() {
+            if !self.inner.observed() {
                 return plan.retry().run(op).await;
             }
             let observers = self.inner.observers(&self.entry.key);

@@ -28,12 +28,16 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(feature = "metrics")]
 #[path = "metrics_observer.rs"]
 mod metrics_observer;
+#[cfg(feature = "tracing")]
+#[path = "tracing_probe.rs"]
+pub(crate) mod tracing_probe;
 #[cfg(feature = "metrics")]
 pub use metrics_observer::MetricsObserver;
 
@@ -139,36 +143,78 @@ pub trait Probe {
     /// Whether the probe does anything (lets the engine skip the clock reads).
     const ACTIVE: bool = true;
 
+    /// An attempt's future as the probe wraps it (the `tracing` probe runs it in a span).
+    type Attempt<Fut: Future>: Future<Output = Fut::Output>;
+
     /// Called for each event.
     fn event(&mut self, event: &Event);
+
+    /// Wraps the future of attempt number `attempt` before it is polled.
+    fn attempt<Fut: Future>(&mut self, attempt: u32, fut: Fut) -> Self::Attempt<Fut>;
 }
 
 impl Probe for crate::retry::NoHook {
     const ACTIVE: bool = false;
+    type Attempt<Fut: Future> = Fut;
 
     #[inline]
     fn event(&mut self, _: &Event) {}
+
+    #[inline]
+    fn attempt<Fut: Future>(&mut self, _: u32, fut: Fut) -> Fut {
+        fut
+    }
 }
 
 impl<P: Probe> Probe for &mut P {
     const ACTIVE: bool = P::ACTIVE;
+    type Attempt<Fut: Future> = P::Attempt<Fut>;
 
     fn event(&mut self, event: &Event) {
         (**self).event(event)
     }
+
+    fn attempt<Fut: Future>(&mut self, attempt: u32, fut: Fut) -> P::Attempt<Fut> {
+        (**self).attempt(attempt, fut)
+    }
 }
 
-/// The executor's observers, for one call of one key.
+/// The executor's observers (and its tracing, when on), for one call of one key.
 #[derive(Debug)]
 pub(crate) struct Observers<'a> {
     pub(crate) key: &'a Key,
     pub(crate) list: &'a [Arc<dyn Observer>],
+    #[cfg(feature = "tracing")]
+    pub(crate) tracing: Option<tracing_probe::Spans>,
 }
 
 impl Probe for Observers<'_> {
+    #[cfg(not(feature = "tracing"))]
+    type Attempt<Fut: Future> = Fut;
+    #[cfg(feature = "tracing")]
+    type Attempt<Fut: Future> = tracing::instrument::Instrumented<Fut>;
+
     fn event(&mut self, event: &Event) {
+        #[cfg(feature = "tracing")]
+        if let Some(t) = &mut self.tracing {
+            t.event(event);
+        }
         for o in self.list {
             o.on_event(self.key, event);
+        }
+    }
+
+    #[cfg(not(feature = "tracing"))]
+    fn attempt<Fut: Future>(&mut self, _: u32, fut: Fut) -> Fut {
+        fut
+    }
+
+    #[cfg(feature = "tracing")]
+    fn attempt<Fut: Future>(&mut self, attempt: u32, fut: Fut) -> Self::Attempt<Fut> {
+        use tracing::Instrument;
+        match &self.tracing {
+            Some(t) => fut.instrument(t.attempt_span(attempt)),
+            None => fut.instrument(tracing::Span::none()),
         }
     }
 }
@@ -179,6 +225,12 @@ pub(crate) struct Both<A, B>(pub(crate) A, pub(crate) B);
 
 impl<A: Probe, B: Probe> Probe for Both<A, B> {
     const ACTIVE: bool = A::ACTIVE || B::ACTIVE;
+    type Attempt<Fut: Future> = A::Attempt<B::Attempt<Fut>>;
+
+    fn attempt<Fut: Future>(&mut self, attempt: u32, fut: Fut) -> Self::Attempt<Fut> {
+        let inner = self.1.attempt(attempt, fut);
+        self.0.attempt(attempt, inner)
+    }
 
     fn event(&mut self, event: &Event) {
         if A::ACTIVE {
@@ -260,6 +312,12 @@ impl Timeline {
 }
 
 impl Probe for Timeline {
+    type Attempt<Fut: Future> = Fut;
+
+    fn attempt<Fut: Future>(&mut self, _: u32, fut: Fut) -> Fut {
+        fut
+    }
+
     fn event(&mut self, event: &Event) {
         match *event {
             Event::AttemptStarted { attempt, at } => self.attempts.push(AttemptRecord {

@@ -75,8 +75,8 @@ where
             p.store(run.attempts, Ordering::Relaxed);
         }
         let last = match limit {
-            None => Some((e.op)().await),
-            Some((at, scope)) => match tokio::time::timeout_at(at, (e.op)()).await {
+            None => Some(run.wrap((e.op)()).await),
+            Some((at, scope)) => match tokio::time::timeout_at(at, run.wrap((e.op)())).await {
                 Ok(result) => Some(result),
                 Err(_) if scope == TimeoutScope::Total => return Err(run.total_timeout()),
                 Err(_) => None,

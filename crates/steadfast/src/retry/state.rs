@@ -102,6 +102,12 @@ impl<'p, P: Probe> Run<'p, P> {
         }
     }
 
+    /// The current attempt's future, as the probe wraps it.
+    #[inline]
+    pub(crate) fn wrap<Fut: std::future::Future>(&mut self, fut: Fut) -> P::Attempt<Fut> {
+        self.probe.attempt(self.attempts, fut)
+    }
+
     /// The outcome of an attempt that ran out of its own time.
     fn timeout_outcome(&self) -> Outcome {
         if self.policy.retry_on_timeout {
