@@ -58,6 +58,8 @@ pub enum Error<E> {
     },
     /// The call site's key is malformed; the operation never ran.
     InvalidKey(crate::key::KeyProblem),
+    /// A custom policy of the key's chain refused the call (or its result).
+    Rejected(crate::chain::Rejection),
 }
 
 /// Why the retry loop stopped on a failure.
@@ -136,7 +138,7 @@ impl<E> Error<E> {
             Error::Operation { attempts, .. }
             | Error::Timeout { attempts, .. }
             | Error::Cancelled { attempts } => *attempts,
-            Error::InvalidKey(_) => 0,
+            Error::InvalidKey(_) | Error::Rejected(_) => 0,
         }
     }
 
@@ -192,6 +194,7 @@ impl<E> Error<E> {
             },
             Error::Cancelled { attempts } => Error::Cancelled { attempts },
             Error::InvalidKey(e) => Error::InvalidKey(e),
+            Error::Rejected(r) => Error::Rejected(r),
         }
     }
 }
@@ -229,6 +232,7 @@ impl<E> fmt::Display for Error<E> {
                 write!(f, "call cancelled after {attempts} {}", plural(*attempts))
             }
             Error::InvalidKey(e) => write!(f, "invalid key: {e}"),
+            Error::Rejected(r) => write!(f, "rejected: {r}"),
         }
     }
 }
@@ -238,6 +242,7 @@ impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
         match self {
             Error::Operation { source, .. } => Some(source),
             Error::InvalidKey(e) => Some(e),
+            Error::Rejected(r) => Some(r),
             _ => None,
         }
     }

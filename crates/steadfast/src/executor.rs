@@ -43,6 +43,7 @@ use arc_swap::ArcSwap;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
+use crate::chain::{self, Properties};
 use crate::error::Error;
 use crate::key::{Key, KeyError};
 use crate::observe::{Observer, Observers, Timeline};
@@ -186,20 +187,48 @@ impl Executor {
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
+        T: 'static,
+        E: 'static,
     {
         let plan = self.plan(key);
         async move {
             let plan = plan.map_err(|e| Error::InvalidKey(e.problem()))?;
-            if !self.inner.observed() {
+            if plan.policies().is_empty() && !self.inner.observed() {
                 return plan.retry().run(op).await;
             }
             let entry = self
                 .inner
                 .entry(key)
                 .map_err(|e| Error::InvalidKey(e.problem()))?;
-            let observers = self.inner.observers(&entry.key);
-            plan.retry().call(op).with_probe(observers).run().await
+            // Observers or a chain: their work (and this allocation) only when configured.
+            Box::pin(
+                self.inner
+                    .run_full(&entry.key, &plan, Properties::default(), op),
+            )
+            .await
         }
+    }
+
+    /// Runs `op` under the plan of `key`, handing `properties` to the key's custom policies
+    /// (see [`chain`](crate::chain)).
+    pub async fn run_with<F, Fut, T, E>(
+        &self,
+        key: &str,
+        properties: Properties,
+        op: F,
+    ) -> Result<T, Error<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: 'static,
+        E: 'static,
+    {
+        let entry = self
+            .inner
+            .entry(key)
+            .map_err(|e| Error::InvalidKey(e.problem()))?;
+        let plan = self.inner.current(&entry);
+        self.inner.run_full(&entry.key, &plan, properties, op).await
     }
 
     /// Runs `op` on this thread under the plan of `key` (the blocking mirror of
@@ -300,6 +329,40 @@ impl ExecutorBuilder {
 }
 
 impl Inner {
+    /// A call with everything: observers (and tracing) when there are any, inside the plan's
+    /// chain when it has one.
+    async fn run_full<F, Fut, T, E>(
+        &self,
+        key: &Key,
+        plan: &Plan,
+        properties: Properties,
+        op: F,
+    ) -> Result<T, Error<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: 'static,
+        E: 'static,
+    {
+        let observed = self.observed();
+        let call = async {
+            if observed {
+                plan.retry()
+                    .call(op)
+                    .with_probe(self.observers(key))
+                    .run()
+                    .await
+            } else {
+                plan.retry().run(op).await
+            }
+        };
+        if plan.policies().is_empty() {
+            call.await
+        } else {
+            chain::run(plan.policies(), key, properties, call).await
+        }
+    }
+
     /// Whether calls report anywhere (observers, or tracing when on).
     fn observed(&self) -> bool {
         !self.observers.is_empty() || self.tracing
@@ -427,15 +490,17 @@ impl Handle {
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
+        T: 'static,
+        E: 'static,
     {
         let fresh = self.fresh();
         async move {
             let plan = fresh.as_deref().unwrap_or(&self.plan);
-            if !self.inner.observed() {
+            if plan.policies().is_empty() && !self.inner.observed() {
                 return plan.retry().run(op).await;
             }
-            let observers = self.inner.observers(&self.entry.key);
-            plan.retry().call(op).with_probe(observers).run().await
+            let key = &self.entry.key;
+            Box::pin(self.inner.run_full(key, plan, Properties::default(), op)).await
         }
     }
 

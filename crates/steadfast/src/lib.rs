@@ -47,6 +47,7 @@
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 pub mod backoff;
+pub mod chain;
 pub mod classify;
 mod config;
 mod error;
@@ -106,6 +107,8 @@ pub fn run<F, Fut, T, E>(key: &str, op: F) -> impl Future<Output = Result<T, Err
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
+    T: 'static,
+    E: 'static,
 {
     executor().run(key, op)
 }

@@ -22,6 +22,7 @@
 
 use std::sync::Arc;
 
+use crate::chain::{Chain, Policy, Registry};
 use crate::key::{KeyError, Pattern};
 use crate::retry::Retry;
 
@@ -35,23 +36,75 @@ use crate::retry::Retry;
 /// let plan = Plan::new(Retry::default());
 /// assert_eq!(plan.retry().max_attempts(), Some(3));
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Plan {
     retry: Retry,
+    chain: Chain,
 }
 
 impl Plan {
     /// A plan that retries by `retry`.
     pub fn new(retry: Retry) -> Self {
-        Plan { retry }
+        Plan {
+            retry,
+            chain: Box::new([]),
+        }
     }
 
     /// The retry policy.
     pub fn retry(&self) -> &Retry {
         &self.retry
     }
+
+    /// The names of the custom policies around the call, in order.
+    pub fn chain(&self) -> impl Iterator<Item = &str> {
+        self.chain.iter().map(|(name, _)| &**name)
+    }
+
+    pub(crate) fn policies(&self) -> &[(Box<str>, Arc<dyn Policy>)] {
+        &self.chain
+    }
 }
+
+/// A policy table that cannot be built.
+///
+/// # Example
+/// ```
+/// use steadfast::chain::Registry;
+/// use steadfast::{policy::Policies, Retry};
+///
+/// let err = Policies::default()
+///     .with_chain("payments.*", Retry::default(), &["tenant_aware"], &Registry::new())
+///     .unwrap_err();
+/// assert_eq!(err.to_string(), r#"policies."payments.*": unknown custom strategy "tenant_aware""#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The pattern is not a key, a namespace pattern or `*`.
+    Pattern(KeyError),
+    /// The chain names a policy the registry does not have.
+    UnknownStrategy {
+        /// The table's pattern.
+        pattern: String,
+        /// The name not found.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyError::Pattern(e) => write!(f, "{e}"),
+            PolicyError::UnknownStrategy { pattern, name } => {
+                write!(f, "policies.{pattern:?}: unknown custom strategy {name:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
 
 /// Where a key's plan came from.
 ///
@@ -117,19 +170,46 @@ impl Policies {
     }
 
     /// Adds (or replaces) the table for `pattern` (`ns.Name`, `ns.*` or `*`).
-    pub fn with(mut self, pattern: &str, retry: Retry) -> Result<Self, KeyError> {
-        let pattern = Pattern::parse(pattern)?;
-        let plan = Arc::new(Plan::new(retry));
+    pub fn with(self, pattern: &str, retry: Retry) -> Result<Self, KeyError> {
+        let parsed = Pattern::parse(pattern)?;
+        Ok(self.insert(parsed, Plan::new(retry)))
+    }
+
+    /// Adds (or replaces) the table for `pattern`, with custom policies from `registry` around
+    /// the call, by name and in order; an unknown name is an error now, not at call time.
+    pub fn with_chain(
+        self,
+        pattern: &str,
+        retry: Retry,
+        names: &[&str],
+        registry: &Registry,
+    ) -> Result<Self, PolicyError> {
+        let parsed = Pattern::parse(pattern).map_err(PolicyError::Pattern)?;
+        let chain = names
+            .iter()
+            .map(|name| match registry.get(name) {
+                Some(p) => Ok(((*name).into(), p.clone())),
+                None => Err(PolicyError::UnknownStrategy {
+                    pattern: pattern.to_owned(),
+                    name: (*name).to_owned(),
+                }),
+            })
+            .collect::<Result<Chain, _>>()?;
+        Ok(self.insert(parsed, Plan { retry, chain }))
+    }
+
+    fn insert(mut self, pattern: Pattern, plan: Plan) -> Self {
+        let plan = Arc::new(plan);
         if pattern == Pattern::Any {
             self.defaults = plan;
-            return Ok(self);
+            return self;
         }
         self.tables.retain(|(p, _)| *p != pattern);
         let at = self
             .tables
             .partition_point(|(p, _)| p.rank() >= pattern.rank());
         self.tables.insert(at, (pattern, plan));
-        Ok(self)
+        self
     }
 
     /// The plan `key` runs under.

@@ -1,0 +1,361 @@
+//! Custom strategies in a key's plan: the governance policy chain.
+//!
+//! A [`Policy`] has a request-side hook, run before the call (it may annotate the call's
+//! [`Context`] or reject the call, and then the operation never runs), and a response-side
+//! hook, run after it (it sees the [`Response`] and may change it: reject a success, or turn a
+//! failure into a success). Request hooks run in the chain's order and response hooks in
+//! reverse, so each policy wraps the ones after it. Policies are registered by name in a
+//! [`Registry`] and named in a key's table ([`Policies::with_chain`]); an unknown name is an
+//! error when the policies are built, not when a call is made.
+//!
+//! [`Policies::with_chain`]: crate::policy::Policies::with_chain
+//!
+//! # Example
+//! ```
+//! use steadfast::chain::{Context, Policy, Registry, Rejection};
+//! use steadfast::{policy::Policies, Executor, Retry};
+//!
+//! #[derive(Debug)]
+//! struct TenantQuota;
+//! impl Policy for TenantQuota {
+//!     fn on_request(&self, cx: &mut Context<'_>) -> Result<(), Rejection> {
+//!         match cx.properties().get::<&str>() {
+//!             Some(&"over-quota") => Err(Rejection::new("tenant over quota")),
+//!             _ => Ok(()),
+//!         }
+//!     }
+//! }
+//!
+//! let registry = Registry::new().register("tenant_quota", TenantQuota);
+//! let policies = Policies::default()
+//!     .with_chain("payments.*", Retry::default(), &["tenant_quota"], &registry)?;
+//! let executor = Executor::new(policies);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::key::Key;
+
+/// A custom strategy: hooks around a call. Both have defaults that do nothing.
+pub trait Policy: fmt::Debug + Send + Sync + 'static {
+    /// Before the call, in chain order. `Err` rejects the call: the operation never runs,
+    /// and the response hooks of the policies before this one see the rejection.
+    fn on_request(&self, cx: &mut Context<'_>) -> Result<(), Rejection> {
+        let _ = cx;
+        Ok(())
+    }
+
+    /// After the call (or a rejection), in reverse chain order.
+    fn on_response(&self, cx: &mut Context<'_>, response: &mut Response) {
+        let _ = (cx, response);
+    }
+}
+
+/// Why a policy refused a call.
+///
+/// # Example
+/// ```
+/// use steadfast::chain::Rejection;
+///
+/// let r = Rejection::new("tenant over quota");
+/// assert_eq!(r.to_string(), "tenant over quota");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    reason: Arc<str>,
+}
+
+impl Rejection {
+    /// A rejection with a reason.
+    pub fn new(reason: impl Into<Arc<str>>) -> Self {
+        Rejection {
+            reason: reason.into(),
+        }
+    }
+
+    /// The reason given.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Typed values a call carries from hook to hook (and from the call site, through
+/// `Executor::run_in`): one value per type.
+///
+/// # Example
+/// ```
+/// use steadfast::chain::Properties;
+///
+/// #[derive(Debug, PartialEq)]
+/// struct TenantId(u32);
+///
+/// let mut p = Properties::default();
+/// p.insert(TenantId(7));
+/// assert_eq!(p.get::<TenantId>(), Some(&TenantId(7)));
+/// ```
+#[derive(Default)]
+pub struct Properties {
+    values: Vec<(TypeId, Box<dyn Any + Send + Sync>)>,
+}
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Properties")
+            .field("len", &self.values.len())
+            .finish()
+    }
+}
+
+impl Properties {
+    /// Stores `value`, replacing any value of the same type.
+    pub fn insert<V: Any + Send + Sync>(&mut self, value: V) {
+        let id = TypeId::of::<V>();
+        self.values.retain(|(t, _)| *t != id);
+        self.values.push((id, Box::new(value)));
+    }
+
+    /// The value of type `V`, if any.
+    pub fn get<V: Any>(&self) -> Option<&V> {
+        let id = TypeId::of::<V>();
+        self.values
+            .iter()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, v)| v.downcast_ref())
+    }
+
+    /// The value of type `V`, to change it.
+    pub fn get_mut<V: Any>(&mut self) -> Option<&mut V> {
+        let id = TypeId::of::<V>();
+        self.values
+            .iter_mut()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, v)| v.downcast_mut())
+    }
+}
+
+/// What the hooks of one call see: its key and its properties.
+#[derive(Debug)]
+pub struct Context<'a> {
+    key: &'a Key,
+    properties: Properties,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(key: &'a Key, properties: Properties) -> Self {
+        Context { key, properties }
+    }
+
+    /// The call site's key.
+    pub fn key(&self) -> &Key {
+        self.key
+    }
+
+    /// The call's properties.
+    pub fn properties(&self) -> &Properties {
+        &self.properties
+    }
+
+    /// The call's properties, to add or change one.
+    pub fn properties_mut(&mut self) -> &mut Properties {
+        &mut self.properties
+    }
+}
+
+/// The call's result as response hooks see it, and what they may change.
+///
+/// The value and the error are type-erased: [`error`](Self::error) and
+/// [`recover`](Self::recover) name their type, and a mismatch is ignored.
+pub struct Response {
+    ok: bool,
+    rejection: Option<Rejection>,
+    error: Option<Box<dyn Any>>,
+    value: Option<Box<dyn Any>>,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("ok", &self.ok)
+            .field("rejection", &self.rejection)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Response {
+    pub(crate) fn new(
+        ok: bool,
+        rejection: Option<Rejection>,
+        error: Option<Box<dyn Any>>,
+        value: Option<Box<dyn Any>>,
+    ) -> Self {
+        Response {
+            ok,
+            rejection,
+            error,
+            value,
+        }
+    }
+
+    /// Whether the call (as changed so far) succeeded.
+    pub fn is_ok(&self) -> bool {
+        self.ok
+    }
+
+    /// The rejection, when a policy refused the call.
+    pub fn rejection(&self) -> Option<&Rejection> {
+        self.rejection.as_ref()
+    }
+
+    /// The operation's error, if the call failed with one of type `E`.
+    pub fn error<E: Any>(&self) -> Option<&E> {
+        self.error.as_ref().and_then(|e| e.downcast_ref())
+    }
+
+    /// Turns the call into a success with `value` (of the call's value type).
+    pub fn recover<T: Any>(&mut self, value: T) {
+        self.ok = true;
+        self.rejection = None;
+        self.value = Some(Box::new(value));
+    }
+
+    /// Turns the call into a failure: it returns this rejection.
+    pub fn reject(&mut self, rejection: Rejection) {
+        self.ok = false;
+        self.value = None;
+        self.rejection = Some(rejection);
+    }
+}
+
+/// Custom policies by name, for policy tables to refer to.
+///
+/// # Example
+/// ```
+/// use steadfast::chain::{Policy, Registry};
+///
+/// #[derive(Debug)]
+/// struct Audit;
+/// impl Policy for Audit {}
+///
+/// let registry = Registry::new().register("audit", Audit);
+/// assert!(registry.get("audit").is_some());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    policies: HashMap<String, Arc<dyn Policy>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Registers `policy` as `name`, replacing any policy of that name.
+    pub fn register(mut self, name: impl Into<String>, policy: impl Policy) -> Self {
+        self.policies.insert(name.into(), Arc::new(policy));
+        self
+    }
+
+    /// The policy registered as `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Policy>> {
+        self.policies.get(name)
+    }
+}
+
+/// A chain compiled into a plan: names and policies, in order.
+pub(crate) type Chain = Box<[(Box<str>, Arc<dyn Policy>)]>;
+
+/// Runs `call` inside `chain`: request hooks in order (a rejection stops there, and only the
+/// policies before it see the response), then the call, then response hooks in reverse.
+pub(crate) async fn run<T, E, Fut>(
+    chain: &[(Box<str>, Arc<dyn Policy>)],
+    key: &Key,
+    properties: Properties,
+    call: Fut,
+) -> Result<T, crate::Error<E>>
+where
+    T: 'static,
+    E: 'static,
+    Fut: std::future::Future<Output = Result<T, crate::Error<E>>>,
+{
+    use crate::Error;
+    let mut cx = Context::new(key, properties);
+    let mut passed = 0;
+    let mut rejection = None;
+    for (_, policy) in chain {
+        match policy.on_request(&mut cx) {
+            Ok(()) => passed += 1,
+            Err(r) => {
+                rejection = Some(r);
+                break;
+            }
+        }
+    }
+    // What the response hooks see, and what is kept aside to rebuild the result.
+    let mut kept: Option<Error<E>> = None;
+    let mut operation: Option<(u32, crate::Stop)> = None;
+    let mut response = match rejection {
+        Some(r) => Response::new(false, Some(r), None, None),
+        None => match call.await {
+            Ok(value) => Response::new(true, None, None, Some(Box::new(value))),
+            Err(Error::Operation {
+                source,
+                attempts,
+                stop,
+            }) => {
+                operation = Some((attempts, stop));
+                Response::new(false, None, Some(Box::new(source)), None)
+            }
+            Err(other) => {
+                kept = Some(other);
+                Response::new(false, None, None, None)
+            }
+        },
+    };
+    for (_, policy) in chain[..passed].iter().rev() {
+        policy.on_response(&mut cx, &mut response);
+    }
+    let Response {
+        rejection,
+        error,
+        value,
+        ..
+    } = response;
+    if let Some(value) = value {
+        return match value.downcast::<T>() {
+            Ok(v) => Ok(*v),
+            Err(_) => Err(Error::Rejected(Rejection::new(
+                "a response hook recovered with a value of another type than the call's",
+            ))),
+        };
+    }
+    if let Some(r) = rejection {
+        return Err(Error::Rejected(r));
+    }
+    if let (Some(error), Some((attempts, stop))) = (error, operation)
+        && let Ok(source) = error.downcast::<E>()
+    {
+        return Err(Error::Operation {
+            source: *source,
+            attempts,
+            stop,
+        });
+    }
+    Err(kept.unwrap_or_else(|| {
+        Error::Rejected(Rejection::new(
+            "a response hook turned a success into a failure",
+        ))
+    }))
+}

@@ -1,0 +1,208 @@
+//! The policy chain: request hooks in order, response hooks in reverse; a rejection stops
+//! the call before the operation runs; a response hook can turn a failure into success.
+
+use std::sync::{Arc, Mutex};
+
+use steadfast::chain::{Context, Policy, Properties, Registry, Rejection, Response};
+use steadfast::policy::{Policies, PolicyError};
+use steadfast::{Error, Executor, Retry};
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+#[derive(Debug)]
+struct Recording {
+    name: &'static str,
+    log: Log,
+    reject: bool,
+    recover_with: Option<u32>,
+}
+
+impl Recording {
+    fn new(name: &'static str, log: &Log) -> Self {
+        Recording {
+            name,
+            log: log.clone(),
+            reject: false,
+            recover_with: None,
+        }
+    }
+}
+
+impl Policy for Recording {
+    fn on_request(&self, cx: &mut Context<'_>) -> Result<(), Rejection> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("request {} {}", self.name, cx.key()));
+        if self.reject {
+            return Err(Rejection::new(format!("{} says no", self.name)));
+        }
+        Ok(())
+    }
+
+    fn on_response(&self, _: &mut Context<'_>, response: &mut Response) {
+        let seen = match (
+            response.is_ok(),
+            response.error::<&str>(),
+            response.rejection(),
+        ) {
+            (true, _, _) => "ok".to_string(),
+            (false, Some(e), _) => format!("error {e}"),
+            (false, None, Some(r)) => format!("rejected {r}"),
+            _ => "other".to_string(),
+        };
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("response {} {seen}", self.name));
+        if let Some(v) = self.recover_with
+            && !response.is_ok()
+        {
+            response.recover(v);
+        }
+    }
+}
+
+fn once() -> Retry {
+    Retry::immediate().max_attempts(1).build().unwrap()
+}
+
+fn executor(registry: &Registry, names: &[&str]) -> Executor {
+    Executor::new(
+        Policies::default()
+            .with_chain("svc.*", once(), names, registry)
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn request_hooks_in_order_response_hooks_in_reverse() {
+    let log = Log::default();
+    let registry = Registry::new()
+        .register("a", Recording::new("a", &log))
+        .register("b", Recording::new("b", &log))
+        .register("c", Recording::new("c", &log));
+    let executor = executor(&registry, &["a", "b", "c"]);
+    let value = executor
+        .run("svc.Call", || {
+            log.lock().unwrap().push("operation".into());
+            async { Ok::<_, &str>(7u32) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, 7);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "request a svc.Call",
+            "request b svc.Call",
+            "request c svc.Call",
+            "operation",
+            "response c ok",
+            "response b ok",
+            "response a ok",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_request_side_rejection_stops_the_call_before_the_operation() {
+    let log = Log::default();
+    let mut b = Recording::new("b", &log);
+    b.reject = true;
+    let registry = Registry::new()
+        .register("a", Recording::new("a", &log))
+        .register("b", b)
+        .register("c", Recording::new("c", &log));
+    let executor = executor(&registry, &["a", "b", "c"]);
+    let err = executor
+        .run("svc.Call", || {
+            log.lock().unwrap().push("operation".into());
+            async { Ok::<_, &str>(7u32) }
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, Error::Rejected(r) if r.reason() == "b says no"));
+    assert_eq!(err.to_string(), "rejected: b says no");
+    // c never ran, the operation never ran, and only a (before b) saw the response.
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "request a svc.Call",
+            "request b svc.Call",
+            "response a rejected b says no"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_response_hook_can_turn_a_failure_into_success() {
+    let log = Log::default();
+    let mut fallback = Recording::new("fallback", &log);
+    fallback.recover_with = Some(42);
+    let registry = Registry::new()
+        .register("fallback", fallback)
+        .register("audit", Recording::new("audit", &log));
+    let executor = executor(&registry, &["fallback", "audit"]);
+    let value = executor
+        .run("svc.Call", || async { Err::<u32, _>("down") })
+        .await
+        .unwrap();
+    assert_eq!(value, 42);
+    let log = log.lock().unwrap();
+    assert_eq!(
+        log[log.len() - 2..],
+        ["response audit error down", "response fallback error down"]
+    );
+}
+
+#[derive(Debug)]
+struct Tenant(&'static str);
+
+#[derive(Debug)]
+struct Quota;
+
+impl Policy for Quota {
+    fn on_request(&self, cx: &mut Context<'_>) -> Result<(), Rejection> {
+        match cx.properties().get::<Tenant>() {
+            Some(Tenant("over")) => Err(Rejection::new("tenant over quota")),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn properties_reach_the_hooks() {
+    let registry = Registry::new().register("quota", Quota);
+    let executor = executor(&registry, &["quota"]);
+    let mut props = Properties::default();
+    props.insert(Tenant("over"));
+    let err = executor
+        .run_with("svc.Call", props, || async { Ok::<_, ()>(1) })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Rejected(_)));
+    let mut props = Properties::default();
+    props.insert(Tenant("fine"));
+    assert_eq!(
+        executor
+            .run_with("svc.Call", props, || async { Ok::<_, ()>(1) })
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[test]
+fn an_unknown_strategy_is_an_error_when_the_policies_are_built() {
+    let err = Policies::default()
+        .with_chain("payments.*", once(), &["tenant_aware"], &Registry::new())
+        .unwrap_err();
+    assert_eq!(
+        err,
+        PolicyError::UnknownStrategy {
+            pattern: "payments.*".into(),
+            name: "tenant_aware".into()
+        }
+    );
+}
