@@ -88,6 +88,9 @@ pub enum Stop {
     },
     /// A custom backoff function returned `None`.
     BackoffEnded,
+    /// The request could not be cloned for another attempt (see the `tower` layer), so the
+    /// failure of its only attempt is final.
+    NotCloneable,
 }
 
 impl Stop {
@@ -110,6 +113,7 @@ impl fmt::Display for Stop {
                 fmt_duration(*requested)
             ),
             Stop::BackoffEnded => f.write_str("the backoff schedule ended"),
+            Stop::NotCloneable => f.write_str("the request could not be cloned for a retry"),
         }
     }
 }

@@ -44,6 +44,7 @@ use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
 use crate::chain::{self, Properties};
+use crate::classify::{AnyError, Classifier};
 use crate::error::Error;
 use crate::key::{Key, KeyError};
 use crate::observe::{Observer, Observers, Timeline};
@@ -203,7 +204,7 @@ impl Executor {
             // Observers or a chain: their work (and this allocation) only when configured.
             Box::pin(
                 self.inner
-                    .run_full(&entry.key, &plan, Properties::default(), op),
+                    .run_full(&entry.key, &plan, Properties::default(), AnyError, op),
             )
             .await
         }
@@ -228,7 +229,9 @@ impl Executor {
             .entry(key)
             .map_err(|e| Error::InvalidKey(e.problem()))?;
         let plan = self.inner.current(&entry);
-        self.inner.run_full(&entry.key, &plan, properties, op).await
+        self.inner
+            .run_full(&entry.key, &plan, properties, AnyError, op)
+            .await
     }
 
     /// Runs `op` on this thread under the plan of `key` (the blocking mirror of
@@ -331,11 +334,12 @@ impl ExecutorBuilder {
 impl Inner {
     /// A call with everything: observers (and tracing) when there are any, inside the plan's
     /// chain when it has one.
-    async fn run_full<F, Fut, T, E>(
+    async fn run_full<F, Fut, T, E, C>(
         &self,
         key: &Key,
         plan: &Plan,
         properties: Properties,
+        classifier: C,
         op: F,
     ) -> Result<T, Error<E>>
     where
@@ -343,17 +347,15 @@ impl Inner {
         Fut: Future<Output = Result<T, E>>,
         T: 'static,
         E: 'static,
+        C: Classifier<T, E>,
     {
         let observed = self.observed();
         let call = async {
+            let call = plan.retry().call(op).classify(classifier);
             if observed {
-                plan.retry()
-                    .call(op)
-                    .with_probe(self.observers(key))
-                    .run()
-                    .await
+                call.with_probe(self.observers(key)).run().await
             } else {
-                plan.retry().run(op).await
+                call.run().await
             }
         };
         if plan.policies().is_empty() {
@@ -500,7 +502,40 @@ impl Handle {
                 return plan.retry().run(op).await;
             }
             let key = &self.entry.key;
-            Box::pin(self.inner.run_full(key, plan, Properties::default(), op)).await
+            Box::pin(
+                self.inner
+                    .run_full(key, plan, Properties::default(), AnyError, op),
+            )
+            .await
+        }
+    }
+
+    /// Runs `op` under the key's current plan, classifying each attempt's result with
+    /// `classifier` (see [`classify`](crate::classify)) instead of retrying every error.
+    pub fn run_classified<F, Fut, T, E, C>(
+        &self,
+        classifier: C,
+        op: F,
+    ) -> impl Future<Output = Result<T, Error<E>>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: 'static,
+        E: 'static,
+        C: Classifier<T, E>,
+    {
+        let fresh = self.fresh();
+        async move {
+            let plan = fresh.as_deref().unwrap_or(&self.plan);
+            if plan.policies().is_empty() && !self.inner.observed() {
+                return plan.retry().call(op).classify(classifier).run().await;
+            }
+            let key = &self.entry.key;
+            Box::pin(
+                self.inner
+                    .run_full(key, plan, Properties::default(), classifier, op),
+            )
+            .await
         }
     }
 

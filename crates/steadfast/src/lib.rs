@@ -56,6 +56,8 @@ pub mod key;
 pub mod observe;
 pub mod policy;
 pub mod retry;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 use std::future::Future;
 
