@@ -1,1 +1,4 @@
-//! Runnable examples for steadfast; see the `[[example]]` targets.
+//! Runnable examples for steadfast (see the `[[example]]` targets), and the pieces they share
+//! with this crate's tests.
+
+pub mod http;
