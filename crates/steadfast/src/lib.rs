@@ -59,6 +59,39 @@ pub mod retry;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+/// Runs a function's body under a retry policy (feature `macros`).
+///
+/// On `async` and plain functions returning `Result<T, E>`; the return type becomes
+/// `Result<T, steadfast::Error<E>>`. Each attempt gets clones of the arguments (references
+/// clone freely, owned values must be `Clone`).
+///
+/// - `#[steadfast::retry("svc.Method")]`: the key's plan in the process-wide [`executor`].
+/// - `#[steadfast::retry(max_attempts = 5, backoff = "exponential", base = "100ms")]`: a
+///   policy from options (`max_attempts`, `backoff`, `base`, `max`, `factor`, `jitter`,
+///   `attempt_timeout`, `total_timeout`), checked at compile time: a bad value is an error
+///   pointing at it.
+///
+/// ```
+/// #[steadfast::retry("inventory.Reserve")]
+/// async fn reserve(sku: &str, quantity: u32) -> Result<u32, std::io::Error> {
+///     Ok(quantity)
+/// }
+///
+/// #[steadfast::retry(max_attempts = 3, backoff = "fixed", base = "10ms", jitter = "none")]
+/// fn parse(input: &str) -> Result<u32, std::num::ParseIntError> {
+///     input.parse()
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// assert_eq!(reserve("A-1", 3).await.unwrap(), 3);
+/// assert_eq!(parse("42").unwrap(), 42);
+/// assert_eq!(parse("x").unwrap_err().attempts(), 3);
+/// # }
+/// ```
+#[cfg(feature = "macros")]
+pub use steadfast_macros::retry;
+
 use std::future::Future;
 
 pub use backoff::{Backoff, BackoffOptions, Jitter};

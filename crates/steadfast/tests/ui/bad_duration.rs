@@ -1,0 +1,6 @@
+#[steadfast::retry(base = "ten seconds")]
+fn f() -> Result<(), ()> {
+    Ok(())
+}
+
+fn main() {}

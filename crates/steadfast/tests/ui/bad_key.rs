@@ -1,0 +1,6 @@
+#[steadfast::retry("no dots")]
+fn f() -> Result<(), ()> {
+    Ok(())
+}
+
+fn main() {}

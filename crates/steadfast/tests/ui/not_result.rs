@@ -1,0 +1,6 @@
+#[steadfast::retry("svc.Method")]
+fn f() -> u32 {
+    1
+}
+
+fn main() {}
