@@ -2,3 +2,4 @@
 //! with this crate's tests.
 
 pub mod http;
+pub mod prometheus;
