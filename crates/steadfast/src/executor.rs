@@ -160,6 +160,7 @@ impl Executor {
         let generation = self.inner.generation.load(Ordering::Acquire);
         let plan = self.inner.current(&entry);
         Ok(Handle {
+            lean: plan.policies().is_empty() && !self.inner.observed(),
             entry,
             inner: self.inner.clone(),
             plan,
@@ -461,6 +462,8 @@ pub struct Handle {
     inner: Arc<Inner>,
     plan: Arc<Plan>,
     generation: u64,
+    /// The pinned plan has no chain and the executor no observer: calls take the lean path.
+    lean: bool,
 }
 
 impl Handle {
@@ -478,6 +481,7 @@ impl Handle {
     pub fn refresh(&mut self) {
         self.generation = self.inner.generation.load(Ordering::Acquire);
         self.plan = self.inner.current(&self.entry);
+        self.lean = self.plan.policies().is_empty() && !self.inner.observed();
     }
 
     /// The key's plan if the policies changed since this handle pinned its own.
@@ -495,18 +499,27 @@ impl Handle {
         T: 'static,
         E: 'static,
     {
+        // The common case, with no wrapper future around the call: the pinned plan is
+        // current and nothing observes or chains the call.
+        if self.lean && self.inner.generation.load(Ordering::Acquire) == self.generation {
+            return Either::Left {
+                inner: self.plan.retry().run(op),
+            };
+        }
         let fresh = self.fresh();
-        async move {
-            let plan = fresh.as_deref().unwrap_or(&self.plan);
-            if plan.policies().is_empty() && !self.inner.observed() {
-                return plan.retry().run(op).await;
-            }
-            let key = &self.entry.key;
-            Box::pin(
-                self.inner
-                    .run_full(key, plan, Properties::default(), AnyError, op),
-            )
-            .await
+        Either::Right {
+            inner: async move {
+                let plan = fresh.as_deref().unwrap_or(&self.plan);
+                if plan.policies().is_empty() && !self.inner.observed() {
+                    return plan.retry().run(op).await;
+                }
+                let key = &self.entry.key;
+                Box::pin(
+                    self.inner
+                        .run_full(key, plan, Properties::default(), AnyError, op),
+                )
+                .await
+            },
         }
     }
 
@@ -566,5 +579,30 @@ impl Handle {
             .with_probe(observers)
             .run_with_timeline()
             .await
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One of two futures: lets a method return the bare call on its common path and a
+    /// wrapped one otherwise, without an `async` wrapper around both.
+    #[project = EitherProj]
+    enum Either<A, B> {
+        Left { #[pin] inner: A },
+        Right { #[pin] inner: B },
+    }
+}
+
+impl<A: Future, B: Future<Output = A::Output>> Future for Either<A, B> {
+    type Output = A::Output;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<A::Output> {
+        match self.project() {
+            EitherProj::Left { inner } => inner.poll(cx),
+            EitherProj::Right { inner } => inner.poll(cx),
+        }
     }
 }
