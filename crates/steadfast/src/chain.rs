@@ -145,21 +145,43 @@ impl Properties {
     }
 }
 
-/// What the hooks of one call see: its key and its properties.
+/// What the hooks of one call see: its key, its deadline, the attempts it made and its
+/// properties.
 #[derive(Debug)]
 pub struct Context<'a> {
     key: &'a Key,
+    deadline: Option<tokio::time::Instant>,
+    attempts: u32,
     properties: Properties,
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(key: &'a Key, properties: Properties) -> Self {
-        Context { key, properties }
+    pub(crate) fn new(
+        key: &'a Key,
+        deadline: Option<tokio::time::Instant>,
+        properties: Properties,
+    ) -> Self {
+        Context {
+            key,
+            deadline,
+            attempts: 0,
+            properties,
+        }
     }
 
     /// The call site's key.
     pub fn key(&self) -> &Key {
         self.key
+    }
+
+    /// When the call must be over, if its policy has a total timeout.
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.deadline
+    }
+
+    /// Attempts made: 0 in request hooks, the call's count in response hooks.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
     }
 
     /// The call's properties.
@@ -282,7 +304,9 @@ pub(crate) type Chain = Box<[(Box<str>, Arc<dyn Policy>)]>;
 pub(crate) async fn run<T, E, Fut>(
     chain: &[(Box<str>, Arc<dyn Policy>)],
     key: &Key,
+    deadline: Option<tokio::time::Instant>,
     properties: Properties,
+    attempts: &std::sync::atomic::AtomicU32,
     call: Fut,
 ) -> Result<T, crate::Error<E>>
 where
@@ -291,7 +315,7 @@ where
     Fut: std::future::Future<Output = Result<T, crate::Error<E>>>,
 {
     use crate::Error;
-    let mut cx = Context::new(key, properties);
+    let mut cx = Context::new(key, deadline, properties);
     let mut passed = 0;
     let mut rejection = None;
     for (_, policy) in chain {
@@ -324,6 +348,7 @@ where
             }
         },
     };
+    cx.attempts = attempts.load(std::sync::atomic::Ordering::Relaxed);
     for (_, policy) in chain[..passed].iter().rev() {
         policy.on_response(&mut cx, &mut response);
     }
@@ -358,4 +383,22 @@ where
             "a response hook turned a success into a failure",
         ))
     }))
+}
+
+/// Counts a call's attempts for its [`Context`].
+#[derive(Debug)]
+pub(crate) struct CountAttempts<'a>(pub(crate) &'a std::sync::atomic::AtomicU32);
+
+impl crate::observe::Probe for CountAttempts<'_> {
+    type Attempt<Fut: std::future::Future> = Fut;
+
+    fn event(&mut self, event: &crate::observe::Event) {
+        if let crate::observe::Event::AttemptStarted { attempt, .. } = *event {
+            self.0.store(attempt, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn attempt<Fut: std::future::Future>(&mut self, _: u32, fut: Fut) -> Fut {
+        fut
+    }
 }

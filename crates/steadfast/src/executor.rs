@@ -36,7 +36,7 @@
 
 use std::future::Future;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use arc_swap::ArcSwap;
@@ -47,7 +47,7 @@ use crate::chain::{self, Properties};
 use crate::classify::{AnyError, Classifier};
 use crate::error::Error;
 use crate::key::{Key, KeyError};
-use crate::observe::{Observer, Observers, Timeline};
+use crate::observe::{Both, Observer, Observers, Timeline};
 use crate::policy::{Plan, Policies};
 
 /// Default bound on cached keys.
@@ -351,18 +351,26 @@ impl Inner {
         C: Classifier<T, E>,
     {
         let observed = self.observed();
+        let attempts = AtomicU32::new(0);
+        let deadline = plan
+            .retry()
+            .total_timeout()
+            .map(|t| tokio::time::Instant::now() + t);
         let call = async {
             let call = plan.retry().call(op).classify(classifier);
+            let count = chain::CountAttempts(&attempts);
             if observed {
-                call.with_probe(self.observers(key)).run().await
+                call.with_probe(Both(self.observers(key), count))
+                    .run()
+                    .await
             } else {
-                call.run().await
+                call.with_probe(count).run().await
             }
         };
         if plan.policies().is_empty() {
             call.await
         } else {
-            chain::run(plan.policies(), key, properties, call).await
+            chain::run(plan.policies(), key, deadline, properties, &attempts, call).await
         }
     }
 

@@ -206,3 +206,50 @@ fn an_unknown_strategy_is_an_error_when_the_policies_are_built() {
         }
     );
 }
+
+#[derive(Debug)]
+struct Seen(Arc<Mutex<Vec<(u32, bool)>>>);
+
+impl Policy for Seen {
+    fn on_request(&self, cx: &mut Context<'_>) -> Result<(), Rejection> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((cx.attempts(), cx.deadline().is_some()));
+        Ok(())
+    }
+
+    fn on_response(&self, cx: &mut Context<'_>, _: &mut Response) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((cx.attempts(), cx.deadline().is_some()));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn hooks_see_the_attempts_and_the_deadline() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let registry = Registry::new().register("seen", Seen(seen.clone()));
+    let retry = Retry::immediate()
+        .max_attempts(3)
+        .total_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let executor = Executor::new(
+        Policies::default()
+            .with_chain("svc.*", retry, &["seen"], &registry)
+            .unwrap(),
+    );
+    let mut n = 0;
+    let value = executor
+        .run("svc.Call", || {
+            n += 1;
+            let t = n;
+            async move { if t < 3 { Err("busy") } else { Ok(t) } }
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, 3);
+    assert_eq!(*seen.lock().unwrap(), [(0, true), (3, true)]);
+}
