@@ -37,7 +37,7 @@
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use foldhash::fast::RandomState;
@@ -75,7 +75,15 @@ struct Inner {
 }
 
 /// One shard of the key cache: entries found by a hash computed once per lookup.
-type Shard = RwLock<HashTable<Arc<Entry>>>;
+///
+/// Read-copy-update: readers `load` the table (no lock, no shared counter to bump); writers,
+/// one at a time per shard, copy it to insert or sweep and store the copy. The cache is read
+/// on every call and written once per new key.
+#[derive(Debug, Default)]
+struct Shard {
+    table: ArcSwap<HashTable<Arc<Entry>>>,
+    writer: Mutex<()>,
+}
 
 #[derive(Debug)]
 struct Entry {
@@ -130,7 +138,7 @@ impl Executor {
                 policies: ArcSwap::from_pointee(policies),
                 generation: AtomicU64::new(0),
                 hasher: RandomState::default(),
-                shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+                shards: (0..SHARDS).map(|_| Shard::default()).collect(),
                 shard_cap: max_keys.div_ceil(SHARDS).max(1),
                 len: AtomicUsize::new(0),
             }),
@@ -172,11 +180,7 @@ impl Executor {
     pub fn plan(&self, key: &str) -> Result<Arc<Plan>, KeyError> {
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.inner.shard(hash);
-        if let Some(e) = shard
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .find(hash, |e| e.key.as_str() == key)
-        {
+        if let Some(e) = shard.table.load().find(hash, |e| e.key.as_str() == key) {
             return Ok(self.inner.current(e));
         }
         let entry = self.inner.entry(key)?;
@@ -400,11 +404,7 @@ impl Inner {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
         let found = |e: &Arc<Entry>| e.key.as_str() == key;
-        if let Some(e) = shard
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .find(hash, found)
-        {
+        if let Some(e) = shard.table.load().find(hash, found) {
             return Ok(e.clone());
         }
         let parsed = Key::parse(key)?;
@@ -417,10 +417,12 @@ impl Inner {
             generation: AtomicU64::new(generation),
             touched: AtomicBool::new(true),
         });
-        let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(e) = map.find(hash, found) {
+        let _writer = shard.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = shard.table.load_full();
+        if let Some(e) = current.find(hash, found) {
             return Ok(e.clone()); // another thread made it meanwhile
         }
+        let mut map = (*current).clone();
         if map.len() >= self.shard_cap {
             let before = map.len();
             // Second chance: keep what was used since the last sweep, clearing its mark.
@@ -434,6 +436,7 @@ impl Inner {
             self.len.fetch_sub(before - map.len(), Ordering::Relaxed);
         }
         map.insert_unique(hash, entry.clone(), |e| e.hash);
+        shard.table.store(Arc::new(map));
         self.len.fetch_add(1, Ordering::Relaxed);
         Ok(entry)
     }
