@@ -215,6 +215,43 @@ impl Executor {
         }
     }
 
+    /// Runs `op` under the plan of `key`, classifying each attempt's result with
+    /// `classifier` (see [`classify`](crate::classify)) instead of retrying every error.
+    ///
+    /// ```
+    /// use steadfast::{classify, Executor};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let executor = Executor::default();
+    /// let status = executor
+    ///     .run_classified("api.Get", classify::results(|r: &Result<u16, ()>| match r {
+    ///         Ok(code) => classify::http::status(*code),
+    ///         Err(()) => classify::Outcome::RETRYABLE,
+    ///     }), || async { Ok::<u16, ()>(404) })
+    ///     .await;
+    /// assert_eq!(status.unwrap(), 404); // a 404 is final: returned as it is, after one attempt
+    /// # }
+    /// ```
+    pub async fn run_classified<F, Fut, T, E, C>(
+        &self,
+        key: &str,
+        classifier: C,
+        op: F,
+    ) -> Result<T, Error<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: 'static,
+        E: 'static,
+        C: Classifier<T, E>,
+    {
+        let handle = self
+            .handle(key)
+            .map_err(|e| Error::InvalidKey(e.problem()))?;
+        handle.run_classified(classifier, op).await
+    }
+
     /// Runs `op` under the plan of `key`, handing `properties` to the key's custom policies
     /// (see [`chain`](crate::chain)).
     pub async fn run_with<F, Fut, T, E>(

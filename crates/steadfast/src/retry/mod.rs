@@ -43,6 +43,7 @@
 //! assert_eq!(result.unwrap_err().attempts(), 5);
 //! # }
 //! ```
+#![doc = include_str!("../../docs/retry.md")]
 
 mod blocking;
 mod call;
