@@ -253,7 +253,7 @@ impl Executor {
     }
 
     /// Runs `op` under the plan of `key`, handing `properties` to the key's custom policies
-    /// (see [`chain`](crate::chain)).
+    /// (see [`chain`]).
     pub async fn run_with<F, Fut, T, E>(
         &self,
         key: &str,

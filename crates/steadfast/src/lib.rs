@@ -40,7 +40,7 @@
 //!   jitter modes, and the reusable [`Backoff`] for reconnect loops.
 //! - [`classify`]: success / retryable / non-retryable / abort, with built-ins for I/O, HTTP
 //!   (`Retry-After`) and gRPC (pushback).
-//! - [`retry`]: the policy, the async and blocking engines, hooks and loops.
+//! - [`retry`](mod@retry): the policy, the async and blocking engines, hooks and loops.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -65,7 +65,7 @@ pub mod tower;
 /// `Result<T, steadfast::Error<E>>`. Each attempt gets clones of the arguments (references
 /// clone freely, owned values must be `Clone`).
 ///
-/// - `#[steadfast::retry("svc.Method")]`: the key's plan in the process-wide [`executor`].
+/// - `#[steadfast::retry("svc.Method")]`: the key's plan in the process-wide [`executor()`].
 /// - `#[steadfast::retry(max_attempts = 5, backoff = "exponential", base = "100ms")]`: a
 ///   policy from options (`max_attempts`, `backoff`, `base`, `max`, `factor`, `jitter`,
 ///   `attempt_timeout`, `total_timeout`), checked at compile time: a bad value is an error
@@ -120,7 +120,7 @@ pub fn executor() -> &'static Executor {
     DEFAULT.get_or_init(Executor::default)
 }
 
-/// Runs `op` under the plan of `key` in the process-wide [`executor`]: by default 3 attempts,
+/// Runs `op` under the plan of `key` in the process-wide [`executor()`]: by default 3 attempts,
 /// exponential backoff from 100 ms to 10 s with full jitter, every error retried.
 ///
 /// # Example
