@@ -116,3 +116,59 @@ async fn the_key_cache_stays_bounded_under_churn() {
     assert_eq!(err.attempts(), 2);
     sleep(Duration::ZERO).await;
 }
+
+#[test]
+fn concurrent_calls_churn_and_swaps_stay_consistent() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let one = Retry::immediate().max_attempts(1).build().unwrap();
+    let three = Retry::immediate().max_attempts(3).build().unwrap();
+    let executor = Executor::with_max_keys(Policies::new(three.clone()), 64);
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for t in 0..8u32 {
+            let executor = executor.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..2_000u32 {
+                    let key = format!("tenant{}.Call", (t * 7 + i) % 200);
+                    let err = executor
+                        .run(&key, || async { Err::<(), _>("down") })
+                        .await
+                        .unwrap_err();
+                    // Whichever policy was in force when the call began: 1 or 3 attempts.
+                    assert!(
+                        matches!(err.attempts(), 1 | 3),
+                        "{} attempts",
+                        err.attempts()
+                    );
+                }
+            }));
+        }
+        let swapper = {
+            let executor = executor.clone();
+            tokio::spawn(async move {
+                for i in 0..200 {
+                    let policy = if i % 2 == 0 {
+                        one.clone()
+                    } else {
+                        three.clone()
+                    };
+                    executor.set_policies(Policies::new(policy));
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        for task in tasks {
+            task.await.unwrap();
+        }
+        swapper.await.unwrap();
+    });
+    assert!(
+        executor.cached_keys() <= 64 + 16,
+        "{} keys",
+        executor.cached_keys()
+    );
+}
