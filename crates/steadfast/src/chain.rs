@@ -314,43 +314,84 @@ where
     E: 'static,
     Fut: std::future::Future<Output = Result<T, crate::Error<E>>>,
 {
-    use crate::Error;
     let mut cx = Context::new(key, deadline, properties);
-    let mut passed = 0;
-    let mut rejection = None;
-    for (_, policy) in chain {
-        match policy.on_request(&mut cx) {
-            Ok(()) => passed += 1,
-            Err(r) => {
-                rejection = Some(r);
-                break;
-            }
+    let (passed, rejection) = request(chain, &mut cx);
+    let result = match rejection {
+        Some(r) => Err(r),
+        None => Ok(call.await),
+    };
+    cx.attempts = attempts.load(std::sync::atomic::Ordering::Relaxed);
+    respond(&chain[..passed], &mut cx, result)
+}
+
+/// The blocking mirror of [`run`]: the same hooks, in the same order, around a blocking call.
+/// Response hooks see the attempts of a failed call; of a successful one, 0 (the blocking
+/// engine does not report its attempts yet).
+pub(crate) fn run_blocking<T, E>(
+    chain: &[(Box<str>, Arc<dyn Policy>)],
+    key: &Key,
+    deadline: Option<tokio::time::Instant>,
+    properties: Properties,
+    call: impl FnOnce() -> Result<T, crate::Error<E>>,
+) -> Result<T, crate::Error<E>>
+where
+    T: 'static,
+    E: 'static,
+{
+    let mut cx = Context::new(key, deadline, properties);
+    let (passed, rejection) = request(chain, &mut cx);
+    let result = match rejection {
+        Some(r) => Err(r),
+        None => Ok(call()),
+    };
+    if let Ok(Err(e)) = &result {
+        cx.attempts = e.attempts();
+    }
+    respond(&chain[..passed], &mut cx, result)
+}
+
+/// Request hooks in order: how many passed, and the rejection that stopped them, if any.
+fn request(
+    chain: &[(Box<str>, Arc<dyn Policy>)],
+    cx: &mut Context<'_>,
+) -> (usize, Option<Rejection>) {
+    for (passed, (_, policy)) in chain.iter().enumerate() {
+        if let Err(r) = policy.on_request(cx) {
+            return (passed, Some(r));
         }
     }
+    (chain.len(), None)
+}
+
+/// Response hooks in reverse over the call's result (`Err` when a request hook rejected it),
+/// then the result they leave.
+fn respond<T: 'static, E: 'static>(
+    passed: &[(Box<str>, Arc<dyn Policy>)],
+    cx: &mut Context<'_>,
+    result: Result<Result<T, crate::Error<E>>, Rejection>,
+) -> Result<T, crate::Error<E>> {
+    use crate::Error;
     // What the response hooks see, and what is kept aside to rebuild the result.
     let mut kept: Option<Error<E>> = None;
     let mut operation: Option<(u32, crate::Stop)> = None;
-    let mut response = match rejection {
-        Some(r) => Response::new(false, Some(r), None, None),
-        None => match call.await {
-            Ok(value) => Response::new(true, None, None, Some(Box::new(value))),
-            Err(Error::Operation {
-                source,
-                attempts,
-                stop,
-            }) => {
-                operation = Some((attempts, stop));
-                Response::new(false, None, Some(Box::new(source)), None)
-            }
-            Err(other) => {
-                kept = Some(other);
-                Response::new(false, None, None, None)
-            }
-        },
+    let mut response = match result {
+        Err(r) => Response::new(false, Some(r), None, None),
+        Ok(Ok(value)) => Response::new(true, None, None, Some(Box::new(value))),
+        Ok(Err(Error::Operation {
+            source,
+            attempts,
+            stop,
+        })) => {
+            operation = Some((attempts, stop));
+            Response::new(false, None, Some(Box::new(source)), None)
+        }
+        Ok(Err(other)) => {
+            kept = Some(other);
+            Response::new(false, None, None, None)
+        }
     };
-    cx.attempts = attempts.load(std::sync::atomic::Ordering::Relaxed);
-    for (_, policy) in chain[..passed].iter().rev() {
-        policy.on_response(&mut cx, &mut response);
+    for (_, policy) in passed.iter().rev() {
+        policy.on_response(cx, &mut response);
     }
     let Response {
         rejection,

@@ -277,13 +277,18 @@ impl Executor {
     }
 
     /// Runs `op` on this thread under the plan of `key` (the blocking mirror of
-    /// [`run`](Self::run); observers are not told about blocking calls yet).
+    /// [`run`](Self::run): the key's policy chain runs around it; observers are not told
+    /// about blocking calls yet).
     pub fn run_blocking<F, T, E>(&self, key: &str, op: F) -> Result<T, Error<E>>
     where
         F: FnMut() -> Result<T, E>,
+        T: 'static,
+        E: 'static,
     {
-        let plan = self.plan(key).map_err(|e| Error::InvalidKey(e.problem()))?;
-        plan.retry().run_blocking(op)
+        let handle = self
+            .handle(key)
+            .map_err(|e| Error::InvalidKey(e.problem()))?;
+        handle.run_blocking(op)
     }
 
     /// Runs `op` under the plan of `key` and returns, with its result, the [`Timeline`] of its
@@ -604,13 +609,26 @@ impl Handle {
     pub fn run_blocking<F, T, E>(&self, op: F) -> Result<T, Error<E>>
     where
         F: FnMut() -> Result<T, E>,
+        T: 'static,
+        E: 'static,
     {
         let fresh = self.fresh();
-        fresh
-            .as_deref()
-            .unwrap_or(&self.plan)
+        let plan = fresh.as_deref().unwrap_or(&self.plan);
+        if plan.policies().is_empty() {
+            return plan.retry().run_blocking(op);
+        }
+        // The chain runs for blocking calls too: a governance policy is never bypassed.
+        let deadline = plan
             .retry()
-            .run_blocking(op)
+            .total_timeout()
+            .map(|t| tokio::time::Instant::now() + t);
+        chain::run_blocking(
+            plan.policies(),
+            &self.entry.key,
+            deadline,
+            Properties::default(),
+            || plan.retry().run_blocking(op),
+        )
     }
 
     /// Runs `op` under the key's current plan and returns, with its result, the

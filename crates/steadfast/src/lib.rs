@@ -158,6 +158,8 @@ where
 pub fn run_blocking<F, T, E>(key: &str, op: F) -> Result<T, Error<E>>
 where
     F: FnMut() -> Result<T, E>,
+    T: 'static,
+    E: 'static,
 {
     executor().run_blocking(key, op)
 }

@@ -253,3 +253,33 @@ async fn hooks_see_the_attempts_and_the_deadline() {
     assert_eq!(value, 3);
     assert_eq!(*seen.lock().unwrap(), [(0, true), (3, true)]);
 }
+
+#[test]
+fn blocking_calls_run_the_chain_too() {
+    let log = Log::default();
+    let mut gate = Recording::new("gate", &log);
+    gate.reject = true;
+    let registry = Registry::new().register("gate", gate);
+    let gated = executor(&registry, &["gate"]);
+    let mut ran = false;
+    let err = gated
+        .run_blocking("svc.Call", || {
+            ran = true;
+            Ok::<_, &str>(1u32)
+        })
+        .unwrap_err();
+    assert!(
+        !ran,
+        "a governance policy is never bypassed by a blocking call"
+    );
+    assert!(matches!(err, Error::Rejected(_)));
+
+    let mut fallback = Recording::new("fallback", &log);
+    fallback.recover_with = Some(9);
+    let registry = Registry::new().register("fallback", fallback);
+    let recovering = executor(&registry, &["fallback"]);
+    let value = recovering
+        .run_blocking("svc.Call", || Err::<u32, _>("down"))
+        .unwrap();
+    assert_eq!(value, 9);
+}
