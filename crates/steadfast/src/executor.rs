@@ -301,6 +301,8 @@ impl Executor {
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
+        T: 'static,
+        E: 'static,
     {
         match self.handle(key) {
             Ok(handle) => handle.run_with_timeline(op).await,
@@ -637,14 +639,47 @@ impl Handle {
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
+        T: 'static,
+        E: 'static,
     {
         let plan = self.plan();
-        let observers = self.inner.observers(&self.entry.key);
-        plan.retry()
-            .call(op)
-            .with_probe(observers)
-            .run_with_timeline()
-            .await
+        let key = &self.entry.key;
+        let observers = self.inner.observers(key);
+        if plan.policies().is_empty() {
+            return plan
+                .retry()
+                .call(op)
+                .with_probe(observers)
+                .run_with_timeline()
+                .await;
+        }
+        // The chain runs here too: a timeline never bypasses a governance policy.
+        let attempts = AtomicU32::new(0);
+        let deadline = plan
+            .retry()
+            .total_timeout()
+            .map(|t| tokio::time::Instant::now() + t);
+        let mut timeline = Timeline::default();
+        let call = async {
+            let (result, t) = plan
+                .retry()
+                .call(op)
+                .with_probe(Both(observers, chain::CountAttempts(&attempts)))
+                .run_with_timeline()
+                .await;
+            timeline = t;
+            result
+        };
+        let result = chain::run(
+            plan.policies(),
+            key,
+            deadline,
+            Properties::default(),
+            &attempts,
+            call,
+        )
+        .await;
+        (result, timeline)
     }
 }
 

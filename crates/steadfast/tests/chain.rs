@@ -283,3 +283,30 @@ fn blocking_calls_run_the_chain_too() {
         .unwrap();
     assert_eq!(value, 9);
 }
+
+#[tokio::test(start_paused = true)]
+async fn timelines_run_the_chain_too() {
+    let log = Log::default();
+    let mut gate = Recording::new("gate", &log);
+    gate.reject = true;
+    let registry = Registry::new().register("gate", gate);
+    let gated = executor(&registry, &["gate"]);
+    let mut ran = false;
+    let (result, timeline) = gated
+        .run_with_timeline("svc.Call", || {
+            ran = true;
+            async { Ok::<_, &str>(1u32) }
+        })
+        .await;
+    assert!(!ran);
+    assert!(matches!(result, Err(Error::Rejected(_))));
+    assert!(timeline.attempts().is_empty());
+
+    let registry = Registry::new().register("audit", Recording::new("audit", &log));
+    let audited = executor(&registry, &["audit"]);
+    let (result, timeline) = audited
+        .run_with_timeline("svc.Call", || async { Ok::<_, &str>(2u32) })
+        .await;
+    assert_eq!(result.unwrap(), 2);
+    assert_eq!(timeline.attempts().len(), 1);
+}
