@@ -47,8 +47,9 @@ use crate::chain::{self, Properties};
 use crate::classify::{AnyError, Classifier};
 use crate::error::Error;
 use crate::key::{Key, KeyError};
-use crate::observe::{Both, Observer, Observers, Timeline};
+use crate::observe::{Both, Observer, Observers, Probe, Timeline};
 use crate::policy::{Plan, Policies};
+use crate::retry::NoHook;
 
 /// Default bound on cached keys.
 pub const DEFAULT_MAX_KEYS: usize = 10_000;
@@ -207,10 +208,14 @@ impl Executor {
                 .entry(key)
                 .map_err(|e| Error::InvalidKey(e.problem()))?;
             // Observers or a chain: their work (and this allocation) only when configured.
-            Box::pin(
-                self.inner
-                    .run_full(&entry.key, &plan, Properties::default(), AnyError, op),
-            )
+            Box::pin(self.inner.run_full(
+                &entry.key,
+                &plan,
+                Properties::default(),
+                AnyError,
+                NoHook,
+                op,
+            ))
             .await
         }
     }
@@ -272,7 +277,7 @@ impl Executor {
             .map_err(|e| Error::InvalidKey(e.problem()))?;
         let plan = self.inner.current(&entry);
         self.inner
-            .run_full(&entry.key, &plan, properties, AnyError, op)
+            .run_full(&entry.key, &plan, properties, AnyError, NoHook, op)
             .await
     }
 
@@ -383,12 +388,14 @@ impl ExecutorBuilder {
 impl Inner {
     /// A call with everything: observers (and tracing) when there are any, inside the plan's
     /// chain when it has one.
-    async fn run_full<F, Fut, T, E, C>(
+    #[allow(clippy::too_many_arguments)]
+    async fn run_full<F, Fut, T, E, C, P>(
         &self,
         key: &Key,
         plan: &Plan,
         properties: Properties,
         classifier: C,
+        probe: P,
         op: F,
     ) -> Result<T, Error<E>>
     where
@@ -397,6 +404,7 @@ impl Inner {
         T: 'static,
         E: 'static,
         C: Classifier<T, E>,
+        P: Probe,
     {
         let observed = self.observed();
         let attempts = AtomicU32::new(0);
@@ -406,7 +414,7 @@ impl Inner {
             .map(|t| tokio::time::Instant::now() + t);
         let call = async {
             let call = plan.retry().call(op).classify(classifier);
-            let count = chain::CountAttempts(&attempts);
+            let count = Both(probe, chain::CountAttempts(&attempts));
             if observed {
                 call.with_probe(Both(self.observers(key), count))
                     .run()
@@ -569,10 +577,14 @@ impl Handle {
                     return plan.retry().run(op).await;
                 }
                 let key = &self.entry.key;
-                Box::pin(
-                    self.inner
-                        .run_full(key, plan, Properties::default(), AnyError, op),
-                )
+                Box::pin(self.inner.run_full(
+                    key,
+                    plan,
+                    Properties::default(),
+                    AnyError,
+                    NoHook,
+                    op,
+                ))
                 .await
             },
         }
@@ -601,7 +613,7 @@ impl Handle {
             let key = &self.entry.key;
             Box::pin(
                 self.inner
-                    .run_full(key, plan, Properties::default(), classifier, op),
+                    .run_full(key, plan, Properties::default(), classifier, NoHook, op),
             )
             .await
         }
@@ -634,7 +646,7 @@ impl Handle {
     }
 
     /// Runs `op` under the key's current plan and returns, with its result, the
-    /// [`Timeline`] of its attempts.
+    /// [`Timeline`] of its attempts (observers and the key's chain apply as to any call).
     pub async fn run_with_timeline<F, Fut, T, E>(&self, op: F) -> (Result<T, Error<E>>, Timeline)
     where
         F: FnMut() -> Fut,
@@ -643,42 +655,18 @@ impl Handle {
         E: 'static,
     {
         let plan = self.plan();
-        let key = &self.entry.key;
-        let observers = self.inner.observers(key);
-        if plan.policies().is_empty() {
-            return plan
-                .retry()
-                .call(op)
-                .with_probe(observers)
-                .run_with_timeline()
-                .await;
-        }
-        // The chain runs here too: a timeline never bypasses a governance policy.
-        let attempts = AtomicU32::new(0);
-        let deadline = plan
-            .retry()
-            .total_timeout()
-            .map(|t| tokio::time::Instant::now() + t);
         let mut timeline = Timeline::default();
-        let call = async {
-            let (result, t) = plan
-                .retry()
-                .call(op)
-                .with_probe(Both(observers, chain::CountAttempts(&attempts)))
-                .run_with_timeline()
-                .await;
-            timeline = t;
-            result
-        };
-        let result = chain::run(
-            plan.policies(),
-            key,
-            deadline,
-            Properties::default(),
-            &attempts,
-            call,
-        )
-        .await;
+        let result = self
+            .inner
+            .run_full(
+                &self.entry.key,
+                &plan,
+                Properties::default(),
+                AnyError,
+                &mut timeline,
+                op,
+            )
+            .await;
         (result, timeline)
     }
 }
