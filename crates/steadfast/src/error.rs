@@ -203,6 +203,13 @@ impl<E> Error<E> {
     }
 }
 
+/// A malformed key is [`Error::InvalidKey`], so `?` works on key parsing in a call's code.
+impl<E> From<crate::key::KeyError> for Error<E> {
+    fn from(e: crate::key::KeyError) -> Self {
+        Error::InvalidKey(e.problem())
+    }
+}
+
 fn plural(n: u32) -> &'static str {
     if n == 1 { "attempt" } else { "attempts" }
 }

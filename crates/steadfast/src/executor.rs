@@ -169,7 +169,7 @@ impl Executor {
         let generation = self.inner.generation.load(Ordering::Acquire);
         let plan = self.inner.current(&entry);
         Ok(Handle {
-            lean: plan.policies().is_empty() && !self.inner.observed(),
+            lean: self.inner.lean(&plan),
             entry,
             inner: self.inner.clone(),
             plan,
@@ -199,14 +199,11 @@ impl Executor {
     {
         let plan = self.plan(key);
         async move {
-            let plan = plan.map_err(|e| Error::InvalidKey(e.problem()))?;
-            if plan.policies().is_empty() && !self.inner.observed() {
+            let plan = plan?;
+            if self.inner.lean(&plan) {
                 return plan.retry().run(op).await;
             }
-            let entry = self
-                .inner
-                .entry(key)
-                .map_err(|e| Error::InvalidKey(e.problem()))?;
+            let entry = self.inner.entry(key)?;
             // Observers or a chain: their work (and this allocation) only when configured.
             Box::pin(self.inner.run_full(
                 &entry.key,
@@ -251,9 +248,7 @@ impl Executor {
         E: 'static,
         C: Classifier<T, E>,
     {
-        let handle = self
-            .handle(key)
-            .map_err(|e| Error::InvalidKey(e.problem()))?;
+        let handle = self.handle(key)?;
         handle.run_classified(classifier, op).await
     }
 
@@ -271,10 +266,7 @@ impl Executor {
         T: 'static,
         E: 'static,
     {
-        let entry = self
-            .inner
-            .entry(key)
-            .map_err(|e| Error::InvalidKey(e.problem()))?;
+        let entry = self.inner.entry(key)?;
         let plan = self.inner.current(&entry);
         self.inner
             .run_full(&entry.key, &plan, properties, AnyError, NoHook, op)
@@ -290,9 +282,7 @@ impl Executor {
         T: 'static,
         E: 'static,
     {
-        let handle = self
-            .handle(key)
-            .map_err(|e| Error::InvalidKey(e.problem()))?;
+        let handle = self.handle(key)?;
         handle.run_blocking(op)
     }
 
@@ -311,7 +301,7 @@ impl Executor {
     {
         match self.handle(key) {
             Ok(handle) => handle.run_with_timeline(op).await,
-            Err(e) => (Err(Error::InvalidKey(e.problem())), Timeline::default()),
+            Err(e) => (Err(e.into()), Timeline::default()),
         }
     }
 }
@@ -408,10 +398,7 @@ impl Inner {
     {
         let observed = self.observed();
         let attempts = AtomicU32::new(0);
-        let deadline = plan
-            .retry()
-            .total_timeout()
-            .map(|t| tokio::time::Instant::now() + t);
+        let deadline = plan.retry().deadline_from_now();
         let call = async {
             let call = plan.retry().call(op).classify(classifier);
             let count = Both(probe, chain::CountAttempts(&attempts));
@@ -428,6 +415,11 @@ impl Inner {
         } else {
             chain::run(plan.policies(), key, deadline, properties, &attempts, call).await
         }
+    }
+
+    /// Whether a call under `plan` takes the lean path: no chain to run, no one to report to.
+    fn lean(&self, plan: &Plan) -> bool {
+        plan.policies().is_empty() && !self.observed()
     }
 
     /// Whether calls report anywhere (observers, or tracing when on).
@@ -544,7 +536,7 @@ impl Handle {
     pub fn refresh(&mut self) {
         self.generation = self.inner.generation.load(Ordering::Acquire);
         self.plan = self.inner.current(&self.entry);
-        self.lean = self.plan.policies().is_empty() && !self.inner.observed();
+        self.lean = self.inner.lean(&self.plan);
     }
 
     /// The key's plan if the policies changed since this handle pinned its own.
@@ -573,7 +565,7 @@ impl Handle {
         Either::Right {
             inner: async move {
                 let plan = fresh.as_deref().unwrap_or(&self.plan);
-                if plan.policies().is_empty() && !self.inner.observed() {
+                if self.inner.lean(plan) {
                     return plan.retry().run(op).await;
                 }
                 let key = &self.entry.key;
@@ -607,7 +599,7 @@ impl Handle {
         let fresh = self.fresh();
         async move {
             let plan = fresh.as_deref().unwrap_or(&self.plan);
-            if plan.policies().is_empty() && !self.inner.observed() {
+            if self.inner.lean(plan) {
                 return plan.retry().call(op).classify(classifier).run().await;
             }
             let key = &self.entry.key;
@@ -632,10 +624,7 @@ impl Handle {
             return plan.retry().run_blocking(op);
         }
         // The chain runs for blocking calls too: a governance policy is never bypassed.
-        let deadline = plan
-            .retry()
-            .total_timeout()
-            .map(|t| tokio::time::Instant::now() + t);
+        let deadline = plan.retry().deadline_from_now();
         chain::run_blocking(
             plan.policies(),
             &self.entry.key,

@@ -362,4 +362,9 @@ impl Retry {
     pub fn total_timeout(&self) -> Option<Duration> {
         self.total_timeout
     }
+
+    /// The deadline of a call starting now, if the policy has a total timeout.
+    pub(crate) fn deadline_from_now(&self) -> Option<tokio::time::Instant> {
+        self.total_timeout.map(|t| tokio::time::Instant::now() + t)
+    }
 }
