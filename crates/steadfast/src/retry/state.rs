@@ -30,6 +30,11 @@ pub(crate) enum Next {
     Stop(Stop),
 }
 
+/// The overall deadline of a call that started at `started` (read only when it is needed).
+fn deadline(policy: &Retry, started: Option<Instant>) -> Option<Instant> {
+    started.zip(policy.total_timeout).map(|(s, t)| s + t)
+}
+
 /// One call in progress, reporting to its probe `P` (nothing, by default).
 pub(crate) struct Run<'p, P = NoHook> {
     policy: &'p Retry,
@@ -50,7 +55,7 @@ impl<'p, P: Probe> Run<'p, P> {
         let mut run = Run {
             policy,
             started,
-            deadline: started.zip(policy.total_timeout).map(|(s, t)| s + t),
+            deadline: deadline(policy, started),
             attempts: 0,
             schedule: None,
             probe,
@@ -70,10 +75,7 @@ impl<'p, P: Probe> Run<'p, P> {
     /// Starts over after a success in a loop: new deadline, fresh schedule, attempts from 0.
     fn restart(&mut self) {
         self.started = self.started.map(|_| Instant::now());
-        self.deadline = self
-            .started
-            .zip(self.policy.total_timeout)
-            .map(|(s, t)| s + t);
+        self.deadline = deadline(self.policy, self.started);
         self.attempts = 0;
         self.schedule = None;
         self.emit(Event::CallStarted);
