@@ -123,6 +123,93 @@ impl<'a> Problems<'a> {
     }
 }
 
+/// Parses a duration the way policy files and `#[steadfast::retry]` write it: one or more
+/// `<number><unit>` parts, the number possibly with a fraction, the unit one of `ns`, `us`
+/// (or `µs`), `ms`, `s`, `m`, `h`: `250ms`, `1.5s`, `1m30s`, `2h`.
+///
+/// Exact (no floating point): `0.1s` is 100 ms. Negative, empty, unit-less and overflowing
+/// values are refused with a message that shows the expected form.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("expected a duration like \"250ms\" or \"1m30s\", got {text:?}");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let int_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let (int, tail) = rest.split_at(int_len);
+        let (frac, tail) = match tail.strip_prefix('.') {
+            Some(t) => t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len())),
+            None => ("", tail),
+        };
+        if int.is_empty() && frac.is_empty() {
+            return Err(bad());
+        }
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(bad()),
+        };
+        let int: u128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| bad())? };
+        let mut part = int.checked_mul(scale).ok_or_else(bad)?;
+        // The fraction, digit by digit, exact to the nanosecond (further digits are dropped).
+        let mut place = scale;
+        for d in frac.bytes() {
+            place /= 10;
+            part += u128::from(d - b'0') * place;
+        }
+        total = total.checked_add(part).ok_or_else(bad)?;
+        rest = tail;
+    }
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| bad())?;
+    Ok(std::time::Duration::new(secs, (total % 1_000_000_000) as u32))
+}
+
+/// Serde for durations as policy files write them (`"250ms"`, `"1m30s"`); written back with
+/// [`fmt_duration`], which this module reads.
+#[cfg(feature = "serde")]
+pub(crate) mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::fmt_duration(*d))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// The same for `Option<Duration>` (absent or a duration string).
+    pub(crate) mod option {
+        use std::time::Duration;
+
+        use serde::{Deserializer, Serializer};
+
+        pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
+}
+
 /// Formats a duration the way policy files write it: `0ms`, `250ms`, `1.5s`, `2m`, `1h30m`.
 pub(crate) fn fmt_duration(d: std::time::Duration) -> String {
     let ms = d.as_millis();
@@ -163,5 +250,25 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_secs(120)), "2m");
         assert_eq!(fmt_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(fmt_duration(Duration::from_micros(5)), "5µs");
+    }
+
+    #[test]
+    fn durations_parse_exactly() {
+        use super::parse_duration as p;
+        let ms = Duration::from_millis;
+        assert_eq!(p("250ms"), Ok(ms(250)));
+        assert_eq!(p("1.5s"), Ok(ms(1500)));
+        assert_eq!(p("0.1s"), Ok(ms(100)));
+        assert_eq!(p("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(p("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(p("5µs"), Ok(Duration::from_micros(5)));
+        assert_eq!(p(".5s"), Ok(ms(500)));
+        assert_eq!(p("1.005ms"), Ok(Duration::from_micros(1005)));
+        for bad in ["", "5", "ms", "1x", "-1s", "1..5s", "99999999999999999999999h", "1s 2"] {
+            assert!(p(bad).is_err(), "{bad:?} was accepted");
+        }
+        for d in [ms(0), ms(250), ms(1500), Duration::from_secs(5400), Duration::from_micros(5), Duration::from_nanos(1_000_000_007)] {
+            assert_eq!(p(&fmt_duration(d)), Ok(d), "{}", fmt_duration(d));
+        }
     }
 }

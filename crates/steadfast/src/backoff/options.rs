@@ -332,3 +332,70 @@ impl BackoffOptions {
         }
     }
 }
+
+/// In policy files a jitter is `"none"`, `"full"`, `"equal"`, or a number `r` in (0, 1] for
+/// proportional jitter (`jitter = 0.2` is gRPC's ±20 %).
+#[cfg(feature = "serde")]
+impl serde::Serialize for Jitter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Jitter::None => s.serialize_str("none"),
+            Jitter::Full => s.serialize_str("full"),
+            Jitter::Equal => s.serialize_str("equal"),
+            Jitter::Proportional(r) => s.serialize_f64(*r),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Jitter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Jitter;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#""none", "full", "equal", or a ratio in (0, 1] for proportional jitter"#)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Jitter, E> {
+                match v {
+                    "none" => Ok(Jitter::None),
+                    "full" => Ok(Jitter::Full),
+                    "equal" => Ok(Jitter::Equal),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Jitter, E> {
+                Ok(Jitter::Proportional(v))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Jitter, E> {
+                Ok(Jitter::Proportional(v as f64))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Jitter, E> {
+                Ok(Jitter::Proportional(v as f64))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Jitter {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Jitter".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Randomness added to each delay: \"none\", \"full\" (uniform(0, d)), \"equal\" (d/2 + uniform(0, d/2)), or a ratio r in (0, 1] for proportional jitter d × uniform(1 − r, 1 + r).",
+            "oneOf": [
+                { "type": "string", "enum": ["none", "full", "equal"] },
+                { "type": "number", "exclusiveMinimum": 0, "maximum": 1 }
+            ]
+        })
+    }
+}

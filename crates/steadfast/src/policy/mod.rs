@@ -20,6 +20,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "serde")]
+mod document;
+#[cfg(feature = "serde")]
+mod format;
+#[cfg(feature = "serde")]
+mod node;
+
+#[cfg(feature = "serde")]
+pub use document::{Diagnostic, Diagnostics, Explanation, Origin, PolicyDocument, TableSpec};
+#[cfg(feature = "serde")]
+pub use format::Format;
+#[cfg(feature = "serde")]
+pub use node::Position;
+
 use std::sync::Arc;
 
 use crate::chain::{Chain, Policy, Registry};

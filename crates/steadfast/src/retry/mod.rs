@@ -49,6 +49,8 @@ mod blocking;
 mod call;
 mod engine;
 mod hooks;
+#[cfg(feature = "serde")]
+mod file;
 mod options;
 mod state;
 

@@ -1,0 +1,266 @@
+//! Policy files: every problem at once with its place, round trips through every format,
+//! inheritance, and a parser that never panics.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+use steadfast::backoff::{BackoffOptions, Jitter};
+use steadfast::chain::{Policy, Registry};
+use steadfast::policy::{Format, Origin, PolicyDocument, Source, TableSpec};
+use steadfast::{Retry, RetryOptions};
+
+fn check(text: &str, format: Format) -> Vec<String> {
+    match PolicyDocument::parse(text, format, "policies") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn five_planted_errors_are_five_errors_with_their_places() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/five_errors.toml");
+    let err = PolicyDocument::load(path).unwrap_err();
+    let got: Vec<String> = err
+        .diagnostics()
+        .iter()
+        .map(|d| format!("{}:{}: {}: {}", d.line().unwrap(), d.column().unwrap(), d.path(), d.message()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            r#"6:29: policies."payments.*".retry.basee: unknown field `basee`, expected one of `max_attempts`, `max_retries`, `backoff`, `base`, `max`, `factor`, `jitter`, `attempt_timeout`, `total_timeout`, `max_server_delay`, `retry_on_timeout`, `seed`"#,
+            r#"9:56: policies."payments.Charge".retry.max: must be >= base (2s), got 500ms"#,
+            r#"12:26: policies."search.Query".retry.max_attempts: must be >= 1, got 0"#,
+            r#"12:47: policies."search.Query".retry.attempt_timeout: expected a duration like "250ms" or "1m30s", got "5 sec""#,
+            r#"14:11: policies."orders.*.Create": a wildcard stands only for a whole last segment (`ns.*`) or for every key (`*`), so this pattern can never match"#,
+        ]
+    );
+    assert!(err.to_string().starts_with(&format!("{path}:6:29: ")), "{err}");
+}
+
+#[test]
+fn yaml_and_json_errors_have_their_places_too() {
+    let yaml = "defaults:\n  retry:\n    max_attempts: 3\n    jitter: 1.5\npolicies:\n  payments.*:\n    retry: { base: fast }\n";
+    assert_eq!(
+        check(yaml, Format::Yaml),
+        [
+            "policies:4:13: defaults.retry.jitter: proportional jitter must be in (0, 1], got 1.5",
+            r#"policies:7:20: policies."payments.*".retry.base: expected a duration like "250ms" or "1m30s", got "fast""#,
+        ]
+    );
+    let json = "{\n  \"policies\": {\n    \"a.B\": { \"retry\": { \"max_attempts\": \"three\" } },\n    \"a.*\": { \"chain\": [\"x\", \"x\"] }\n  }\n}\n";
+    assert_eq!(
+        check(json, Format::Json),
+        [
+            r#"policies:3:41: policies."a.B".retry.max_attempts: invalid type: string "three", expected u32"#,
+            r#"policies:4:29: policies."a.*".chain[1]: custom strategy "x" is already in this chain"#,
+        ]
+    );
+    // Syntax errors: the parser's own message at its place.
+    assert_eq!(check("{\"defaults\": {,}}", Format::Json), ["policies:1:15: expected value"]);
+    let toml = check("[defaults]\nretry = { max_attempts = }\n", Format::Toml);
+    assert_eq!(toml.len(), 1);
+    assert!(toml[0].starts_with("policies:2:"), "{toml:?}");
+    let yaml = check("defaults:\n  retry: [\n", Format::Yaml);
+    assert_eq!(yaml.len(), 1, "{yaml:?}");
+    assert_eq!(check("a: 1\na: 2\n", Format::Yaml), [r#"policies:2:1: duplicate key "a""#]);
+}
+
+#[test]
+fn unknown_custom_strategies_are_found_with_the_registry() {
+    #[derive(Debug)]
+    struct Audit;
+    impl Policy for Audit {}
+    let registry = Registry::new().register("audit", Audit);
+    let text = "[policies.\"a.*\"]\nchain = [\"audit\", \"tenant_quota\"]\n";
+    assert!(PolicyDocument::parse(text, Format::Toml, "p.toml").is_ok());
+    let err = PolicyDocument::parse_with(text, Format::Toml, "p.toml", &registry).unwrap_err();
+    assert_eq!(err.to_string(), r#"p.toml:2:19: policies."a.*".chain[1]: unknown custom strategy "tenant_quota""#);
+    // And by compile, for a document parsed without the registry: the same place.
+    let doc = PolicyDocument::parse(text, Format::Toml, "p.toml").unwrap();
+    assert_eq!(doc.compile(&registry).unwrap_err().to_string(), err.to_string());
+    let ok = PolicyDocument::parse("[policies.\"a.*\"]\nchain = [\"audit\"]\n", Format::Toml, "p.toml").unwrap();
+    let policies = ok.compile(&registry).unwrap();
+    assert_eq!(policies.resolve("a.B").plan().chain().collect::<Vec<_>>(), ["audit"]);
+}
+
+#[test]
+fn a_star_table_beside_defaults_never_applies() {
+    let text = "[defaults]\nretry = { max_attempts = 2 }\n\n[policies.\"*\"]\nretry = { max_attempts = 4 }\n";
+    assert_eq!(
+        check(text, Format::Toml),
+        [r#"policies:4:11: policies."*": never applies: [defaults] already covers every key (put these strategies in [defaults])"#]
+    );
+}
+
+#[test]
+fn strategies_are_inherited_from_less_specific_tables() {
+    #[derive(Debug)]
+    struct Noop;
+    impl Policy for Noop {}
+    let registry = Registry::new().register("audit", Noop).register("quota", Noop);
+    let text = r#"
+[defaults]
+retry = { max_attempts = 2, backoff = "fixed", base = "1s" }
+chain = ["audit"]
+
+[policies."payments.*"]
+retry = { max_attempts = 5, backoff = "decorrelated", base = "200ms", max = "30s" }
+
+[policies."payments.refunds.*"]
+chain = ["audit", "quota"]
+
+[policies."payments.refunds.Create"]
+retry = { max_attempts = 7 }
+"#;
+    let doc = PolicyDocument::parse(text, Format::Toml, "p.toml").unwrap();
+    let policies = doc.compile(&registry).unwrap();
+    let attempts = |k: &str| policies.resolve(k).plan().retry().max_attempts();
+    let chain = |k: &str| policies.resolve(k).plan().chain().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(attempts("search.Query"), Some(2));
+    assert_eq!(chain("search.Query"), ["audit"]);
+    assert_eq!(attempts("payments.Charge"), Some(5));
+    assert_eq!(chain("payments.Charge"), ["audit"]);
+    // payments.refunds.* names only a chain: its retry comes from payments.*.
+    assert_eq!(attempts("payments.refunds.List"), Some(5));
+    assert_eq!(chain("payments.refunds.List"), ["audit", "quota"]);
+    assert_eq!(attempts("payments.refunds.Create"), Some(7));
+    assert_eq!(chain("payments.refunds.Create"), ["audit", "quota"]);
+    assert_eq!(policies.resolve("payments.refunds.Create").source(), Source::Exact);
+
+    let e = doc.explain("payments.refunds.Create").unwrap();
+    assert_eq!(e.retry_origin(), &Origin::Table("payments.refunds.Create".into()));
+    assert_eq!(e.chain_origin(), &Origin::Table("payments.refunds.*".into()));
+    assert_eq!(doc.explain("search.Query").unwrap().retry_origin(), &Origin::Defaults);
+    let empty = PolicyDocument::new();
+    assert_eq!(empty.explain("a.B").unwrap().retry_origin(), &Origin::Library);
+    assert_eq!(empty.compile(&registry).unwrap().resolve("a.B").plan().retry(), &Retry::default());
+}
+
+#[test]
+fn an_empty_file_is_all_defaults() {
+    for (text, format) in [("", Format::Toml), ("", Format::Yaml), ("# nothing\n", Format::Yaml), ("{}", Format::Json)] {
+        let doc = PolicyDocument::parse(text, format, "empty").unwrap();
+        assert_eq!(doc, PolicyDocument::new());
+    }
+}
+
+fn duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        (1u64..100_000).prop_map(Duration::from_millis),
+        (1u64..10_000_000_000_000).prop_map(Duration::from_nanos),
+    ]
+}
+
+fn jitter() -> impl Strategy<Value = Jitter> {
+    prop_oneof![
+        Just(Jitter::None),
+        Just(Jitter::Full),
+        Just(Jitter::Equal),
+        (0.001f64..=1.0).prop_map(Jitter::Proportional),
+    ]
+}
+
+fn backoff() -> impl Strategy<Value = BackoffOptions> {
+    (0..6u8, duration(), duration(), 1.01f64..10.0, jitter()).prop_map(|(kind, base, max, factor, jitter)| {
+        let (base, max) = (base.min(max), base.max(max));
+        let b = match kind {
+            0 => return BackoffOptions::immediate(),
+            1 => BackoffOptions::fixed(base),
+            2 => BackoffOptions::linear(base),
+            3 => BackoffOptions::exponential(base).factor(factor),
+            4 => BackoffOptions::fibonacci(base),
+            _ => BackoffOptions::decorrelated(base),
+        };
+        b.max(max).jitter(jitter)
+    })
+}
+
+fn retry_options() -> impl Strategy<Value = RetryOptions> {
+    (
+        backoff(),
+        prop_oneof![(1u32..100).prop_map(|n| (Some(n), None)), (-1i64..100).prop_map(|n| (None, Some(n)))],
+        proptest::option::of(duration()),
+        proptest::option::of(duration()),
+        duration(),
+        any::<bool>(),
+        proptest::option::of(0..=i64::MAX as u64),
+    )
+        .prop_map(|(backoff, (attempts, retries), attempt, total, server, on_timeout, seed)| {
+            let mut o = Retry::builder().backoff(backoff).max_server_delay(server).retry_on_timeout(on_timeout);
+            o.max_attempts = attempts;
+            o.max_retries = retries;
+            o.attempt_timeout = attempt;
+            o.total_timeout = total;
+            o.seed = seed;
+            o
+        })
+}
+
+fn table() -> impl Strategy<Value = TableSpec> {
+    (
+        proptest::option::of(retry_options()),
+        proptest::option::of(proptest::collection::btree_set("[a-z_]{1,8}", 0..3)),
+    )
+        .prop_map(|(retry, chain)| {
+            let mut t = TableSpec::new();
+            t.retry = retry;
+            t.chain = chain.map(|c| c.into_iter().collect());
+            t
+        })
+}
+
+proptest! {
+    /// TOML → struct → YAML → struct → JSON → struct: the same options every time.
+    #[test]
+    fn every_option_survives_every_format(
+        defaults in proptest::option::of(table()),
+        tables in proptest::collection::btree_map(
+            prop_oneof!["[a-z]{1,6}\\.[A-Z][a-z]{0,6}", "[a-z]{1,6}\\.\\*", "[a-z]{1,4}\\.[a-z]{1,4}\\.\\*"],
+            table(),
+            0..4,
+        ),
+    ) {
+        let mut doc = PolicyDocument::new();
+        doc.defaults = defaults;
+        doc.policies = tables;
+        let toml = doc.to_text(Format::Toml).unwrap();
+        let from_toml = PolicyDocument::parse(&toml, Format::Toml, "toml").map_err(|e| TestCaseError::fail(format!("{e}\n{toml}")))?;
+        prop_assert_eq!(&from_toml, &doc);
+        let yaml = from_toml.to_text(Format::Yaml).unwrap();
+        let from_yaml = PolicyDocument::parse(&yaml, Format::Yaml, "yaml").map_err(|e| TestCaseError::fail(format!("{e}\n{yaml}")))?;
+        prop_assert_eq!(&from_yaml, &doc);
+        let json = from_yaml.to_text(Format::Json).unwrap();
+        let from_json = PolicyDocument::parse(&json, Format::Json, "json").map_err(|e| TestCaseError::fail(format!("{e}\n{json}")))?;
+        prop_assert_eq!(&from_json, &doc);
+    }
+
+    /// The parsers never panic, whatever the text; invalid text is an error with a place.
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+        for format in [Format::Toml, Format::Yaml, Format::Json] {
+            if let Err(e) = PolicyDocument::parse(&text, format, "fuzz") {
+                prop_assert!(!e.diagnostics().is_empty());
+            }
+        }
+    }
+
+    /// Nor does a valid file with a few bytes changed, which reaches deeper than random text.
+    #[test]
+    fn mutated_files_never_panic(
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), "[\\PC\\n]{0,3}", 0usize..4), 1..6),
+    ) {
+        let base = include_str!("../../../examples/policies.toml");
+        let mut text = base.to_owned();
+        for (at, insert, remove) in edits {
+            let mut i = at.index(text.len() + 1);
+            while !text.is_char_boundary(i) { i -= 1; }
+            let mut end = (i + remove).min(text.len());
+            while !text.is_char_boundary(end) { end += 1; }
+            text.replace_range(i..end, &insert);
+        }
+        for format in [Format::Toml, Format::Yaml, Format::Json] {
+            let _ = PolicyDocument::parse(&text, format, "fuzz");
+        }
+    }
+}
