@@ -57,7 +57,7 @@ fn yaml_and_json_errors_have_their_places_too() {
         ]
     );
     // Syntax errors: the parser's own message at its place.
-    assert_eq!(check("{\"defaults\": {,}}", Format::Json), ["policies:1:15: expected value"]);
+    assert_eq!(check("{\"defaults\": {,}}", Format::Json), ["policies:1:15: key must be a string"]);
     let toml = check("[defaults]\nretry = { max_attempts = }\n", Format::Toml);
     assert_eq!(toml.len(), 1);
     assert!(toml[0].starts_with("policies:2:"), "{toml:?}");
