@@ -290,6 +290,25 @@ impl Registry {
         self
     }
 
+    /// Registers a policy the caller keeps a handle on (to read its state, say), as `name`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use steadfast::chain::{Policy, Registry};
+    ///
+    /// #[derive(Debug, Default)]
+    /// struct Audit;
+    /// impl Policy for Audit {}
+    ///
+    /// let audit = Arc::new(Audit);
+    /// let registry = Registry::new().register_shared("audit", audit.clone());
+    /// assert!(registry.get("audit").is_some());
+    /// ```
+    pub fn register_shared(mut self, name: impl Into<String>, policy: Arc<dyn Policy>) -> Self {
+        self.policies.insert(name.into(), policy);
+        self
+    }
+
     /// The policy registered as `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Policy>> {
         self.policies.get(name)

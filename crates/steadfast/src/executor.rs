@@ -43,7 +43,7 @@ use arc_swap::ArcSwap;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
-use crate::chain::{self, Properties};
+use crate::chain::{self, Properties, Registry};
 use crate::classify::{AnyError, Classifier};
 use crate::error::Error;
 use crate::key::{Key, KeyError};
@@ -67,6 +67,7 @@ pub struct Executor {
 struct Inner {
     observers: Box<[Arc<dyn Observer>]>,
     tracing: bool,
+    registry: Registry,
     policies: ArcSwap<Policies>,
     generation: AtomicU64,
     hasher: RandomState,
@@ -122,6 +123,7 @@ impl Executor {
             max_keys: DEFAULT_MAX_KEYS,
             observers: Vec::new(),
             tracing: false,
+            registry: Registry::new(),
         }
     }
 
@@ -131,11 +133,13 @@ impl Executor {
             max_keys,
             observers,
             tracing,
+            registry,
         } = b;
         Executor {
             inner: Arc::new(Inner {
                 observers: observers.into(),
                 tracing,
+                registry,
                 policies: ArcSwap::from_pointee(policies),
                 generation: AtomicU64::new(0),
                 hasher: RandomState::default(),
@@ -151,6 +155,71 @@ impl Executor {
     pub fn set_policies(&self, policies: Policies) {
         self.inner.policies.store(Arc::new(policies));
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Follows a provider of policy documents: each valid document it delivers is compiled
+    /// (custom strategy names resolved in the builder's [`registry`](ExecutorBuilder::registry))
+    /// and swapped in atomically, as [`set_policies`](Self::set_policies) does; an invalid one
+    /// or an unreachable source is reported to the observers (and logged with `tracing`) and
+    /// the policies in force stay (last-known-good). Until the provider has delivered anything,
+    /// the executor keeps the policies it was built with (by default the safe defaults).
+    ///
+    /// Returns once the provider has reported its first state (the file read, the first fetch
+    /// made or failed), so the first call after it already runs under the provider's policies.
+    /// Following stops when the returned [`Following`](crate::policy::Following) is dropped.
+    ///
+    /// ```no_run
+    /// use steadfast::{policy::FileProvider, Executor};
+    ///
+    /// # async fn demo() {
+    /// let executor = Executor::builder().build();
+    /// let _following = executor.follow(FileProvider::new("policies.toml")).await;
+    /// // Edit policies.toml: the next call of every key uses the new policies.
+    /// # }
+    /// ```
+    #[cfg(any(feature = "watch", feature = "http"))]
+    pub async fn follow(&self, provider: impl crate::policy::Provider) -> crate::policy::Following {
+        crate::policy::provider::follow(self.clone(), Box::new(provider)).await
+    }
+
+    /// Compiles a document with the executor's registry and applies it, reporting the outcome.
+    #[cfg(any(feature = "watch", feature = "http"))]
+    pub(crate) fn apply(&self, update: &crate::policy::Update) {
+        use crate::observe::PolicyEvent;
+        use crate::policy::UpdateKind;
+        let source = update.source();
+        let report = |event: PolicyEvent<'_>| {
+            #[cfg(feature = "tracing")]
+            match event {
+                PolicyEvent::Applied { source } => tracing::info!(source, "steadfast: policies applied"),
+                PolicyEvent::Rejected { source, reason } => {
+                    tracing::warn!(source, reason, "steadfast: policies rejected, the old ones stay")
+                }
+                PolicyEvent::Unavailable { source, reason } => {
+                    tracing::warn!(source, reason, "steadfast: policies unavailable, the old ones stay")
+                }
+            }
+            for o in self.inner.observers.iter() {
+                o.on_policy_event(&event);
+            }
+        };
+        match update.kind() {
+            UpdateKind::Document(doc) => match doc.compile(&self.inner.registry) {
+                Ok(policies) => {
+                    self.set_policies(policies);
+                    report(PolicyEvent::Applied { source });
+                }
+                Err(e) => report(PolicyEvent::Rejected {
+                    source,
+                    reason: &e.to_string(),
+                }),
+            },
+            UpdateKind::Rejected(e) => report(PolicyEvent::Rejected {
+                source,
+                reason: &e.to_string(),
+            }),
+            UpdateKind::Unavailable(reason) => report(PolicyEvent::Unavailable { source, reason }),
+        }
     }
 
     /// The policies in force.
@@ -329,9 +398,17 @@ pub struct ExecutorBuilder {
     max_keys: usize,
     observers: Vec<Arc<dyn Observer>>,
     tracing: bool,
+    registry: Registry,
 }
 
 impl ExecutorBuilder {
+    /// The custom strategies that policies from a provider may name (see
+    /// [`Executor::follow`]); policies given in code resolve their names themselves.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
     /// The policies to start with.
     pub fn policies(mut self, policies: Policies) -> Self {
         self.policies = policies;

@@ -135,6 +135,58 @@ pub enum Event {
 pub trait Observer: fmt::Debug + Send + Sync + 'static {
     /// Called for each event of each call, in order, on the call's task.
     fn on_event(&self, key: &Key, event: &Event);
+
+    /// Called when the executor's policies change, or a change is refused, by a provider it
+    /// follows (`Executor::follow`). Does nothing unless implemented.
+    fn on_policy_event(&self, event: &PolicyEvent<'_>) {
+        let _ = event;
+    }
+}
+
+/// What happened to the policies an executor follows from a provider.
+///
+/// A refused change never takes effect: the policies in force stay until a valid one arrives
+/// (last-known-good), and the executor starts from its own policies (the safe defaults unless
+/// given others) until a provider has anything.
+///
+/// # Example
+/// ```
+/// use steadfast::observe::{Event, Observer, PolicyEvent};
+/// use steadfast::Key;
+///
+/// #[derive(Debug)]
+/// struct Alert;
+/// impl Observer for Alert {
+///     fn on_event(&self, _: &Key, _: &Event) {}
+///     fn on_policy_event(&self, event: &PolicyEvent<'_>) {
+///         if let PolicyEvent::Rejected { source, reason } = event {
+///             eprintln!("policies from {source} refused, the old ones stay:\n{reason}");
+///         }
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyEvent<'a> {
+    /// New policies are in force: the next call of every key uses them.
+    Applied {
+        /// Which provider they came from (a path, a URL, `layered`).
+        source: &'a str,
+    },
+    /// A new document was invalid; the policies in force stay.
+    Rejected {
+        /// Which provider it came from.
+        source: &'a str,
+        /// Every problem, one per line (`file:line:column: field: message`).
+        reason: &'a str,
+    },
+    /// The provider could not be read (file missing, server down); the policies in force stay.
+    Unavailable {
+        /// Which provider.
+        source: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
 }
 
 /// What the engine reports to. Implemented by [`Timeline`], by the executor's observers, and

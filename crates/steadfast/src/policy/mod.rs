@@ -34,6 +34,21 @@ pub use format::Format;
 #[cfg(feature = "serde")]
 pub use node::Position;
 
+#[cfg(any(feature = "watch", feature = "http"))]
+pub(crate) mod provider;
+#[cfg(any(feature = "watch", feature = "http"))]
+pub use provider::{Following, Layered, Provider, StaticProvider, Update, UpdateKind, Updates};
+
+#[cfg(feature = "watch")]
+mod file_provider;
+#[cfg(feature = "watch")]
+pub use file_provider::{DEFAULT_DEBOUNCE, FileProvider};
+
+#[cfg(feature = "http")]
+mod http_provider;
+#[cfg(feature = "http")]
+pub use http_provider::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT, HttpProvider};
+
 use std::sync::Arc;
 
 use crate::chain::{Chain, Policy, Registry};

@@ -69,3 +69,38 @@ pub async fn always_down(retry: &Retry) -> (Attempts, Error<&'static str>) {
         .expect_err("the operation never succeeds");
     (rec, err)
 }
+
+/// An observer that forwards every policy event, as text (`applied <source>`,
+/// `rejected <source>: <reason>`, `unavailable <source>: <reason>`), to a channel.
+#[derive(Debug)]
+pub struct PolicyEvents(pub tokio::sync::mpsc::UnboundedSender<String>);
+
+impl PolicyEvents {
+    pub fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (PolicyEvents(tx), rx)
+    }
+}
+
+impl steadfast::observe::Observer for PolicyEvents {
+    fn on_event(&self, _: &steadfast::Key, _: &steadfast::observe::Event) {}
+
+    fn on_policy_event(&self, event: &steadfast::observe::PolicyEvent<'_>) {
+        use steadfast::observe::PolicyEvent;
+        let text = match event {
+            PolicyEvent::Applied { source } => format!("applied {source}"),
+            PolicyEvent::Rejected { source, reason } => format!("rejected {source}: {reason}"),
+            PolicyEvent::Unavailable { source, reason } => format!("unavailable {source}: {reason}"),
+            _ => "other".to_owned(),
+        };
+        let _ = self.0.send(text);
+    }
+}
+
+/// The next event, waiting at most 10 s of real time (file watchers and sockets are real).
+pub async fn next_event(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no policy event within 10 s")
+        .expect("the executor is gone")
+}
