@@ -49,6 +49,53 @@ mod http_provider;
 #[cfg(feature = "http")]
 pub use http_provider::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT, HttpProvider};
 
+/// Formats a duration the way policy files write it: `0ms`, `250ms`, `1.5s`, `2m`, `1h30m`
+/// (read back exactly by [`parse_duration`]).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// assert_eq!(steadfast::policy::format_duration(Duration::from_secs(90)), "1m30s");
+/// ```
+pub fn format_duration(d: std::time::Duration) -> String {
+    crate::config::fmt_duration(d)
+}
+
+/// Parses a duration as policy files write it: `<number><unit>` parts with units `ns`, `us`,
+/// `ms`, `s`, `m`, `h`, the number possibly with a fraction (`250ms`, `1.5s`, `1m30s`), exactly.
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::policy::parse_duration;
+///
+/// assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+/// assert_eq!(parse_duration("0.1s"), Ok(Duration::from_millis(100)));
+/// assert!(parse_duration("90").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(text)
+}
+
+/// The JSON Schema (2020-12) of a policy file, for editors (feature `schema`): every table,
+/// strategy and field with its type, range and description; unknown fields refused.
+///
+/// ```
+/// let schema = steadfast::policy::json_schema();
+/// assert_eq!(schema["title"], "PolicyFile");
+/// assert_eq!(schema["$defs"]["Retry"]["additionalProperties"], false);
+/// ```
+#[cfg(feature = "schema")]
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(PolicyDocument).to_value();
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert(
+            "description".into(),
+            "A steadfast policy file: [defaults] and tables by pattern (an exact key `ns.Name`, a namespace `ns.*`, or `*`). A key resolves to its exact table, else the longest matching namespace, else the defaults; a strategy a table does not name is inherited from the next table down.".into(),
+        );
+    }
+    schema
+}
+
 use std::sync::Arc;
 
 use crate::chain::{Chain, Policy, Registry};
