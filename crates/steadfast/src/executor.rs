@@ -67,6 +67,8 @@ pub struct Executor {
 struct Inner {
     observers: Box<[Arc<dyn Observer>]>,
     tracing: bool,
+    /// Resolves custom strategy names in documents from providers (`follow`).
+    #[cfg_attr(not(any(feature = "watch", feature = "http")), allow(dead_code))]
     registry: Registry,
     policies: ArcSwap<Policies>,
     generation: AtomicU64,
