@@ -8,9 +8,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod check;
 mod plan;
 
-/// Resilience policies, checked and explained before they reach production.
+/// Resilience policies by key: check policy files and see what a key will do before it
+/// reaches production.
 #[derive(Debug, Parser)]
-#[command(name = "steadfast", version, about, long_about = None)]
+#[command(name = "steadfast", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,9 +19,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate policy files (TOML, YAML or JSON): every problem, each with its line and column.
+    /// Validate policy files: every problem, each with its line and column
     ///
-    /// Exits 0 when every file is valid, 1 when any has a problem.
+    /// Files may be TOML, YAML or JSON. Exits 0 when every file is valid, 1 when any has a problem.
     Check {
         /// Policy files; the format comes from the extension (.toml, .yaml/.yml, .json).
         #[arg(required = true, value_name = "FILE")]
@@ -33,9 +34,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         format: Output,
     },
-    /// Show the policy a key resolves to, which table each strategy comes from, and its
-    /// backoff schedule: each attempt's delay (min / median / max over seeded samples), when
-    /// it starts at the earliest and at the latest, and whether the total timeout cuts it off.
+    /// Show what a key runs under and when each of its attempts starts
+    ///
+    /// Prints the policy the key resolves to, which table each strategy comes from, and its
+    /// backoff schedule: each attempt's wait (min / median / max over seeded samples), when it
+    /// starts at the earliest and at the latest, and whether the total timeout cuts it off.
     Plan {
         /// The policy file.
         #[arg(value_name = "FILE")]
@@ -53,8 +56,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         format: Output,
     },
-    /// Print the JSON Schema of policy files (for editors: point `$schema` or your YAML/TOML
-    /// language server at it).
+    /// Print the JSON Schema of policy files, for editors
+    ///
+    /// Point your editor's YAML, TOML or JSON language server at it.
     Schema,
 }
 
