@@ -30,8 +30,14 @@ struct ErrorReport {
     message: String,
 }
 
-pub(crate) fn run(files: &[PathBuf], strategies: &[String], format: Output) -> anyhow::Result<ExitCode> {
-    let registry = strategies.iter().fold(Registry::new(), |r, name| r.register(name.clone(), Named));
+pub(crate) fn run(
+    files: &[PathBuf],
+    strategies: &[String],
+    format: Output,
+) -> anyhow::Result<ExitCode> {
+    let registry = strategies
+        .iter()
+        .fold(Registry::new(), |r, name| r.register(name.clone(), Named));
     let mut reports = Vec::new();
     for path in files {
         let origin = path.display().to_string();
@@ -83,7 +89,12 @@ pub(crate) fn run(files: &[PathBuf], strategies: &[String], format: Output) -> a
         Output::Text => {
             for r in &reports {
                 if r.ok {
-                    println!("{}: ok ({} table{})", r.file, r.tables, if r.tables == 1 { "" } else { "s" });
+                    println!(
+                        "{}: ok ({} table{})",
+                        r.file,
+                        r.tables,
+                        if r.tables == 1 { "" } else { "s" }
+                    );
                     continue;
                 }
                 for e in &r.errors {
@@ -91,7 +102,11 @@ pub(crate) fn run(files: &[PathBuf], strategies: &[String], format: Output) -> a
                         (Some(l), Some(c)) => format!("{}:{l}:{c}", r.file),
                         _ => r.file.clone(),
                     };
-                    let path = if e.path.is_empty() { String::new() } else { format!("{}: ", e.path) };
+                    let path = if e.path.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}: ", e.path)
+                    };
                     println!("{place}: {path}{}", e.message);
                 }
                 let n = r.errors.len();
@@ -100,9 +115,15 @@ pub(crate) fn run(files: &[PathBuf], strategies: &[String], format: Output) -> a
             if !strategies.is_empty() || reports.iter().all(|r| !r.ok) {
                 // Nothing more to say.
             } else if reports.iter().any(|r| r.ok) {
-                println!("(custom strategy names in `chain` were not checked: pass --strategy NAME for each one the application registers)");
+                println!(
+                    "(custom strategy names in `chain` were not checked: pass --strategy NAME for each one the application registers)"
+                );
             }
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -57,7 +57,13 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-pub(crate) fn run(file: &Path, key: &str, samples: u32, max_rows: u32, format: Output) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(
+    file: &Path,
+    key: &str,
+    samples: u32,
+    max_rows: u32,
+    format: Output,
+) -> anyhow::Result<ExitCode> {
     let doc = match PolicyDocument::load(file) {
         Ok(doc) => doc,
         Err(e) => {
@@ -65,14 +71,17 @@ pub(crate) fn run(file: &Path, key: &str, samples: u32, max_rows: u32, format: O
             return Ok(ExitCode::FAILURE);
         }
     };
-    let explained = doc.explain(key).with_context(|| format!("{key:?} is not a key (namespace.Name)"))?;
+    let explained = doc
+        .explain(key)
+        .with_context(|| format!("{key:?} is not a key (namespace.Name)"))?;
     let options = explained.retry().clone();
     let retry: Retry = options.clone().build().context("the key's retry policy")?;
     let max_attempts = retry.max_attempts().unwrap_or(u32::MAX);
     let shown = max_attempts.min(max_rows.max(1));
 
     // Every seed's schedule, one delay per retry.
-    let mut delays: Vec<Vec<Duration>> = vec![Vec::with_capacity(samples as usize); shown.saturating_sub(1) as usize];
+    let mut delays: Vec<Vec<Duration>> =
+        vec![Vec::with_capacity(samples as usize); shown.saturating_sub(1) as usize];
     for seed in 0..u64::from(samples) {
         let mut backoff = Backoff::new(options.backoff.clone())?.with_seed(seed);
         for slot in &mut delays {
@@ -82,11 +91,18 @@ pub(crate) fn run(file: &Path, key: &str, samples: u32, max_rows: u32, format: O
     let mut rows = Vec::new();
     let (mut earliest, mut latest) = (Duration::ZERO, Some(Duration::ZERO));
     for attempt in 1..=shown {
-        let (min, median, max) = match (attempt as usize).checked_sub(2).and_then(|i| delays.get(i)) {
+        let (min, median, max) = match (attempt as usize)
+            .checked_sub(2)
+            .and_then(|i| delays.get(i))
+        {
             Some(slot) => {
                 let mut slot = slot.clone();
                 slot.sort_unstable();
-                (Some(slot[0]), Some(slot[slot.len() / 2]), Some(slot[slot.len() - 1]))
+                (
+                    Some(slot[0]),
+                    Some(slot[slot.len() / 2]),
+                    Some(slot[slot.len() - 1]),
+                )
             }
             None => (None, None, None),
         };
@@ -115,7 +131,8 @@ pub(crate) fn run(file: &Path, key: &str, samples: u32, max_rows: u32, format: O
             break;
         }
     }
-    let truncated = rows.last().is_some_and(|r| r.deadline != Deadline::Cut) && shown < max_attempts;
+    let truncated =
+        rows.last().is_some_and(|r| r.deadline != Deadline::Cut) && shown < max_attempts;
     let report = Report {
         file: file.display().to_string(),
         key: key.to_owned(),
@@ -146,12 +163,18 @@ fn describe(o: &RetryOptions) -> String {
         BackoffKind::Immediate => "no wait between attempts".to_owned(),
         BackoffKind::Fixed => format!("a fixed {} between attempts", fmt(b.base)),
         BackoffKind::Linear => format!("linear backoff from {}", fmt(b.base)),
-        BackoffKind::Exponential { factor } => format!("exponential backoff ×{factor} from {}", fmt(b.base)),
+        BackoffKind::Exponential { factor } => {
+            format!("exponential backoff ×{factor} from {}", fmt(b.base))
+        }
         BackoffKind::Fibonacci => format!("fibonacci backoff from {}", fmt(b.base)),
         BackoffKind::Decorrelated => format!("decorrelated jitter from {}", fmt(b.base)),
         _ => "a custom schedule".to_owned(),
     };
-    let cap = if matches!(b.kind, BackoffKind::Immediate) { String::new() } else { format!(", capped at {}", fmt(b.max)) };
+    let cap = if matches!(b.kind, BackoffKind::Immediate) {
+        String::new()
+    } else {
+        format!(", capped at {}", fmt(b.max))
+    };
     let jitter = match b.jitter {
         _ if matches!(b.kind, BackoffKind::Immediate) => String::new(),
         Jitter::None => ", no jitter".to_owned(),
@@ -167,11 +190,17 @@ fn describe(o: &RetryOptions) -> String {
     if let Some(t) = o.total_timeout {
         limits.push(format!("total timeout {}", fmt(t)));
     }
-    limits.push(format!("server delays honoured up to {}", fmt(o.max_server_delay)));
+    limits.push(format!(
+        "server delays honoured up to {}",
+        fmt(o.max_server_delay)
+    ));
     if !o.retry_on_timeout {
         limits.push("a timed-out attempt is not retried".to_owned());
     }
-    format!("{attempts}; {schedule}{cap}{jitter}\n       {}", limits.join(", "))
+    format!(
+        "{attempts}; {schedule}{cap}{jitter}\n       {}",
+        limits.join(", ")
+    )
 }
 
 /// A duration to read at a glance: three significant figures at most (`187ms`, `3.25s`).
@@ -206,7 +235,11 @@ fn text(r: &Report) -> String {
     if r.chain.is_empty() {
         out.push_str(&format!("  chain  none ({})\n", r.chain_from));
     } else {
-        out.push_str(&format!("  chain  {}  from {}\n", r.chain.join(" → "), r.chain_from));
+        out.push_str(&format!(
+            "  chain  {}  from {}\n",
+            r.chain.join(" → "),
+            r.chain_from
+        ));
     }
     out.push_str(&format!("\nretry: {}\n\n", describe(&r.retry)));
     out.push_str(&format!(
@@ -219,9 +252,16 @@ fn text(r: &Report) -> String {
         let wait = if row.attempt == 1 {
             "—".to_owned()
         } else {
-            format!("{:>7} / {:>7} / {:>7}", d(row.delay_min_ms), d(row.delay_median_ms), d(row.delay_max_ms))
+            format!(
+                "{:>7} / {:>7} / {:>7}",
+                d(row.delay_min_ms),
+                d(row.delay_median_ms),
+                d(row.delay_max_ms)
+            )
         };
-        let latest = row.latest_start_ms.map_or_else(|| "unbounded".to_owned(), |v| d(Some(v)));
+        let latest = row
+            .latest_start_ms
+            .map_or_else(|| "unbounded".to_owned(), |v| d(Some(v)));
         let note = match row.deadline {
             Deadline::Runs => "",
             Deadline::MayBeCut => "  may be cut by the total timeout",

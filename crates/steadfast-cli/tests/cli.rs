@@ -18,15 +18,28 @@ const FIVE: &str = "crates/steadfast/tests/fixtures/five_errors.toml";
 
 #[test]
 fn check_passes_the_example_and_lists_every_problem_of_a_bad_file() {
-    let ok = steadfast(&["check", "--strategy", "tenant_quota", "--strategy", "audit", "examples/policies.toml"]);
+    let ok = steadfast(&[
+        "check",
+        "--strategy",
+        "tenant_quota",
+        "--strategy",
+        "audit",
+        "examples/policies.toml",
+    ]);
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
     assert_eq!(stdout(&ok), "examples/policies.toml: ok (8 tables)\n");
 
     let bad = steadfast(&["check", "examples/policies.toml", FIVE]);
     assert_eq!(bad.status.code(), Some(1));
     let out = stdout(&bad);
-    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with(FIVE) && l.contains(": policies.")).collect();
-    let places: Vec<&str> = lines.iter().map(|l| l[FIVE.len() + 1..].split(": ").next().unwrap()).collect();
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with(FIVE) && l.contains(": policies."))
+        .collect();
+    let places: Vec<&str> = lines
+        .iter()
+        .map(|l| l[FIVE.len() + 1..].split(": ").next().unwrap())
+        .collect();
     assert_eq!(places, ["6:29", "9:56", "12:26", "12:47", "14:11"]);
     assert!(out.contains(&format!("{FIVE}: 5 problems\n")), "{out}");
 
@@ -54,9 +67,20 @@ fn plan_prints_the_schedule_a_user_can_read() {
     let o = steadfast(&["plan", "examples/policies.toml", "payments.Charge"]);
     assert_eq!(o.status.code(), Some(0));
     let out = stdout(&o);
-    assert!(out.contains("  retry  from policies.\"payments.Charge\"\n"), "{out}");
-    assert!(out.contains("  chain  tenant_quota → audit  from policies.\"payments.*\"\n"), "{out}");
-    assert!(out.contains("up to 4 attempts; exponential backoff ×2 from 250ms, capped at 8s, equal jitter"), "{out}");
+    assert!(
+        out.contains("  retry  from policies.\"payments.Charge\"\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  chain  tenant_quota → audit  from policies.\"payments.*\"\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "up to 4 attempts; exponential backoff ×2 from 250ms, capped at 8s, equal jitter"
+        ),
+        "{out}"
+    );
     // Equal jitter on 250ms, 500ms, 1s: each wait within [d/2, d]; the latest start adds the
     // 3s attempt timeout of each earlier attempt.
     let rows: Vec<Vec<&str>> = out
@@ -70,12 +94,26 @@ fn plan_prints_the_schedule_a_user_can_read() {
     assert_eq!(rows[1].last(), Some(&"3.25s"));
     assert_eq!(rows[3].last(), Some(&"10.75s"));
 
-    let json = steadfast(&["plan", "--format", "json", "--samples", "200", "examples/policies.toml", "payments.Charge"]);
+    let json = steadfast(&[
+        "plan",
+        "--format",
+        "json",
+        "--samples",
+        "200",
+        "examples/policies.toml",
+        "payments.Charge",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
     let attempts = v["attempts"].as_array().unwrap();
     for (a, d) in attempts[1..].iter().zip([250.0, 500.0, 1000.0]) {
-        let (min, max) = (a["delay_min_ms"].as_f64().unwrap(), a["delay_max_ms"].as_f64().unwrap());
-        assert!(min >= d / 2.0 && max <= d && min <= a["delay_median_ms"].as_f64().unwrap(), "{a}");
+        let (min, max) = (
+            a["delay_min_ms"].as_f64().unwrap(),
+            a["delay_max_ms"].as_f64().unwrap(),
+        );
+        assert!(
+            min >= d / 2.0 && max <= d && min <= a["delay_median_ms"].as_f64().unwrap(),
+            "{a}"
+        );
     }
     assert_eq!(v["retry"]["backoff"], "exponential");
     assert_eq!(v["retry_from"], "policies.\"payments.Charge\"");
@@ -98,7 +136,17 @@ fn plan_marks_attempts_the_deadline_cuts_off() {
         .map(|l| l.split("  ").last().unwrap().trim())
         .collect();
     // Starts: earliest 0, 1, 2, 3, 4 s; latest 0, 2, 4 s: attempt 3 may be cut, 5 never made.
-    assert_eq!(notes, ["0ms", "2s", "may be cut by the total timeout", "may be cut by the total timeout", "never made: past the total timeout"], "{out}");
+    assert_eq!(
+        notes,
+        [
+            "0ms",
+            "2s",
+            "may be cut by the total timeout",
+            "may be cut by the total timeout",
+            "never made: past the total timeout"
+        ],
+        "{out}"
+    );
 }
 
 #[test]
@@ -107,8 +155,24 @@ fn schema_is_json_and_names_every_retry_field() {
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let retry = &v["$defs"]["Retry"]["properties"];
-    for field in ["max_attempts", "max_retries", "backoff", "base", "max", "factor", "jitter", "attempt_timeout", "total_timeout", "max_server_delay", "retry_on_timeout", "seed"] {
-        assert!(retry.get(field).is_some(), "{field} missing from the schema");
+    for field in [
+        "max_attempts",
+        "max_retries",
+        "backoff",
+        "base",
+        "max",
+        "factor",
+        "jitter",
+        "attempt_timeout",
+        "total_timeout",
+        "max_server_delay",
+        "retry_on_timeout",
+        "seed",
+    ] {
+        assert!(
+            retry.get(field).is_some(),
+            "{field} missing from the schema"
+        );
     }
 }
 

@@ -137,7 +137,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
     }
     let mut total: u128 = 0;
     while !rest.is_empty() {
-        let int_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let int_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let (int, tail) = rest.split_at(int_len);
         let (frac, tail) = match tail.strip_prefix('.') {
             Some(t) => t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len())),
@@ -146,7 +148,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
         if int.is_empty() && frac.is_empty() {
             return Err(bad());
         }
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let scale: u128 = match unit {
             "ns" => 1,
@@ -157,7 +161,11 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
             "h" => 3_600_000_000_000,
             _ => return Err(bad()),
         };
-        let int: u128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| bad())? };
+        let int: u128 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| bad())?
+        };
         let mut part = int.checked_mul(scale).ok_or_else(bad)?;
         // The fraction, digit by digit, exact to the nanosecond (further digits are dropped).
         let mut place = scale;
@@ -169,7 +177,10 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
         rest = tail;
     }
     let secs = u64::try_from(total / 1_000_000_000).map_err(|_| bad())?;
-    Ok(std::time::Duration::new(secs, (total % 1_000_000_000) as u32))
+    Ok(std::time::Duration::new(
+        secs,
+        (total % 1_000_000_000) as u32,
+    ))
 }
 
 /// Serde for durations as policy files write them (`"250ms"`, `"1m30s"`); written back with
@@ -195,7 +206,10 @@ pub(crate) mod duration {
 
         use serde::{Deserializer, Serializer};
 
-        pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        pub(crate) fn serialize<S: Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match d {
                 Some(d) => super::serialize(d, s),
                 None => s.serialize_none(),
@@ -264,10 +278,26 @@ mod tests {
         assert_eq!(p("5µs"), Ok(Duration::from_micros(5)));
         assert_eq!(p(".5s"), Ok(ms(500)));
         assert_eq!(p("1.005ms"), Ok(Duration::from_micros(1005)));
-        for bad in ["", "5", "ms", "1x", "-1s", "1..5s", "99999999999999999999999h", "1s 2"] {
+        for bad in [
+            "",
+            "5",
+            "ms",
+            "1x",
+            "-1s",
+            "1..5s",
+            "99999999999999999999999h",
+            "1s 2",
+        ] {
             assert!(p(bad).is_err(), "{bad:?} was accepted");
         }
-        for d in [ms(0), ms(250), ms(1500), Duration::from_secs(5400), Duration::from_micros(5), Duration::from_nanos(1_000_000_007)] {
+        for d in [
+            ms(0),
+            ms(250),
+            ms(1500),
+            Duration::from_secs(5400),
+            Duration::from_micros(5),
+            Duration::from_nanos(1_000_000_007),
+        ] {
             assert_eq!(p(&fmt_duration(d)), Ok(d), "{}", fmt_duration(d));
         }
     }

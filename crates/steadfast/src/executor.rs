@@ -193,12 +193,22 @@ impl Executor {
         let report = |event: PolicyEvent<'_>| {
             #[cfg(feature = "tracing")]
             match event {
-                PolicyEvent::Applied { source } => tracing::info!(source, "steadfast: policies applied"),
+                PolicyEvent::Applied { source } => {
+                    tracing::info!(source, "steadfast: policies applied")
+                }
                 PolicyEvent::Rejected { source, reason } => {
-                    tracing::warn!(source, reason, "steadfast: policies rejected, the old ones stay")
+                    tracing::warn!(
+                        source,
+                        reason,
+                        "steadfast: policies rejected, the old ones stay"
+                    )
                 }
                 PolicyEvent::Unavailable { source, reason } => {
-                    tracing::warn!(source, reason, "steadfast: policies unavailable, the old ones stay")
+                    tracing::warn!(
+                        source,
+                        reason,
+                        "steadfast: policies unavailable, the old ones stay"
+                    )
                 }
             }
             for o in self.inner.observers.iter() {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use steadfast::Executor;
 use steadfast::chain::{Context, Policy, Registry, Rejection};
 use steadfast::policy::FileProvider;
-use steadfast::Executor;
 use support::{PolicyEvents, next_event};
 
 fn attempts(executor: &Executor, key: &str) -> Option<u32> {
@@ -45,15 +45,23 @@ async fn changes_apply_invalid_ones_are_refused_and_state_survives() {
     let quota = Arc::new(Quota::default());
     let registry = Registry::new().register_shared("quota", quota.clone());
     let (observer, mut events) = PolicyEvents::new();
-    let executor = Executor::builder().registry(registry).observer(observer).build();
+    let executor = Executor::builder()
+        .registry(registry)
+        .observer(observer)
+        .build();
     let debounce = Duration::from_millis(100);
-    let _following = executor.follow(FileProvider::new(&path).debounce(debounce)).await;
+    let _following = executor
+        .follow(FileProvider::new(&path).debounce(debounce))
+        .await;
 
     // The file is in force as soon as `follow` returns.
     assert!(next_event(&mut events).await.starts_with("applied "));
     assert_eq!(attempts(&executor, "svc.Get"), Some(2));
     assert_eq!(attempts(&executor, "other.Get"), Some(3));
-    executor.run("billing.Pay", || async { Ok::<_, ()>(()) }).await.unwrap();
+    executor
+        .run("billing.Pay", || async { Ok::<_, ()>(()) })
+        .await
+        .unwrap();
     assert_eq!(quota.0.load(Ordering::Relaxed), 1);
 
     // A change: the next call runs under it once the debounce period has passed.
@@ -65,7 +73,10 @@ async fn changes_apply_invalid_ones_are_refused_and_state_survives() {
     assert!(next_event(&mut events).await.starts_with("applied "));
     let latency = written.elapsed();
     println!("change applied {latency:?} after the write (debounce {debounce:?})");
-    assert!(latency >= debounce, "applied before the file was quiet for the debounce period");
+    assert!(
+        latency >= debounce,
+        "applied before the file was quiet for the debounce period"
+    );
     let calls = AtomicU32::new(0);
     let result = executor
         .run("svc.Get", || async {
@@ -73,10 +84,19 @@ async fn changes_apply_invalid_ones_are_refused_and_state_survives() {
             Err::<(), _>("down")
         })
         .await;
-    assert_eq!((result.unwrap_err().attempts(), calls.load(Ordering::Relaxed)), (4, 4));
+    assert_eq!(
+        (
+            result.unwrap_err().attempts(),
+            calls.load(Ordering::Relaxed)
+        ),
+        (4, 4)
+    );
 
     // The governance strategy kept its state through the reload: its options did not change.
-    executor.run("billing.Pay", || async { Ok::<_, ()>(()) }).await.unwrap();
+    executor
+        .run("billing.Pay", || async { Ok::<_, ()>(()) })
+        .await
+        .unwrap();
     assert_eq!(quota.0.load(Ordering::Relaxed), 2);
 
     // An invalid write: refused with every problem and its place; the old policies stay.
@@ -100,17 +120,27 @@ async fn changes_apply_invalid_ones_are_refused_and_state_survives() {
     let event = next_event(&mut events).await;
     assert_eq!(
         event,
-        format!("rejected {file}: {file}:2:10: policies.\"svc.*\".chain[0]: unknown custom strategy \"audit\"")
+        format!(
+            "rejected {file}: {file}:2:10: policies.\"svc.*\".chain[0]: unknown custom strategy \"audit\""
+        )
     );
     assert_eq!(attempts(&executor, "svc.Get"), Some(4));
 
     // The file gone: reported, the old policies stay.
     std::fs::remove_file(&path).unwrap();
-    assert!(next_event(&mut events).await.starts_with(&format!("unavailable {file}: cannot read")));
+    assert!(
+        next_event(&mut events)
+            .await
+            .starts_with(&format!("unavailable {file}: cannot read"))
+    );
     assert_eq!(attempts(&executor, "svc.Get"), Some(4));
 
     // And back, written in place this time (not renamed).
-    std::fs::write(&path, "[policies.\"svc.*\"]\nretry = { max_attempts = 6 }\n").unwrap();
+    std::fs::write(
+        &path,
+        "[policies.\"svc.*\"]\nretry = { max_attempts = 6 }\n",
+    )
+    .unwrap();
     assert!(next_event(&mut events).await.starts_with("applied "));
     assert_eq!(attempts(&executor, "svc.Get"), Some(6));
 }
@@ -128,7 +158,11 @@ async fn a_burst_of_writes_is_read_once() {
     assert!(next_event(&mut events).await.starts_with("applied "));
     // Ten writes inside the debounce period, the last one valid: one read, one event.
     for n in 2..=11 {
-        std::fs::write(&path, format!("defaults:\n  retry: {{ max_attempts: {n} }}\n")).unwrap();
+        std::fs::write(
+            &path,
+            format!("defaults:\n  retry: {{ max_attempts: {n} }}\n"),
+        )
+        .unwrap();
     }
     assert!(next_event(&mut events).await.starts_with("applied "));
     assert_eq!(attempts(&executor, "a.B"), Some(11));

@@ -35,18 +35,32 @@ impl Server {
                 let state = state.clone();
                 async move {
                     let (etag, body) = state.doc.lock().unwrap().clone();
-                    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+                    if headers
+                        .get(header::IF_NONE_MATCH)
+                        .and_then(|v| v.to_str().ok())
+                        == Some(etag.as_str())
+                    {
                         state.not_modified.fetch_add(1, Ordering::Relaxed);
                         return StatusCode::NOT_MODIFIED.into_response();
                     }
                     state.full.fetch_add(1, Ordering::Relaxed);
-                    ([(header::ETAG, etag), (header::CONTENT_TYPE, "application/toml".to_owned())], body).into_response()
+                    (
+                        [
+                            (header::ETAG, etag),
+                            (header::CONTENT_TYPE, "application/toml".to_owned()),
+                        ],
+                        body,
+                    )
+                        .into_response()
                 }
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        (addr, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
+        (
+            addr,
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }),
+        )
     }
 }
 
@@ -87,7 +101,10 @@ async fn polls_with_etags_keeps_last_known_good_and_restarts_from_the_cache() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(server.full.load(Ordering::Relaxed), 1);
-    assert!(events.try_recv().is_err(), "an event for an unchanged document");
+    assert!(
+        events.try_recv().is_err(),
+        "an event for an unchanged document"
+    );
 
     // Changed: applied on the next poll.
     server.set("v2", "[policies.\"svc.*\"]\nretry = { max_attempts = 5 }\n");
@@ -95,9 +112,17 @@ async fn polls_with_etags_keeps_last_known_good_and_restarts_from_the_cache() {
     assert_eq!(attempts(&executor, "svc.Get"), Some(5));
 
     // An invalid document is refused; the last good one stays.
-    server.set("v3", "[policies.\"svc.*\"]\nretry = { max_attempts = -1 }\n");
+    server.set(
+        "v3",
+        "[policies.\"svc.*\"]\nretry = { max_attempts = -1 }\n",
+    );
     let event = next_event(&mut events).await;
-    assert!(event.starts_with(&format!("rejected {url}: {url}:2:26: policies.\"svc.*\".retry.max_attempts: invalid value")), "{event}");
+    assert!(
+        event.starts_with(&format!(
+            "rejected {url}: {url}:2:26: policies.\"svc.*\".retry.max_attempts: invalid value"
+        )),
+        "{event}"
+    );
     assert_eq!(attempts(&executor, "svc.Get"), Some(5));
     server.set("v4", "[policies.\"svc.*\"]\nretry = { max_attempts = 7 }\n");
     assert_eq!(next_event(&mut events).await, format!("applied {url}"));
@@ -106,7 +131,10 @@ async fn polls_with_etags_keeps_last_known_good_and_restarts_from_the_cache() {
     serving.abort();
     let _ = serving.await;
     let event = next_event(&mut events).await;
-    assert!(event.starts_with(&format!("unavailable {url}: cannot reach {url}")), "{event}");
+    assert!(
+        event.starts_with(&format!("unavailable {url}: cannot reach {url}")),
+        "{event}"
+    );
     assert_eq!(attempts(&executor, "svc.Get"), Some(7));
     drop(following);
 
@@ -115,8 +143,15 @@ async fn polls_with_etags_keeps_last_known_good_and_restarts_from_the_cache() {
     let restarted = Executor::builder().observer(observer).build();
     let _following = restarted.follow(provider(&url, &cache)).await;
     assert_eq!(attempts(&restarted, "svc.Get"), Some(7));
-    assert_eq!(next_event(&mut events).await, format!("applied {url} (cached)"));
-    assert!(next_event(&mut events).await.starts_with(&format!("unavailable {url}")));
+    assert_eq!(
+        next_event(&mut events).await,
+        format!("applied {url} (cached)")
+    );
+    assert!(
+        next_event(&mut events)
+            .await
+            .starts_with(&format!("unavailable {url}"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +163,11 @@ async fn nothing_anywhere_means_safe_defaults() {
     let _following = executor
         .follow(provider(&url, &dir.path().join("never-written.json")))
         .await;
-    assert!(next_event(&mut events).await.starts_with(&format!("unavailable {url}")));
+    assert!(
+        next_event(&mut events)
+            .await
+            .starts_with(&format!("unavailable {url}"))
+    );
     assert_eq!(executor.plan("svc.Get").unwrap().retry(), &Retry::default());
     assert!(!dir.path().join("never-written.json").exists());
 }
@@ -143,14 +182,23 @@ async fn a_remote_layer_overrides_a_file_table_by_table() {
     server.set("r1", "[policies.\"svc.*\"]\nretry = { max_attempts = 9 }\n");
     let (addr, _serving) = server.start().await;
     let code = PolicyDocument::new()
-        .with("cache.*", TableSpec::new().retry(Retry::immediate().max_attempts(2)))
-        .with("db.*", TableSpec::new().retry(Retry::immediate().max_attempts(1)));
+        .with(
+            "cache.*",
+            TableSpec::new().retry(Retry::immediate().max_attempts(2)),
+        )
+        .with(
+            "db.*",
+            TableSpec::new().retry(Retry::immediate().max_attempts(1)),
+        );
 
     let executor = Executor::builder().build();
     let _following = executor
         .follow(
             Layered::new()
-                .layer(provider(&format!("http://{addr}/policies"), &dir.path().join("c.json")))
+                .layer(provider(
+                    &format!("http://{addr}/policies"),
+                    &dir.path().join("c.json"),
+                ))
                 .layer(FileProvider::new(&file))
                 .layer(StaticProvider::new(code)),
         )

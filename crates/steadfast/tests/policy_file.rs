@@ -18,12 +18,23 @@ fn check(text: &str, format: Format) -> Vec<String> {
 
 #[test]
 fn five_planted_errors_are_five_errors_with_their_places() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/five_errors.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/five_errors.toml"
+    );
     let err = PolicyDocument::load(path).unwrap_err();
     let got: Vec<String> = err
         .diagnostics()
         .iter()
-        .map(|d| format!("{}:{}: {}: {}", d.line().unwrap(), d.column().unwrap(), d.path(), d.message()))
+        .map(|d| {
+            format!(
+                "{}:{}: {}: {}",
+                d.line().unwrap(),
+                d.column().unwrap(),
+                d.path(),
+                d.message()
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -35,7 +46,10 @@ fn five_planted_errors_are_five_errors_with_their_places() {
             r#"14:11: policies."orders.*.Create": a wildcard stands only for a whole last segment (`ns.*`) or for every key (`*`), so this pattern can never match"#,
         ]
     );
-    assert!(err.to_string().starts_with(&format!("{path}:6:29: ")), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!("{path}:6:29: ")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -57,13 +71,19 @@ fn yaml_and_json_errors_have_their_places_too() {
         ]
     );
     // Syntax errors: the parser's own message at its place.
-    assert_eq!(check("{\"defaults\": {,}}", Format::Json), ["policies:1:15: key must be a string"]);
+    assert_eq!(
+        check("{\"defaults\": {,}}", Format::Json),
+        ["policies:1:15: key must be a string"]
+    );
     let toml = check("[defaults]\nretry = { max_attempts = }\n", Format::Toml);
     assert_eq!(toml.len(), 1);
     assert!(toml[0].starts_with("policies:2:"), "{toml:?}");
     let yaml = check("defaults:\n  retry: [\n", Format::Yaml);
     assert_eq!(yaml.len(), 1, "{yaml:?}");
-    assert_eq!(check("a: 1\na: 2\n", Format::Yaml), [r#"policies:2:1: duplicate key "a""#]);
+    assert_eq!(
+        check("a: 1\na: 2\n", Format::Yaml),
+        [r#"policies:2:1: duplicate key "a""#]
+    );
 }
 
 #[test]
@@ -75,13 +95,27 @@ fn unknown_custom_strategies_are_found_with_the_registry() {
     let text = "[policies.\"a.*\"]\nchain = [\"audit\", \"tenant_quota\"]\n";
     assert!(PolicyDocument::parse(text, Format::Toml, "p.toml").is_ok());
     let err = PolicyDocument::parse_with(text, Format::Toml, "p.toml", &registry).unwrap_err();
-    assert_eq!(err.to_string(), r#"p.toml:2:19: policies."a.*".chain[1]: unknown custom strategy "tenant_quota""#);
+    assert_eq!(
+        err.to_string(),
+        r#"p.toml:2:19: policies."a.*".chain[1]: unknown custom strategy "tenant_quota""#
+    );
     // And by compile, for a document parsed without the registry: the same place.
     let doc = PolicyDocument::parse(text, Format::Toml, "p.toml").unwrap();
-    assert_eq!(doc.compile(&registry).unwrap_err().to_string(), err.to_string());
-    let ok = PolicyDocument::parse("[policies.\"a.*\"]\nchain = [\"audit\"]\n", Format::Toml, "p.toml").unwrap();
+    assert_eq!(
+        doc.compile(&registry).unwrap_err().to_string(),
+        err.to_string()
+    );
+    let ok = PolicyDocument::parse(
+        "[policies.\"a.*\"]\nchain = [\"audit\"]\n",
+        Format::Toml,
+        "p.toml",
+    )
+    .unwrap();
     let policies = ok.compile(&registry).unwrap();
-    assert_eq!(policies.resolve("a.B").plan().chain().collect::<Vec<_>>(), ["audit"]);
+    assert_eq!(
+        policies.resolve("a.B").plan().chain().collect::<Vec<_>>(),
+        ["audit"]
+    );
 }
 
 #[test]
@@ -89,7 +123,9 @@ fn a_star_table_beside_defaults_never_applies() {
     let text = "[defaults]\nretry = { max_attempts = 2 }\n\n[policies.\"*\"]\nretry = { max_attempts = 4 }\n";
     assert_eq!(
         check(text, Format::Toml),
-        [r#"policies:4:11: policies."*": never applies: [defaults] already covers every key (put these strategies in [defaults])"#]
+        [
+            r#"policies:4:11: policies."*": never applies: [defaults] already covers every key (put these strategies in [defaults])"#
+        ]
     );
 }
 
@@ -98,7 +134,9 @@ fn strategies_are_inherited_from_less_specific_tables() {
     #[derive(Debug)]
     struct Noop;
     impl Policy for Noop {}
-    let registry = Registry::new().register("audit", Noop).register("quota", Noop);
+    let registry = Registry::new()
+        .register("audit", Noop)
+        .register("quota", Noop);
     let text = r#"
 [defaults]
 retry = { max_attempts = 2, backoff = "fixed", base = "1s" }
@@ -116,7 +154,14 @@ retry = { max_attempts = 7 }
     let doc = PolicyDocument::parse(text, Format::Toml, "p.toml").unwrap();
     let policies = doc.compile(&registry).unwrap();
     let attempts = |k: &str| policies.resolve(k).plan().retry().max_attempts();
-    let chain = |k: &str| policies.resolve(k).plan().chain().map(str::to_owned).collect::<Vec<_>>();
+    let chain = |k: &str| {
+        policies
+            .resolve(k)
+            .plan()
+            .chain()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(attempts("search.Query"), Some(2));
     assert_eq!(chain("search.Query"), ["audit"]);
     assert_eq!(attempts("payments.Charge"), Some(5));
@@ -126,20 +171,48 @@ retry = { max_attempts = 7 }
     assert_eq!(chain("payments.refunds.List"), ["audit", "quota"]);
     assert_eq!(attempts("payments.refunds.Create"), Some(7));
     assert_eq!(chain("payments.refunds.Create"), ["audit", "quota"]);
-    assert_eq!(policies.resolve("payments.refunds.Create").source(), Source::Exact);
+    assert_eq!(
+        policies.resolve("payments.refunds.Create").source(),
+        Source::Exact
+    );
 
     let e = doc.explain("payments.refunds.Create").unwrap();
-    assert_eq!(e.retry_origin(), &Origin::Table("payments.refunds.Create".into()));
-    assert_eq!(e.chain_origin(), &Origin::Table("payments.refunds.*".into()));
-    assert_eq!(doc.explain("search.Query").unwrap().retry_origin(), &Origin::Defaults);
+    assert_eq!(
+        e.retry_origin(),
+        &Origin::Table("payments.refunds.Create".into())
+    );
+    assert_eq!(
+        e.chain_origin(),
+        &Origin::Table("payments.refunds.*".into())
+    );
+    assert_eq!(
+        doc.explain("search.Query").unwrap().retry_origin(),
+        &Origin::Defaults
+    );
     let empty = PolicyDocument::new();
-    assert_eq!(empty.explain("a.B").unwrap().retry_origin(), &Origin::Library);
-    assert_eq!(empty.compile(&registry).unwrap().resolve("a.B").plan().retry(), &Retry::default());
+    assert_eq!(
+        empty.explain("a.B").unwrap().retry_origin(),
+        &Origin::Library
+    );
+    assert_eq!(
+        empty
+            .compile(&registry)
+            .unwrap()
+            .resolve("a.B")
+            .plan()
+            .retry(),
+        &Retry::default()
+    );
 }
 
 #[test]
 fn an_empty_file_is_all_defaults() {
-    for (text, format) in [("", Format::Toml), ("", Format::Yaml), ("# nothing\n", Format::Yaml), ("{}", Format::Json)] {
+    for (text, format) in [
+        ("", Format::Toml),
+        ("", Format::Yaml),
+        ("# nothing\n", Format::Yaml),
+        ("{}", Format::Json),
+    ] {
         let doc = PolicyDocument::parse(text, format, "empty").unwrap();
         assert_eq!(doc, PolicyDocument::new());
     }
@@ -162,39 +235,49 @@ fn jitter() -> impl Strategy<Value = Jitter> {
 }
 
 fn backoff() -> impl Strategy<Value = BackoffOptions> {
-    (0..6u8, duration(), duration(), 1.01f64..10.0, jitter()).prop_map(|(kind, base, max, factor, jitter)| {
-        let (base, max) = (base.min(max), base.max(max));
-        let b = match kind {
-            0 => return BackoffOptions::immediate(),
-            1 => BackoffOptions::fixed(base),
-            2 => BackoffOptions::linear(base),
-            3 => BackoffOptions::exponential(base).factor(factor),
-            4 => BackoffOptions::fibonacci(base),
-            _ => BackoffOptions::decorrelated(base),
-        };
-        b.max(max).jitter(jitter)
-    })
+    (0..6u8, duration(), duration(), 1.01f64..10.0, jitter()).prop_map(
+        |(kind, base, max, factor, jitter)| {
+            let (base, max) = (base.min(max), base.max(max));
+            let b = match kind {
+                0 => return BackoffOptions::immediate(),
+                1 => BackoffOptions::fixed(base),
+                2 => BackoffOptions::linear(base),
+                3 => BackoffOptions::exponential(base).factor(factor),
+                4 => BackoffOptions::fibonacci(base),
+                _ => BackoffOptions::decorrelated(base),
+            };
+            b.max(max).jitter(jitter)
+        },
+    )
 }
 
 fn retry_options() -> impl Strategy<Value = RetryOptions> {
     (
         backoff(),
-        prop_oneof![(1u32..100).prop_map(|n| (Some(n), None)), (-1i64..100).prop_map(|n| (None, Some(n)))],
+        prop_oneof![
+            (1u32..100).prop_map(|n| (Some(n), None)),
+            (-1i64..100).prop_map(|n| (None, Some(n)))
+        ],
         proptest::option::of(duration()),
         proptest::option::of(duration()),
         duration(),
         any::<bool>(),
         proptest::option::of(0..=i64::MAX as u64),
     )
-        .prop_map(|(backoff, (attempts, retries), attempt, total, server, on_timeout, seed)| {
-            let mut o = Retry::builder().backoff(backoff).max_server_delay(server).retry_on_timeout(on_timeout);
-            o.max_attempts = attempts;
-            o.max_retries = retries;
-            o.attempt_timeout = attempt;
-            o.total_timeout = total;
-            o.seed = seed;
-            o
-        })
+        .prop_map(
+            |(backoff, (attempts, retries), attempt, total, server, on_timeout, seed)| {
+                let mut o = Retry::builder()
+                    .backoff(backoff)
+                    .max_server_delay(server)
+                    .retry_on_timeout(on_timeout);
+                o.max_attempts = attempts;
+                o.max_retries = retries;
+                o.attempt_timeout = attempt;
+                o.total_timeout = total;
+                o.seed = seed;
+                o
+            },
+        )
 }
 
 fn table() -> impl Strategy<Value = TableSpec> {

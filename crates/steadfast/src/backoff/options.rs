@@ -355,7 +355,9 @@ impl<'de> serde::Deserialize<'de> for Jitter {
             type Value = Jitter;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(r#""none", "full", "equal", or a ratio in (0, 1] for proportional jitter"#)
+                f.write_str(
+                    r#""none", "full", "equal", or a ratio in (0, 1] for proportional jitter"#,
+                )
             }
 
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Jitter, E> {

@@ -177,7 +177,12 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    fn new(origin: &str, position: Option<Position>, path: String, message: impl Into<String>) -> Self {
+    fn new(
+        origin: &str,
+        position: Option<Position>,
+        path: String,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             origin: origin.to_owned(),
             position,
@@ -341,8 +346,7 @@ impl Explanation {
     }
 }
 
-const WILDCARD_HINT: &str =
-    "a wildcard stands only for a whole last segment (`ns.*`) or for every key (`*`), so this pattern can never match";
+const WILDCARD_HINT: &str = "a wildcard stands only for a whole last segment (`ns.*`) or for every key (`*`), so this pattern can never match";
 
 impl PolicyDocument {
     /// An empty document: every key runs under the library's defaults.
@@ -388,12 +392,26 @@ impl PolicyDocument {
         let path = path.as_ref();
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostics::one(Diagnostic::new(&origin, None, String::new(), format!("cannot read: {e}")))
+            Diagnostics::one(Diagnostic::new(
+                &origin,
+                None,
+                String::new(),
+                format!("cannot read: {e}"),
+            ))
         })?;
-        Self::parse(&text, Format::from_path(path).unwrap_or(Format::Toml), &origin)
+        Self::parse(
+            &text,
+            Format::from_path(path).unwrap_or(Format::Toml),
+            &origin,
+        )
     }
 
-    fn read(text: &str, format: Format, origin: &str, registry: Option<&Registry>) -> Result<Self, Diagnostics> {
+    fn read(
+        text: &str,
+        format: Format,
+        origin: &str,
+        registry: Option<&Registry>,
+    ) -> Result<Self, Diagnostics> {
         let root = format::parse(text, format).map_err(|(pos, message)| {
             Diagnostics::one(Diagnostic::new(origin, Some(pos), String::new(), message))
         })?;
@@ -412,7 +430,11 @@ impl PolicyDocument {
         out.extend(doc.check(&found, registry));
         // The order of the text: line, then column.
         out.sort_by_key(|d| d.position);
-        if out.is_empty() { Ok(doc) } else { Err(Diagnostics(out)) }
+        if out.is_empty() {
+            Ok(doc)
+        } else {
+            Err(Diagnostics(out))
+        }
     }
 
     /// Semantic checks on what was read, skipping strategies that had read errors (their
@@ -424,7 +446,10 @@ impl PolicyDocument {
             found.iter().any(|f| {
                 let prefix = table.iter().chain(field).copied();
                 f.path.len() >= table.len() + field.len()
-                    && f.path.iter().zip(prefix).all(|(s, p)| *s == Segment::Key(p.to_owned()))
+                    && f.path
+                        .iter()
+                        .zip(prefix)
+                        .all(|(s, p)| *s == Segment::Key(p.to_owned()))
             })
         };
         // …and whether a field's check would compare it with one that was (a follow-on error).
@@ -443,7 +468,11 @@ impl PolicyDocument {
             .defaults
             .iter()
             .map(|t| (vec!["defaults"], None, t))
-            .chain(self.policies.iter().map(|(p, t)| (vec!["policies", p.as_str()], Some(p), t)));
+            .chain(
+                self.policies
+                    .iter()
+                    .map(|(p, t)| (vec!["policies", p.as_str()], Some(p), t)),
+            );
         for (path, pattern, table) in tables {
             if let Some(pattern) = pattern {
                 match Pattern::parse(pattern) {
@@ -461,7 +490,11 @@ impl PolicyDocument {
             if let Some(retry) = &table.retry
                 && let Err(e) = retry.validate()
             {
-                for fe in e.errors().iter().filter(|fe| !follows_broken(&path, fe.field())) {
+                for fe in e
+                    .errors()
+                    .iter()
+                    .filter(|fe| !follows_broken(&path, fe.field()))
+                {
                     let mut at = path.clone();
                     at.extend(fe.field().split('.'));
                     out.push(self.diagnostic(&at, fe.message()));
@@ -488,7 +521,9 @@ impl PolicyDocument {
     }
 
     fn origin(&self) -> &str {
-        self.source.as_ref().map_or("<policies>", |s| s.origin.as_str())
+        self.source
+            .as_ref()
+            .map_or("<policies>", |s| s.origin.as_str())
     }
 
     /// A problem about the field at `path` (placed at the deepest part of it that is written).
@@ -517,7 +552,13 @@ impl PolicyDocument {
     }
 
     /// A problem about item `i` of the list `field` of a table.
-    fn diagnostic_at_index(&self, table: &[&str], field: &str, i: usize, message: String) -> Diagnostic {
+    fn diagnostic_at_index(
+        &self,
+        table: &[&str],
+        field: &str,
+        i: usize,
+        message: String,
+    ) -> Diagnostic {
         let mut path = table.to_vec();
         path.push(field);
         let mut d = self.diagnostic(&path, message);
@@ -567,8 +608,10 @@ impl PolicyDocument {
             .filter(|(p, _, _)| covers(p, target))
             .collect();
         found.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.rank()));
-        let mut out: Vec<(Origin, &TableSpec)> =
-            found.into_iter().map(|(_, name, t)| (Origin::Table(name.to_owned()), t)).collect();
+        let mut out: Vec<(Origin, &TableSpec)> = found
+            .into_iter()
+            .map(|(_, name, t)| (Origin::Table(name.to_owned()), t))
+            .collect();
         if let Some(d) = &self.defaults {
             out.push((Origin::Defaults, d));
         }
@@ -579,8 +622,12 @@ impl PolicyDocument {
     pub fn explain(&self, key: &str) -> Result<Explanation, KeyError> {
         let key = crate::key::Key::parse(key)?;
         let lineage = self.lineage(&Pattern::Exact(key));
-        let retry = lineage.iter().find_map(|(o, t)| t.retry.as_ref().map(|r| (o.clone(), r.clone())));
-        let chain = lineage.iter().find_map(|(o, t)| t.chain.as_ref().map(|c| (o.clone(), c.clone())));
+        let retry = lineage
+            .iter()
+            .find_map(|(o, t)| t.retry.as_ref().map(|r| (o.clone(), r.clone())));
+        let chain = lineage
+            .iter()
+            .find_map(|(o, t)| t.chain.as_ref().map(|c| (o.clone(), c.clone())));
         let (retry_origin, retry) = retry.unwrap_or((Origin::Library, RetryOptions::default()));
         let (chain_origin, chain) = chain.unwrap_or((Origin::Library, Vec::new()));
         Ok(Explanation {
@@ -595,7 +642,10 @@ impl PolicyDocument {
     /// inherited strategies and each custom strategy name in `registry`.
     pub fn compile(&self, registry: &Registry) -> Result<Policies, Diagnostics> {
         let mut errors = Vec::new();
-        let build = |path: Vec<&str>, table: TableSpec, errors: &mut Vec<Diagnostic>| -> Option<(Retry, Vec<String>)> {
+        let build = |path: Vec<&str>,
+                     table: TableSpec,
+                     errors: &mut Vec<Diagnostic>|
+         -> Option<(Retry, Vec<String>)> {
             let retry = match table.retry.unwrap_or_default().build() {
                 Ok(r) => r,
                 Err(e) => {
@@ -610,7 +660,12 @@ impl PolicyDocument {
             let chain = table.chain.unwrap_or_default();
             for (i, name) in chain.iter().enumerate() {
                 if registry.get(name).is_none() {
-                    errors.push(self.diagnostic_at_index(&path, "chain", i, format!("unknown custom strategy {name:?}")));
+                    errors.push(self.diagnostic_at_index(
+                        &path,
+                        "chain",
+                        i,
+                        format!("unknown custom strategy {name:?}"),
+                    ));
                 }
             }
             Some((retry, chain))
@@ -619,7 +674,9 @@ impl PolicyDocument {
         let mut policies = Policies::default();
         if let Some((retry, chain)) = build(vec!["defaults"], defaults, &mut errors) {
             let names: Vec<&str> = chain.iter().map(String::as_str).collect();
-            policies = policies.with_chain("*", retry, &names, registry).unwrap_or_else(|_| Policies::default());
+            policies = policies
+                .with_chain("*", retry, &names, registry)
+                .unwrap_or_else(|_| Policies::default());
         }
         for pattern_text in self.policies.keys() {
             let pattern = match Pattern::parse(pattern_text) {
@@ -634,9 +691,13 @@ impl PolicyDocument {
                 .iter()
                 .rev()
                 .fold(TableSpec::default(), |acc, (_, t)| t.over(&acc));
-            if let Some((retry, chain)) = build(vec!["policies", pattern_text], table, &mut errors) {
+            if let Some((retry, chain)) = build(vec!["policies", pattern_text], table, &mut errors)
+            {
                 let names: Vec<&str> = chain.iter().map(String::as_str).collect();
-                if let Ok(p) = policies.clone().with_chain(pattern_text, retry, &names, registry) {
+                if let Ok(p) = policies
+                    .clone()
+                    .with_chain(pattern_text, retry, &names, registry)
+                {
                     policies = p;
                 }
             }

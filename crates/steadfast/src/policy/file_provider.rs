@@ -73,9 +73,17 @@ impl FileProvider {
     fn read(&self, source: &Arc<str>) -> (Option<String>, Update) {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
-            Err(e) => return (None, Update::unavailable(source.clone(), format!("cannot read {source}: {e}"))),
+            Err(e) => {
+                return (
+                    None,
+                    Update::unavailable(source.clone(), format!("cannot read {source}: {e}")),
+                );
+            }
         };
-        let format = self.format.or_else(|| Format::from_path(&self.path)).unwrap_or(Format::Toml);
+        let format = self
+            .format
+            .or_else(|| Format::from_path(&self.path))
+            .unwrap_or(Format::Toml);
         let update = match PolicyDocument::parse(&text, format, source) {
             Ok(doc) => Update::document(source.clone(), doc),
             Err(e) => Update::rejected(source.clone(), e),
@@ -103,13 +111,17 @@ impl Provider for FileProvider {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => Path::new(".").to_path_buf(),
         };
-        let watcher = watcher.and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
+        let watcher =
+            watcher.and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
         let (mut last_text, first) = self.read(&source);
         let _ = tx.send(first);
         let mut watcher = match watcher {
             Ok(w) => w,
             Err(e) => {
-                let _ = tx.send(Update::unavailable(source.clone(), format!("cannot watch {}: {e}", dir.display())));
+                let _ = tx.send(Update::unavailable(
+                    source.clone(),
+                    format!("cannot watch {}: {e}", dir.display()),
+                ));
                 return updates;
             }
         };

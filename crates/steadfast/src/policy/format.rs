@@ -126,7 +126,11 @@ fn toml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
         (pos, e.message().trim().to_owned())
     })?;
 
-    fn value(v: &toml::Spanned<DeValue<'_>>, lines: &Lines<'_>, ids: &mut Ids) -> Result<Node, SyntaxError> {
+    fn value(
+        v: &toml::Spanned<DeValue<'_>>,
+        lines: &Lines<'_>,
+        ids: &mut Ids,
+    ) -> Result<Node, SyntaxError> {
         let pos = lines.at(v.span().start);
         let kind = match v.get_ref() {
             DeValue::String(s) => Kind::Str(s.to_string()),
@@ -142,9 +146,15 @@ fn toml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
                 let n = match digits.trim_start_matches(['+', '-']) {
                     "inf" => f64::INFINITY,
                     "nan" => f64::NAN,
-                    _ => digits.parse().map_err(|_| (pos, format!("invalid float {f}")))?,
+                    _ => digits
+                        .parse()
+                        .map_err(|_| (pos, format!("invalid float {f}")))?,
                 };
-                Kind::Float(if digits.starts_with('-') && n > 0.0 { -n } else { n })
+                Kind::Float(if digits.starts_with('-') && n > 0.0 {
+                    -n
+                } else {
+                    n
+                })
             }
             DeValue::Boolean(b) => Kind::Bool(*b),
             DeValue::Datetime(d) => Kind::Str(d.to_string()),
@@ -159,7 +169,11 @@ fn toml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
         Ok(ids.node(pos, kind))
     }
 
-    fn entries(t: &DeTable<'_>, lines: &Lines<'_>, ids: &mut Ids) -> Result<Vec<Entry>, SyntaxError> {
+    fn entries(
+        t: &DeTable<'_>,
+        lines: &Lines<'_>,
+        ids: &mut Ids,
+    ) -> Result<Vec<Entry>, SyntaxError> {
         t.iter()
             .map(|(k, v)| {
                 Ok(Entry {
@@ -214,7 +228,8 @@ fn yaml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
                     None => match node.kind {
                         Kind::Str(key) => *pending = Some((key, node.pos)),
                         _ => {
-                            let message = format!("a key must be a string, not {}", node.type_name());
+                            let message =
+                                format!("a key must be a string, not {}", node.type_name());
                             self.fail(node.pos, message);
                         }
                     },
@@ -249,7 +264,9 @@ fn yaml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
                             yaml_rust2::Yaml::Real(r) => match r.parse::<f64>() {
                                 Ok(f) => Kind::Float(f),
                                 Err(_) => Kind::Float(match r.trim_start_matches(['+', '-']) {
-                                    ".inf" | ".Inf" | ".INF" if r.starts_with('-') => f64::NEG_INFINITY,
+                                    ".inf" | ".Inf" | ".INF" if r.starts_with('-') => {
+                                        f64::NEG_INFINITY
+                                    }
                                     ".inf" | ".Inf" | ".INF" => f64::INFINITY,
                                     _ => f64::NAN,
                                 }),
@@ -264,14 +281,18 @@ fn yaml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
                     let node = self.ids.node(pos, kind);
                     self.complete(node, anchor);
                 }
-                Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(pos, anchor, Vec::new())),
+                Event::SequenceStart(anchor, _) => {
+                    self.stack.push(Frame::Seq(pos, anchor, Vec::new()))
+                }
                 Event::MappingStart(anchor, _) => {
                     self.stack.push(Frame::Map(pos, anchor, Vec::new(), None))
                 }
                 Event::SequenceEnd | Event::MappingEnd => {
                     let (pos, anchor, kind) = match self.stack.pop() {
                         Some(Frame::Seq(pos, anchor, items)) => (pos, anchor, Kind::Seq(items)),
-                        Some(Frame::Map(pos, anchor, entries, _)) => (pos, anchor, Kind::Map(entries)),
+                        Some(Frame::Map(pos, anchor, entries, _)) => {
+                            (pos, anchor, Kind::Map(entries))
+                        }
                         None => return,
                     };
                     let node = self.ids.node(pos, kind);
@@ -313,7 +334,9 @@ fn yaml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
     let start = Position { line: 1, column: 1 };
     match builder.root {
         None => Ok(builder.ids.node(start, Kind::Map(Vec::new()))),
-        Some(node) if matches!(node.kind, Kind::Null) => Ok(builder.ids.node(start, Kind::Map(Vec::new()))),
+        Some(node) if matches!(node.kind, Kind::Null) => {
+            Ok(builder.ids.node(start, Kind::Map(Vec::new())))
+        }
         Some(node) => Ok(node),
     }
 }
@@ -350,7 +373,11 @@ fn to_yaml(v: serde_json::Value) -> yaml_rust2::Yaml {
             None => {
                 let f = n.as_f64().unwrap_or(f64::NAN);
                 // Keep a float a float when read back ("1" would become an integer).
-                let text = if f.fract() == 0.0 && f.is_finite() { format!("{f:.1}") } else { f.to_string() };
+                let text = if f.fract() == 0.0 && f.is_finite() {
+                    format!("{f:.1}")
+                } else {
+                    f.to_string()
+                };
                 Yaml::Real(text)
             }
         },

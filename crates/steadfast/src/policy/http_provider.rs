@@ -67,7 +67,11 @@ struct Cached {
 
 enum Fetched {
     NotModified,
-    Body { etag: Option<String>, format: Format, body: String },
+    Body {
+        etag: Option<String>,
+        format: Format,
+        body: String,
+    },
 }
 
 impl HttpProvider {
@@ -117,11 +121,15 @@ impl HttpProvider {
     fn read_cache(&self) -> Option<Cached> {
         let path = self.cache.as_ref()?;
         let text = std::fs::read_to_string(path).ok()?;
-        serde_json::from_str::<Cached>(&text).ok().filter(|c| c.url == self.url)
+        serde_json::from_str::<Cached>(&text)
+            .ok()
+            .filter(|c| c.url == self.url)
     }
 
     fn write_cache(&self, cached: &Cached) -> std::io::Result<()> {
-        let Some(path) = &self.cache else { return Ok(()) };
+        let Some(path) = &self.cache else {
+            return Ok(());
+        };
         let text = serde_json::to_string(cached).map_err(std::io::Error::other)?;
         let mut tmp = path.clone().into_os_string();
         tmp.push(".tmp");
@@ -134,7 +142,10 @@ impl HttpProvider {
         if let Some(etag) = etag {
             request = request.header(reqwest::header::IF_NONE_MATCH, etag);
         }
-        let response = request.send().await.map_err(|e| format!("cannot reach {}: {e}", self.url))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(Fetched::NotModified);
@@ -158,7 +169,10 @@ impl HttpProvider {
             })
             .or(self.format)
             .unwrap_or(Format::Toml);
-        let body = response.text().await.map_err(|e| format!("reading {}: {e}", self.url))?;
+        let body = response
+            .text()
+            .await
+            .map_err(|e| format!("reading {}: {e}", self.url))?;
         Ok(Fetched::Body { etag, format, body })
     }
 }
@@ -189,7 +203,11 @@ impl Provider for HttpProvider {
             let mut first = true;
             loop {
                 let update = match self.fetch(&client, etag.as_deref()).await {
-                    Ok(Fetched::Body { etag: new_etag, format, body }) => {
+                    Ok(Fetched::Body {
+                        etag: new_etag,
+                        format,
+                        body,
+                    }) => {
                         let update = parse(&body, format, &source);
                         if update.document_ref().is_some() {
                             let _ = self.write_cache(&Cached {

@@ -61,7 +61,8 @@ pub(crate) fn fmt_path(path: &[Segment]) -> String {
                     out.push('.');
                 }
                 let plain = !k.is_empty()
-                    && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                 if plain {
                     out.push_str(k);
                 } else {
@@ -389,7 +390,10 @@ impl<'de> de::MapAccess<'de> for MapAccess<'_> {
         })
     }
 
-    fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, NodeError> {
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, NodeError> {
         match self.value.take() {
             Some(node) => seed.deserialize(NodeDe(node)).map_err(|e| e.at_node(node)),
             None => Err(de::Error::custom("value asked for before its key")),
@@ -403,8 +407,12 @@ impl<'de, 'a> de::EnumAccess<'de> for EnumAccess<'a> {
     type Error = NodeError;
     type Variant = NodeDe<'a>;
 
-    fn variant_seed<V: de::DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, NodeDe<'a>), NodeError> {
-        let key: de::value::StrDeserializer<'_, NodeError> = self.0.key.as_str().into_deserializer();
+    fn variant_seed<V: de::DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, NodeDe<'a>), NodeError> {
+        let key: de::value::StrDeserializer<'_, NodeError> =
+            self.0.key.as_str().into_deserializer();
         let variant = seed.deserialize(key).map_err(|mut e| {
             e.node = Some(self.0.value.id);
             e.at = Some(self.0.key_pos);
@@ -421,7 +429,10 @@ impl<'de> de::VariantAccess<'de> for NodeDe<'_> {
         de::Deserialize::deserialize(self)
     }
 
-    fn newtype_variant_seed<T: de::DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, NodeError> {
+    fn newtype_variant_seed<T: de::DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<T::Value, NodeError> {
         seed.deserialize(self)
     }
 

@@ -125,7 +125,13 @@ impl Updates {
     /// [`start`](Provider::start).
     pub fn channel() -> (mpsc::UnboundedSender<Update>, Updates) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (tx, Updates { rx, tasks: Vec::new() })
+        (
+            tx,
+            Updates {
+                rx,
+                tasks: Vec::new(),
+            },
+        )
     }
 
     /// Ties a task to these updates: it is aborted when they are dropped.
@@ -266,52 +272,54 @@ impl Provider for Layered {
             }));
         }
         drop(merge_tx);
-        let merge = tokio::spawn(async move {
-            let mut latest: Vec<Option<Arc<PolicyDocument>>> = vec![None; n];
-            let mut reported = vec![false; n];
-            let mut held: Vec<Update> = Vec::new();
-            while let Some((i, update)) = merge_rx.recv().await {
-                let first_round = reported.iter().any(|r| !r);
-                reported[i] = true;
-                let changed = match update.document_ref() {
-                    Some(doc) => {
-                        latest[i] = Some(doc.clone());
-                        true
+        let merge =
+            tokio::spawn(async move {
+                let mut latest: Vec<Option<Arc<PolicyDocument>>> = vec![None; n];
+                let mut reported = vec![false; n];
+                let mut held: Vec<Update> = Vec::new();
+                while let Some((i, update)) = merge_rx.recv().await {
+                    let first_round = reported.iter().any(|r| !r);
+                    reported[i] = true;
+                    let changed = match update.document_ref() {
+                        Some(doc) => {
+                            latest[i] = Some(doc.clone());
+                            true
+                        }
+                        None => {
+                            held.push(update);
+                            false
+                        }
+                    };
+                    if reported.iter().any(|r| !r) {
+                        continue;
                     }
-                    None => {
-                        held.push(update);
-                        false
+                    if changed || first_round {
+                        let merged = latest.iter().rev().flatten().fold(
+                            None::<PolicyDocument>,
+                            |acc, doc| {
+                                Some(match acc {
+                                    None => PolicyDocument::clone(doc),
+                                    Some(lower) => doc.over(&lower),
+                                })
+                            },
+                        );
+                        if let Some(doc) = merged
+                            && tx.send(Update::document("layered", doc)).is_err()
+                        {
+                            return;
+                        }
                     }
-                };
-                if reported.iter().any(|r| !r) {
-                    continue;
+                    // Everything not a document passes through as it is, after the merged
+                    // document (so the first update a follower sees is the policies, when any).
+                    for u in held.drain(..) {
+                        if tx.send(u).is_err() {
+                            return;
+                        }
+                    }
                 }
-                if changed || first_round {
-                    let merged = latest
-                        .iter()
-                        .rev()
-                        .flatten()
-                        .fold(None::<PolicyDocument>, |acc, doc| {
-                            Some(match acc {
-                                None => PolicyDocument::clone(doc),
-                                Some(lower) => doc.over(&lower),
-                            })
-                        });
-                    if let Some(doc) = merged
-                        && tx.send(Update::document("layered", doc)).is_err()
-                    {
-                        return;
-                    }
-                }
-                // Everything not a document passes through as it is, after the merged
-                // document (so the first update a follower sees is the policies, when any).
-                for u in held.drain(..) {
-                    if tx.send(u).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        children.into_iter().fold(updates.with_task(merge), Updates::with_task)
+            });
+        children
+            .into_iter()
+            .fold(updates.with_task(merge), Updates::with_task)
     }
 }

@@ -50,11 +50,19 @@ pub(crate) struct RetryFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     backoff: Option<BackoffName>,
     /// The first delay, e.g. "100ms" (the default).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::config::duration::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::config::duration::option"
+    )]
     #[cfg_attr(feature = "schema", schemars(with = "Option<DurationText>"))]
     base: Option<Duration>,
     /// The cap on every delay. Default "10s".
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::config::duration::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::config::duration::option"
+    )]
     #[cfg_attr(feature = "schema", schemars(with = "Option<DurationText>"))]
     max: Option<Duration>,
     /// Growth factor of exponential backoff (> 1). Default 2.
@@ -64,15 +72,27 @@ pub(crate) struct RetryFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jitter: Option<Jitter>,
     /// Time limit of each attempt. Default none.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::config::duration::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::config::duration::option"
+    )]
     #[cfg_attr(feature = "schema", schemars(with = "Option<DurationText>"))]
     attempt_timeout: Option<Duration>,
     /// Time limit of the whole call, every attempt and wait included. Default none.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::config::duration::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::config::duration::option"
+    )]
     #[cfg_attr(feature = "schema", schemars(with = "Option<DurationText>"))]
     total_timeout: Option<Duration>,
     /// The longest server-given delay (Retry-After, pushback) to wait; longer stops. Default "5m".
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::config::duration::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::config::duration::option"
+    )]
     #[cfg_attr(feature = "schema", schemars(with = "Option<DurationText>"))]
     max_server_delay: Option<Duration>,
     /// Whether an attempt that timed out may be retried. Default true.

@@ -48,9 +48,9 @@
 mod blocking;
 mod call;
 mod engine;
-mod hooks;
 #[cfg(feature = "serde")]
 mod file;
+mod hooks;
 mod options;
 mod state;
 

@@ -90,7 +90,9 @@ impl steadfast::observe::Observer for PolicyEvents {
         let text = match event {
             PolicyEvent::Applied { source } => format!("applied {source}"),
             PolicyEvent::Rejected { source, reason } => format!("rejected {source}: {reason}"),
-            PolicyEvent::Unavailable { source, reason } => format!("unavailable {source}: {reason}"),
+            PolicyEvent::Unavailable { source, reason } => {
+                format!("unavailable {source}: {reason}")
+            }
             _ => "other".to_owned(),
         };
         let _ = self.0.send(text);
