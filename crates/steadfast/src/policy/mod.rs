@@ -19,6 +19,10 @@
 //! assert_eq!(policies.resolve("search.Query").source(), Source::Default);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! With the `serde` feature, policies also come from files ([`PolicyDocument`]) and, with
+//! `watch` or `http`, from providers an executor follows (see the guide below).
+#![cfg_attr(feature = "serde", doc = include_str!("../../docs/policies.md"))]
 
 #[cfg(feature = "serde")]
 mod document;
