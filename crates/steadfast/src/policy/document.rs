@@ -425,7 +425,7 @@ impl PolicyDocument {
         }));
         let mut out: Vec<Diagnostic> = found
             .iter()
-            .map(|f| Diagnostic::new(origin, Some(f.pos), fmt_path(&f.path), f.message.clone()))
+            .map(|f| Diagnostic::new(origin, Some(f.pos), fmt_path(&f.path), suggest(&f.message)))
             .collect();
         out.extend(doc.check(&found, registry));
         // The order of the text: line, then column.
@@ -757,5 +757,59 @@ fn covers(general: &Pattern, specific: &Pattern) -> bool {
         (Pattern::Namespace(a), Pattern::Namespace(b)) => {
             a == b || (b.len() > a.len() && b.starts_with(&**a) && b.as_bytes()[a.len()] == b'.')
         }
+    }
+}
+
+/// Serde's "unknown field `atempt_timeout`, expected one of `max_attempts`, …" with the
+/// likely intended name first: "unknown field `atempt_timeout` (did you mean
+/// `attempt_timeout`?); expected one of …". Other messages are returned as they are.
+fn suggest(message: &str) -> String {
+    let parse = || {
+        let rest = message.strip_prefix("unknown field `")?;
+        let (field, rest) = rest.split_once('`')?;
+        let list = rest.strip_prefix(", expected one of ").or_else(|| rest.strip_prefix(", expected "))?;
+        let best = list
+            .split(", ")
+            .map(|c| c.trim_matches('`'))
+            .map(|c| (edit_distance(field, c), c))
+            .min()?;
+        // Close enough to be a typo: at most a third of the name's letters differ.
+        (best.0 > 0 && best.0 * 3 <= best.1.len().max(3))
+            .then(|| format!("unknown field `{field}` (did you mean `{}`?); expected one of {list}", best.1))
+    };
+    parse().unwrap_or_else(|| message.to_owned())
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{edit_distance, suggest};
+
+    #[test]
+    fn typos_get_a_suggestion_and_strangers_do_not() {
+        assert_eq!(edit_distance("atempt_timeout", "attempt_timeout"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(
+            suggest("unknown field `jiter`, expected one of `base`, `jitter`"),
+            "unknown field `jiter` (did you mean `jitter`?); expected one of `base`, `jitter`"
+        );
+        let far = "unknown field `colour`, expected one of `base`, `jitter`";
+        assert_eq!(suggest(far), far);
+        assert_eq!(suggest("must be > 0"), "must be > 0");
     }
 }
