@@ -536,17 +536,10 @@ impl PolicyDocument {
     /// A problem about a table's name, placed at the key that names it.
     fn diagnostic_at_key(&self, path: &[&str], message: impl Into<String>) -> Diagnostic {
         let mut d = self.diagnostic(path, message);
-        if let (Some(source), [parent @ .., last]) = (&self.source, path) {
-            let mut node = &source.root;
-            for seg in parent {
-                match node.get(seg) {
-                    Some(e) => node = &e.value,
-                    None => return d,
-                }
-            }
-            if let Some(e) = node.get(last) {
-                d.position = Some(e.key_pos);
-            }
+        if let (Some(source), [parent @ .., last]) = (&self.source, path)
+            && let Some(e) = source.root.at(parent).and_then(|n| n.get(last))
+        {
+            d.position = Some(e.key_pos);
         }
         d
     }
@@ -563,19 +556,11 @@ impl PolicyDocument {
         path.push(field);
         let mut d = self.diagnostic(&path, message);
         d.path.push_str(&format!("[{i}]"));
-        if let Some(source) = &self.source {
-            let mut node = &source.root;
-            for seg in &path {
-                match node.get(seg) {
-                    Some(e) => node = &e.value,
-                    None => return d,
-                }
-            }
-            if let node::Kind::Seq(items) = &node.kind
-                && let Some(item) = items.get(i)
-            {
-                d.position = Some(item.pos);
-            }
+        if let Some(node) = self.source.as_ref().and_then(|s| s.root.at(&path))
+            && let node::Kind::Seq(items) = &node.kind
+            && let Some(item) = items.get(i)
+        {
+            d.position = Some(item.pos);
         }
         d
     }
@@ -767,15 +752,21 @@ fn suggest(message: &str) -> String {
     let parse = || {
         let rest = message.strip_prefix("unknown field `")?;
         let (field, rest) = rest.split_once('`')?;
-        let list = rest.strip_prefix(", expected one of ").or_else(|| rest.strip_prefix(", expected "))?;
+        let list = rest
+            .strip_prefix(", expected one of ")
+            .or_else(|| rest.strip_prefix(", expected "))?;
         let best = list
             .split(", ")
             .map(|c| c.trim_matches('`'))
             .map(|c| (edit_distance(field, c), c))
             .min()?;
         // Close enough to be a typo: at most a third of the name's letters differ.
-        (best.0 > 0 && best.0 * 3 <= best.1.len().max(3))
-            .then(|| format!("unknown field `{field}` (did you mean `{}`?); expected one of {list}", best.1))
+        (best.0 > 0 && best.0 * 3 <= best.1.len().max(3)).then(|| {
+            format!(
+                "unknown field `{field}` (did you mean `{}`?); expected one of {list}",
+                best.1
+            )
+        })
     };
     parse().unwrap_or_else(|| message.to_owned())
 }
@@ -788,7 +779,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut diagonal = row[0];
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
-            let next = (diagonal + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            let next = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
             diagonal = row[j + 1];
             row[j + 1] = next;
         }

@@ -84,10 +84,7 @@ impl FileProvider {
             .format
             .or_else(|| Format::from_path(&self.path))
             .unwrap_or(Format::Toml);
-        let update = match PolicyDocument::parse(&text, format, source) {
-            Ok(doc) => Update::document(source.clone(), doc),
-            Err(e) => Update::rejected(source.clone(), e),
-        };
+        let update = Update::parsed(source.clone(), PolicyDocument::parse(&text, format, source));
         (Some(text), update)
     }
 }

@@ -178,10 +178,7 @@ impl HttpProvider {
 }
 
 fn parse(body: &str, format: Format, source: &Arc<str>) -> Update {
-    match PolicyDocument::parse(body, format, source) {
-        Ok(doc) => Update::document(source.clone(), doc),
-        Err(e) => Update::rejected(source.clone(), e),
-    }
+    Update::parsed(source.clone(), PolicyDocument::parse(body, format, source))
 }
 
 fn format_named(name: &str) -> Format {

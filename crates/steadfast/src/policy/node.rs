@@ -140,6 +140,12 @@ impl Node {
         None
     }
 
+    /// The node at `path` (map keys from here), if it is written.
+    pub(crate) fn at(&self, path: &[&str]) -> Option<&Node> {
+        path.iter()
+            .try_fold(self, |node, seg| node.get(seg).map(|e| &e.value))
+    }
+
     /// The deepest node along `path` that exists, with the path to it and its position.
     pub(crate) fn nearest(&self, path: &[&str]) -> (Vec<Segment>, Position) {
         let mut node = self;

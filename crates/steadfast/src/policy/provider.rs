@@ -34,11 +34,8 @@ use crate::policy::{Diagnostics, PolicyDocument};
 ///     fn start(self: Box<Self>) -> Updates {
 ///         let (tx, updates) = Updates::channel();
 ///         let text = std::env::var("POLICIES").unwrap_or_default();
-///         let update = match PolicyDocument::parse(&text, steadfast::policy::Format::Toml, "$POLICIES") {
-///             Ok(doc) => Update::document("$POLICIES", doc),
-///             Err(e) => Update::rejected("$POLICIES", e),
-///         };
-///         let _ = tx.send(update);
+///         let parsed = PolicyDocument::parse(&text, steadfast::policy::Format::Toml, "$POLICIES");
+///         let _ = tx.send(Update::parsed("$POLICIES", parsed));
 ///         updates
 ///     }
 /// }
@@ -91,6 +88,17 @@ impl Update {
         Update {
             source: source.into(),
             kind: UpdateKind::Unavailable(reason.into()),
+        }
+    }
+
+    /// A parse's result from `source`: its document, or its diagnostics as a refusal.
+    pub fn parsed(
+        source: impl Into<Arc<str>>,
+        result: Result<PolicyDocument, Diagnostics>,
+    ) -> Self {
+        match result {
+            Ok(doc) => Update::document(source, doc),
+            Err(e) => Update::rejected(source, e),
         }
     }
 
