@@ -347,3 +347,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let n = 100_000;
+    let nested = format!("{}{}", "[".repeat(n), "]".repeat(n));
+    for (text, format) in [
+        (format!("defaults = {nested}\n"), Format::Toml),
+        (format!("defaults: {nested}\n"), Format::Yaml),
+        (format!("{{\"defaults\": {nested}}}"), Format::Json),
+    ] {
+        let err = PolicyDocument::parse(&text, format, "deep").unwrap_err();
+        assert_eq!(err.diagnostics().len(), 1, "{format:?}");
+        assert!(
+            err.diagnostics()[0].message().contains("recursion"),
+            "{format:?}: {err}"
+        );
+    }
+}
