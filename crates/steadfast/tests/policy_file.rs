@@ -105,6 +105,13 @@ fn unknown_custom_strategies_are_found_with_the_registry() {
         doc.compile(&registry).unwrap_err().to_string(),
         err.to_string()
     );
+    // A name in a chain that three tables inherit is one problem, placed where it is written.
+    let inherited = "[defaults]\nchain = [\"tenant_quota\"]\n\n[policies.\"a.*\"]\nretry = { max_attempts = 2 }\n\n[policies.\"b.C\"]\nretry = { max_attempts = 4 }\n";
+    let doc = PolicyDocument::parse(inherited, Format::Toml, "p.toml").unwrap();
+    assert_eq!(
+        doc.compile(&registry).unwrap_err().to_string(),
+        r#"p.toml:2:10: defaults.chain[0]: unknown custom strategy "tenant_quota""#
+    );
     let ok = PolicyDocument::parse(
         "[policies.\"a.*\"]\nchain = [\"audit\"]\n",
         Format::Toml,

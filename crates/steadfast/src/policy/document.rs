@@ -12,7 +12,7 @@ use crate::key::{KeyError, Pattern};
 use crate::policy::Policies;
 use crate::policy::format::{self, Format};
 use crate::policy::node::{self, Found, Node, Position, Segment, fmt_path};
-use crate::retry::{Retry, RetryOptions};
+use crate::retry::RetryOptions;
 
 /// The strategies of one table: `[defaults]` or `[policies."ns.*"]` / `[policies."ns.Name"]`.
 ///
@@ -528,7 +528,7 @@ impl PolicyDocument {
 
     /// A problem about the field at `path` (placed at the deepest part of it that is written).
     fn diagnostic(&self, path: &[&str], message: impl Into<String>) -> Diagnostic {
-        let pos = self.source.as_ref().map(|s| s.root.nearest(path).1);
+        let pos = self.source.as_ref().map(|s| s.root.nearest(path));
         let segs: Vec<Segment> = path.iter().map(|s| Segment::Key((*s).to_owned())).collect();
         Diagnostic::new(self.origin(), pos, fmt_path(&segs), message)
     }
@@ -625,75 +625,47 @@ impl PolicyDocument {
 
     /// Compiles the document into the [`Policies`] an executor runs, resolving each table's
     /// inherited strategies and each custom strategy name in `registry`.
+    ///
+    /// The document is checked first by the same rules as [`parse_with`](Self::parse_with), so a
+    /// document built in code is held to what a file is, and each problem is reported once,
+    /// where it is written (not again in every table that inherits it).
     pub fn compile(&self, registry: &Registry) -> Result<Policies, Diagnostics> {
-        let mut errors = Vec::new();
-        let build = |path: Vec<&str>,
-                     table: TableSpec,
-                     errors: &mut Vec<Diagnostic>|
-         -> Option<(Retry, Vec<String>)> {
-            let retry = match table.retry.unwrap_or_default().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    for fe in e.errors() {
-                        let mut at = path.clone();
-                        at.extend(fe.field().split('.'));
-                        errors.push(self.diagnostic(&at, fe.message()));
-                    }
-                    return None;
-                }
-            };
-            let chain = table.chain.unwrap_or_default();
-            for (i, name) in chain.iter().enumerate() {
-                if registry.get(name).is_none() {
-                    errors.push(self.diagnostic_at_index(
-                        &path,
-                        "chain",
-                        i,
-                        format!("unknown custom strategy {name:?}"),
-                    ));
-                }
-            }
-            Some((retry, chain))
-        };
-        let defaults = self.defaults.clone().unwrap_or_default();
-        let mut policies = Policies::default();
-        if let Some((retry, chain)) = build(vec!["defaults"], defaults, &mut errors) {
-            let names: Vec<&str> = chain.iter().map(String::as_str).collect();
-            policies = policies
-                .with_chain("*", retry, &names, registry)
-                .unwrap_or_else(|_| Policies::default());
+        let mut errors = self.check(&[], Some(registry));
+        if !errors.is_empty() {
+            errors.sort_by_key(|d| d.position);
+            return Err(Diagnostics(errors));
         }
-        for pattern_text in self.policies.keys() {
-            let pattern = match Pattern::parse(pattern_text) {
-                Ok(p) => p,
-                Err(e) => {
-                    errors.push(self.diagnostic_at_key(&["policies", pattern_text], e.to_string()));
-                    continue;
-                }
-            };
+        // Past the checks, nothing below can fail; an error would still be reported, unplaced.
+        let unplaced = |message: String| {
+            Diagnostics::one(Diagnostic::new(self.origin(), None, String::new(), message))
+        };
+        let patterns = std::iter::once("*").chain(
+            self.policies
+                .keys()
+                .map(String::as_str)
+                .filter(|p| *p != "*"),
+        );
+        let mut policies = Policies::default();
+        for text in patterns {
+            let pattern = Pattern::parse(text).map_err(|e| unplaced(e.to_string()))?;
+            // `*` inherits from [defaults]: its lineage is the `*` table, then [defaults].
             let table = self
                 .lineage(&pattern)
                 .iter()
                 .rev()
                 .fold(TableSpec::default(), |acc, (_, t)| t.over(&acc));
-            if let Some((retry, chain)) = build(vec!["policies", pattern_text], table, &mut errors)
-            {
-                let names: Vec<&str> = chain.iter().map(String::as_str).collect();
-                if let Ok(p) = policies
-                    .clone()
-                    .with_chain(pattern_text, retry, &names, registry)
-                {
-                    policies = p;
-                }
-            }
+            let retry = table
+                .retry
+                .unwrap_or_default()
+                .build()
+                .map_err(|e| unplaced(e.to_string()))?;
+            let chain = table.chain.unwrap_or_default();
+            let names: Vec<&str> = chain.iter().map(String::as_str).collect();
+            policies = policies
+                .with_chain(text, retry, &names, registry)
+                .map_err(|e| unplaced(e.to_string()))?;
         }
-        if errors.is_empty() {
-            Ok(policies)
-        } else {
-            errors.sort_by_key(|d| d.position);
-            errors.dedup();
-            Err(Diagnostics(errors))
-        }
+        Ok(policies)
     }
 
     /// This document over `lower`: each table's strategies from this one where it names them,

@@ -146,22 +146,16 @@ impl Node {
             .try_fold(self, |node, seg| node.get(seg).map(|e| &e.value))
     }
 
-    /// The deepest node along `path` that exists, with the path to it and its position.
-    pub(crate) fn nearest(&self, path: &[&str]) -> (Vec<Segment>, Position) {
+    /// The position of the deepest node along `path` that exists.
+    pub(crate) fn nearest(&self, path: &[&str]) -> Position {
         let mut node = self;
-        let mut pos = self.pos;
-        let mut found = Vec::new();
         for seg in path {
             match node.get(seg) {
-                Some(e) => {
-                    found.push(Segment::Key(e.key.clone()));
-                    pos = e.value.pos;
-                    node = &e.value;
-                }
+                Some(e) => node = &e.value,
                 None => break,
             }
         }
-        (found, pos)
+        node.pos
     }
 
     /// Removes the map entry or sequence item holding node `id`; false if `id` is this node
