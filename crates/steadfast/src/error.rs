@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use crate::config::fmt_duration;
 
-/// Why a call failed: the operation's own error, a timeout, or cancellation, with the number of
-/// attempts made. Later strategies (breaker, bulkhead, budget…) add their rejections here.
+/// Why a call failed: the operation's own error, a timeout, cancellation, or a strategy's
+/// refusal (circuit open, bulkhead full, rate limited, a custom policy), each a variant of its
+/// own to match on.
 ///
 /// `source()` is the operation's error, so error reporters that walk the chain (`anyhow`,
 /// `tracing`) show it.
@@ -60,6 +61,28 @@ pub enum Error<E> {
     InvalidKey(crate::key::KeyProblem),
     /// A custom policy of the key's chain refused the call (or its result).
     Rejected(crate::chain::Rejection),
+    /// The circuit breaker is open: the attempt was not made.
+    #[non_exhaustive]
+    CircuitOpen {
+        /// When the breaker will let a call through (a probe), if known; `None` while it is
+        /// isolated by hand.
+        retry_after: Option<Duration>,
+        /// Attempts made before it refused (0: the call's first attempt was refused).
+        attempts: u32,
+    },
+    /// The bulkhead is full (every place taken, and no room or no time to wait): the operation
+    /// never ran.
+    #[non_exhaustive]
+    BulkheadFull {
+        /// The bulkhead's places.
+        max_concurrent: u32,
+    },
+    /// The rate limiter refused the call: the operation never ran.
+    #[non_exhaustive]
+    RateLimited {
+        /// When a call would be let through.
+        retry_after: Duration,
+    },
 }
 
 /// Why the retry loop stopped on a failure.
@@ -141,9 +164,48 @@ impl<E> Error<E> {
         match self {
             Error::Operation { attempts, .. }
             | Error::Timeout { attempts, .. }
-            | Error::Cancelled { attempts } => *attempts,
-            Error::InvalidKey(_) | Error::Rejected(_) => 0,
+            | Error::Cancelled { attempts }
+            | Error::CircuitOpen { attempts, .. } => *attempts,
+            Error::InvalidKey(_)
+            | Error::Rejected(_)
+            | Error::BulkheadFull { .. }
+            | Error::RateLimited { .. } => 0,
         }
+    }
+
+    /// Whether a strategy refused the call or an attempt of it (breaker, bulkhead, rate
+    /// limiter, a custom policy) rather than the operation failing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::Error;
+    ///
+    /// let e = Error::<()>::rate_limited(Duration::from_millis(10));
+    /// assert!(e.is_rejection());
+    /// assert_eq!(e.retry_after(), Some(Duration::from_millis(10)));
+    /// ```
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            Error::Rejected(_)
+                | Error::CircuitOpen { .. }
+                | Error::BulkheadFull { .. }
+                | Error::RateLimited { .. }
+        )
+    }
+
+    /// When the strategy that refused the call expects to let one through.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::CircuitOpen { retry_after, .. } => *retry_after,
+            Error::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// A rate limiter's refusal (for limiters of your own that report like the built-in one).
+    pub fn rate_limited(retry_after: Duration) -> Self {
+        Error::RateLimited { retry_after }
     }
 
     /// The operation's last error, when that is why the call failed.
@@ -199,6 +261,15 @@ impl<E> Error<E> {
             Error::Cancelled { attempts } => Error::Cancelled { attempts },
             Error::InvalidKey(e) => Error::InvalidKey(e),
             Error::Rejected(r) => Error::Rejected(r),
+            Error::CircuitOpen {
+                retry_after,
+                attempts,
+            } => Error::CircuitOpen {
+                retry_after,
+                attempts,
+            },
+            Error::BulkheadFull { max_concurrent } => Error::BulkheadFull { max_concurrent },
+            Error::RateLimited { retry_after } => Error::RateLimited { retry_after },
         }
     }
 }
@@ -244,6 +315,17 @@ impl<E> fmt::Display for Error<E> {
             }
             Error::InvalidKey(e) => write!(f, "invalid key: {e}"),
             Error::Rejected(r) => write!(f, "rejected: {r}"),
+            Error::CircuitOpen {
+                retry_after: Some(after),
+                ..
+            } => write!(f, "circuit open (retry in {})", fmt_duration(*after)),
+            Error::CircuitOpen { .. } => f.write_str("circuit isolated"),
+            Error::BulkheadFull { max_concurrent } => {
+                write!(f, "bulkhead full ({max_concurrent} calls in flight)")
+            }
+            Error::RateLimited { retry_after } => {
+                write!(f, "rate limited (retry in {})", fmt_duration(*retry_after))
+            }
         }
     }
 }

@@ -43,13 +43,16 @@ use arc_swap::ArcSwap;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
+use crate::breaker::Breaker;
 use crate::chain::{self, Properties, Registry};
 use crate::classify::{AnyError, Classifier};
 use crate::error::Error;
 use crate::key::{Key, KeyError};
+use crate::limit::{Bulkhead, RateLimiter};
 use crate::observe::{Both, Observer, Observers, Probe, Timeline};
-use crate::policy::{Plan, Policies};
+use crate::policy::{Plan, Policies, Scoped};
 use crate::retry::NoHook;
+use crate::retry::engine::Guards;
 
 /// Default bound on cached keys.
 pub const DEFAULT_MAX_KEYS: usize = 10_000;
@@ -76,6 +79,112 @@ struct Inner {
     shards: Box<[Shard]>,
     shard_cap: usize,
     len: AtomicUsize,
+    /// The state of strategies shared by name.
+    shared: Mutex<SharedStates>,
+}
+
+/// Strategy state shared by name across keys.
+#[derive(Debug, Default)]
+struct SharedStates {
+    breakers: std::collections::HashMap<String, Breaker>,
+    bulkheads: std::collections::HashMap<String, Bulkhead>,
+    limiters: std::collections::HashMap<String, RateLimiter>,
+}
+
+/// A strategy whose runtime state the executor keeps apart from plans.
+trait Stateful: Clone {
+    type Options: PartialEq + Clone;
+    fn make(options: Self::Options) -> Option<Self>;
+    fn options(&self) -> &Self::Options;
+}
+
+impl Stateful for Breaker {
+    type Options = crate::breaker::BreakerOptions;
+    fn make(options: Self::Options) -> Option<Self> {
+        Breaker::new(options).ok()
+    }
+    fn options(&self) -> &Self::Options {
+        Breaker::options(self)
+    }
+}
+
+impl Stateful for Bulkhead {
+    type Options = crate::limit::BulkheadOptions;
+    fn make(options: Self::Options) -> Option<Self> {
+        Bulkhead::with_options(options).ok()
+    }
+    fn options(&self) -> &Self::Options {
+        Bulkhead::options(self)
+    }
+}
+
+impl Stateful for RateLimiter {
+    type Options = crate::limit::RateLimitOptions;
+    fn make(options: Self::Options) -> Option<Self> {
+        RateLimiter::with_options(options).ok()
+    }
+    fn options(&self) -> &Self::Options {
+        RateLimiter::options(self)
+    }
+}
+
+/// One strategy's state as a key holds it: its own, or the one shared under a name.
+#[derive(Debug, Clone)]
+struct Slot<S> {
+    shared: Option<String>,
+    state: S,
+}
+
+/// The state for `spec`: the key's previous one when its options and scope did not change,
+/// the shared one of that name when its options did not change, else a fresh one.
+fn bind_slot<S: Stateful>(
+    spec: Option<&Scoped<S::Options>>,
+    previous: Option<&Slot<S>>,
+    shared: &mut std::collections::HashMap<String, S>,
+) -> Option<Slot<S>> {
+    let spec = spec?;
+    if let Some(prev) = previous
+        && prev.shared == spec.shared
+        && prev.shared.is_none()
+        && *prev.state.options() == spec.options
+    {
+        return Some(prev.clone());
+    }
+    let state = match &spec.shared {
+        None => S::make(spec.options.clone())?,
+        Some(name) => match shared.get(name) {
+            Some(s) if *s.options() == spec.options => s.clone(),
+            _ => {
+                let s = S::make(spec.options.clone())?;
+                shared.insert(name.clone(), s.clone());
+                s
+            }
+        },
+    };
+    Some(Slot {
+        shared: spec.shared.clone(),
+        state,
+    })
+}
+
+/// A key's plan with the state of its strategies.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    plan: Arc<Plan>,
+    breaker: Option<Slot<Breaker>>,
+    bulkhead: Option<Slot<Bulkhead>>,
+    limiter: Option<Slot<RateLimiter>>,
+}
+
+impl Bound {
+    #[inline]
+    fn guards(&self) -> Guards<'_> {
+        Guards {
+            breaker: self.breaker.as_ref().map(|s| &s.state),
+            bulkhead: self.bulkhead.as_ref().map(|s| &s.state),
+            limiter: self.limiter.as_ref().map(|s| &s.state),
+        }
+    }
 }
 
 /// One shard of the key cache: entries found by a hash computed once per lookup.
@@ -93,7 +202,7 @@ struct Shard {
 struct Entry {
     key: Key,
     hash: u64,
-    plan: ArcSwap<Plan>,
+    bound: ArcSwap<Bound>,
     generation: AtomicU64,
     touched: AtomicBool,
 }
@@ -148,6 +257,7 @@ impl Executor {
                 shards: (0..SHARDS).map(|_| Shard::default()).collect(),
                 shard_cap: max_keys.div_ceil(SHARDS).max(1),
                 len: AtomicUsize::new(0),
+                shared: Mutex::default(),
             }),
         }
     }
@@ -248,18 +358,55 @@ impl Executor {
     pub fn handle(&self, key: &str) -> Result<Handle, KeyError> {
         let entry = self.inner.entry(key)?;
         let generation = self.inner.generation.load(Ordering::Acquire);
-        let plan = self.inner.current(&entry);
+        let bound = self.inner.current(&entry);
         Ok(Handle {
-            lean: self.inner.lean(&plan),
+            lean: self.inner.lean(&bound),
             entry,
             inner: self.inner.clone(),
-            plan,
+            bound,
             generation,
         })
     }
 
     /// The plan `key` runs under now.
     pub fn plan(&self, key: &str) -> Result<Arc<Plan>, KeyError> {
+        Ok(self.bound(key)?.plan.clone())
+    }
+
+    /// The circuit breaker `key`'s calls run through, if its plan has one: to read its state,
+    /// [`isolate`](Breaker::isolate) or [`reset`](Breaker::reset) it. A breaker shared by name
+    /// is the same for every key naming it.
+    ///
+    /// ```
+    /// use steadfast::{breaker::{BreakerOptions, BreakerState}, policy::{Plan, Policies}, Executor, Retry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let executor = Executor::new(Policies::default()
+    ///     .with_plan("payments.*", Plan::new(Retry::default()).breaker(BreakerOptions::default())?)?);
+    /// let breaker = executor.breaker("payments.Charge")?.expect("the plan has a breaker");
+    /// breaker.isolate(); // an operator takes the dependency out
+    /// let refused = executor.run("payments.Charge", || async { Ok::<_, ()>(()) }).await;
+    /// assert!(matches!(refused, Err(steadfast::Error::CircuitOpen { retry_after: None, .. })));
+    /// assert_eq!(breaker.state(), BreakerState::Isolated);
+    /// # Ok(()) }
+    /// ```
+    pub fn breaker(&self, key: &str) -> Result<Option<Breaker>, KeyError> {
+        Ok(self.bound(key)?.breaker.as_ref().map(|s| s.state.clone()))
+    }
+
+    /// The bulkhead `key`'s calls run in, if its plan has one.
+    pub fn bulkhead(&self, key: &str) -> Result<Option<Bulkhead>, KeyError> {
+        Ok(self.bound(key)?.bulkhead.as_ref().map(|s| s.state.clone()))
+    }
+
+    /// The rate limiter `key`'s calls go through, if its plan has one.
+    pub fn rate_limiter(&self, key: &str) -> Result<Option<RateLimiter>, KeyError> {
+        Ok(self.bound(key)?.limiter.as_ref().map(|s| s.state.clone()))
+    }
+
+    /// The plan of `key` with its strategies' state.
+    fn bound(&self, key: &str) -> Result<Arc<Bound>, KeyError> {
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.inner.shard(hash);
         if let Some(e) = shard.table.load().find(hash, |e| e.key.as_str() == key) {
@@ -278,17 +425,23 @@ impl Executor {
         T: 'static,
         E: 'static,
     {
-        let plan = self.plan(key);
+        let bound = self.bound(key);
         async move {
-            let plan = plan?;
-            if self.inner.lean(&plan) {
-                return plan.retry().run(op).await;
+            let bound = bound?;
+            if self.inner.lean(&bound) {
+                return bound
+                    .plan
+                    .retry()
+                    .call(op)
+                    .with_guards(bound.guards())
+                    .run()
+                    .await;
             }
             let entry = self.inner.entry(key)?;
             // Observers or a chain: their work (and this allocation) only when configured.
             Box::pin(self.inner.run_full(
                 &entry.key,
-                &plan,
+                &bound,
                 Properties::default(),
                 AnyError,
                 NoHook,
@@ -348,9 +501,9 @@ impl Executor {
         E: 'static,
     {
         let entry = self.inner.entry(key)?;
-        let plan = self.inner.current(&entry);
+        let bound = self.inner.current(&entry);
         self.inner
-            .run_full(&entry.key, &plan, properties, AnyError, NoHook, op)
+            .run_full(&entry.key, &bound, properties, AnyError, NoHook, op)
             .await
     }
 
@@ -471,7 +624,7 @@ impl Inner {
     async fn run_full<F, Fut, T, E, C, P>(
         &self,
         key: &Key,
-        plan: &Plan,
+        bound: &Bound,
         properties: Properties,
         classifier: C,
         probe: P,
@@ -485,11 +638,16 @@ impl Inner {
         C: Classifier<T, E>,
         P: Probe,
     {
+        let plan = &*bound.plan;
         let observed = self.observed();
         let attempts = AtomicU32::new(0);
         let deadline = plan.retry().deadline_from_now();
         let call = async {
-            let call = plan.retry().call(op).classify(classifier);
+            let call = plan
+                .retry()
+                .call(op)
+                .classify(classifier)
+                .with_guards(bound.guards());
             let count = Both(probe, chain::CountAttempts(&attempts));
             if observed {
                 call.with_probe(Both(self.observers(key), count))
@@ -506,9 +664,45 @@ impl Inner {
         }
     }
 
-    /// Whether a call under `plan` takes the lean path: no chain to run, no one to report to.
-    fn lean(&self, plan: &Plan) -> bool {
-        plan.policies().is_empty() && !self.observed()
+    /// Whether a call under `bound` takes the lean path: no chain to run, no one to report to.
+    fn lean(&self, bound: &Bound) -> bool {
+        bound.plan.policies().is_empty() && !self.observed()
+    }
+
+    /// `plan` with its strategies' state: kept from `previous` (the key's last plan) or the
+    /// shared states where the options did not change.
+    fn bind(&self, plan: Arc<Plan>, previous: Option<&Bound>) -> Bound {
+        if plan.breaker_options().is_none()
+            && plan.bulkhead_options().is_none()
+            && plan.rate_limit_options().is_none()
+        {
+            return Bound {
+                plan,
+                breaker: None,
+                bulkhead: None,
+                limiter: None,
+            };
+        }
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let shared = &mut *shared;
+        Bound {
+            breaker: bind_slot(
+                plan.breaker_options(),
+                previous.and_then(|p| p.breaker.as_ref()),
+                &mut shared.breakers,
+            ),
+            bulkhead: bind_slot(
+                plan.bulkhead_options(),
+                previous.and_then(|p| p.bulkhead.as_ref()),
+                &mut shared.bulkheads,
+            ),
+            limiter: bind_slot(
+                plan.rate_limit_options(),
+                previous.and_then(|p| p.limiter.as_ref()),
+                &mut shared.limiters,
+            ),
+            plan,
+        }
     }
 
     /// Whether calls report anywhere (observers, or tracing when on).
@@ -546,7 +740,7 @@ impl Inner {
         let entry = Arc::new(Entry {
             key: parsed,
             hash,
-            plan: ArcSwap::new(plan),
+            bound: ArcSwap::from_pointee(self.bind(plan, None)),
             generation: AtomicU64::new(generation),
             touched: AtomicBool::new(true),
         });
@@ -574,14 +768,15 @@ impl Inner {
         Ok(entry)
     }
 
-    /// The entry's plan under the policies in force, re-resolved if they changed.
-    fn current(&self, entry: &Entry) -> Arc<Plan> {
+    /// The entry's plan under the policies in force, re-resolved if they changed (keeping
+    /// the state of strategies whose options did not change).
+    fn current(&self, entry: &Entry) -> Arc<Bound> {
         if !entry.touched.load(Ordering::Relaxed) {
             entry.touched.store(true, Ordering::Relaxed);
         }
         let generation = self.generation.load(Ordering::Acquire);
         if entry.generation.load(Ordering::Acquire) == generation {
-            return entry.plan.load_full();
+            return entry.bound.load_full();
         }
         let plan = self
             .policies
@@ -589,9 +784,15 @@ impl Inner {
             .resolve(entry.key.as_str())
             .plan()
             .clone();
-        entry.plan.store(plan.clone());
+        let previous = entry.bound.load();
+        let bound = if Arc::ptr_eq(&previous.plan, &plan) {
+            Arc::clone(&previous)
+        } else {
+            Arc::new(self.bind(plan, Some(&previous)))
+        };
+        entry.bound.store(bound.clone());
         entry.generation.store(generation, Ordering::Release);
-        plan
+        bound
     }
 }
 
@@ -604,7 +805,7 @@ impl Inner {
 pub struct Handle {
     entry: Arc<Entry>,
     inner: Arc<Inner>,
-    plan: Arc<Plan>,
+    bound: Arc<Bound>,
     generation: u64,
     /// The pinned plan has no chain and the executor no observer: calls take the lean path.
     lean: bool,
@@ -618,19 +819,27 @@ impl Handle {
 
     /// The plan the next call runs under.
     pub fn plan(&self) -> Arc<Plan> {
-        self.fresh().unwrap_or_else(|| self.plan.clone())
+        self.fresh()
+            .map_or_else(|| self.bound.plan.clone(), |b| b.plan.clone())
+    }
+
+    /// The circuit breaker the key's calls run through, if its plan has one.
+    pub fn breaker(&self) -> Option<Breaker> {
+        let fresh = self.fresh();
+        let bound = fresh.as_ref().unwrap_or(&self.bound);
+        bound.breaker.as_ref().map(|s| s.state.clone())
     }
 
     /// Pins the key's current plan, so calls skip resolving it again after a policy swap.
     pub fn refresh(&mut self) {
         self.generation = self.inner.generation.load(Ordering::Acquire);
-        self.plan = self.inner.current(&self.entry);
-        self.lean = self.inner.lean(&self.plan);
+        self.bound = self.inner.current(&self.entry);
+        self.lean = self.inner.lean(&self.bound);
     }
 
     /// The key's plan if the policies changed since this handle pinned its own.
     #[inline]
-    fn fresh(&self) -> Option<Arc<Plan>> {
+    fn fresh(&self) -> Option<Arc<Bound>> {
         (self.inner.generation.load(Ordering::Acquire) != self.generation)
             .then(|| self.inner.current(&self.entry))
     }
@@ -647,20 +856,32 @@ impl Handle {
         // current and nothing observes or chains the call.
         if self.lean && self.inner.generation.load(Ordering::Acquire) == self.generation {
             return Either::Left {
-                inner: self.plan.retry().run(op),
+                inner: self
+                    .bound
+                    .plan
+                    .retry()
+                    .call(op)
+                    .with_guards(self.bound.guards())
+                    .run(),
             };
         }
         let fresh = self.fresh();
         Either::Right {
             inner: async move {
-                let plan = fresh.as_deref().unwrap_or(&self.plan);
-                if self.inner.lean(plan) {
-                    return plan.retry().run(op).await;
+                let bound = fresh.as_deref().unwrap_or(&self.bound);
+                if self.inner.lean(bound) {
+                    return bound
+                        .plan
+                        .retry()
+                        .call(op)
+                        .with_guards(bound.guards())
+                        .run()
+                        .await;
                 }
                 let key = &self.entry.key;
                 Box::pin(self.inner.run_full(
                     key,
-                    plan,
+                    bound,
                     Properties::default(),
                     AnyError,
                     NoHook,
@@ -687,14 +908,21 @@ impl Handle {
     {
         let fresh = self.fresh();
         async move {
-            let plan = fresh.as_deref().unwrap_or(&self.plan);
-            if self.inner.lean(plan) {
-                return plan.retry().call(op).classify(classifier).run().await;
+            let bound = fresh.as_deref().unwrap_or(&self.bound);
+            if self.inner.lean(bound) {
+                return bound
+                    .plan
+                    .retry()
+                    .call(op)
+                    .classify(classifier)
+                    .with_guards(bound.guards())
+                    .run()
+                    .await;
             }
             let key = &self.entry.key;
             Box::pin(
                 self.inner
-                    .run_full(key, plan, Properties::default(), classifier, NoHook, op),
+                    .run_full(key, bound, Properties::default(), classifier, NoHook, op),
             )
             .await
         }
@@ -708,9 +936,16 @@ impl Handle {
         E: 'static,
     {
         let fresh = self.fresh();
-        let plan = fresh.as_deref().unwrap_or(&self.plan);
+        let bound = fresh.as_deref().unwrap_or(&self.bound);
+        let plan = &*bound.plan;
+        let call = || {
+            plan.retry()
+                .call_blocking(op)
+                .with_guards(bound.guards())
+                .run()
+        };
         if plan.policies().is_empty() {
-            return plan.retry().run_blocking(op);
+            return call();
         }
         // The chain runs for blocking calls too: a governance policy is never bypassed.
         let deadline = plan.retry().deadline_from_now();
@@ -719,7 +954,7 @@ impl Handle {
             &self.entry.key,
             deadline,
             Properties::default(),
-            || plan.retry().run_blocking(op),
+            call,
         )
     }
 
@@ -732,13 +967,13 @@ impl Handle {
         T: 'static,
         E: 'static,
     {
-        let plan = self.plan();
+        let bound = self.fresh().unwrap_or_else(|| self.bound.clone());
         let mut timeline = Timeline::default();
         let result = self
             .inner
             .run_full(
                 &self.entry.key,
-                &plan,
+                &bound,
                 Properties::default(),
                 AnyError,
                 &mut timeline,

@@ -47,12 +47,14 @@
 #![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 pub mod backoff;
+pub mod breaker;
 pub mod chain;
 pub mod classify;
 mod config;
 mod error;
 pub mod executor;
 pub mod key;
+pub mod limit;
 pub mod observe;
 pub mod policy;
 pub mod retry;

@@ -41,6 +41,7 @@ pub(crate) mod tracing_probe;
 #[cfg(feature = "metrics")]
 pub use metrics_observer::MetricsObserver;
 
+use crate::breaker::BreakerState;
 use crate::classify::Outcome;
 use crate::error::{Stop, TimeoutScope};
 use crate::key::Key;
@@ -65,6 +66,29 @@ pub enum RetryReason {
     Backoff,
     /// The delay the server asked for (`Retry-After`, pushback).
     ServerDelay,
+}
+
+/// Which strategy refused a call or an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RejectedBy {
+    /// An open (half-open with every probe out, or isolated) circuit breaker.
+    Breaker,
+    /// A full bulkhead.
+    Bulkhead,
+    /// A rate limiter.
+    RateLimiter,
+}
+
+impl RejectedBy {
+    /// The name metrics and logs use: `breaker`, `bulkhead`, `rate_limiter`.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            RejectedBy::Breaker => "breaker",
+            RejectedBy::Bulkhead => "bulkhead",
+            RejectedBy::RateLimiter => "rate_limiter",
+        }
+    }
 }
 
 /// One step of a call.
@@ -113,6 +137,23 @@ pub enum Event {
         /// Which timeout ended it, if one did.
         timeout: Option<TimeoutScope>,
     },
+    /// A strategy refused the call (bulkhead, rate limiter: before any attempt) or its next
+    /// attempt (breaker); the call ends with the matching [`Error`](crate::Error) variant.
+    Rejected {
+        /// Which strategy.
+        by: RejectedBy,
+        /// When it expects to let a call through, if known.
+        retry_after: Option<Duration>,
+    },
+    /// The key's circuit breaker changed state during this call.
+    BreakerChanged {
+        /// The state before.
+        from: BreakerState,
+        /// The state after.
+        to: BreakerState,
+    },
+    /// A fallback replaced the call's failure with a value.
+    FallbackUsed,
 }
 
 /// Receives the events of calls run by an [`Executor`](crate::Executor).

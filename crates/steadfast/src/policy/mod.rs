@@ -102,25 +102,87 @@ pub fn json_schema() -> serde_json::Value {
 
 use std::sync::Arc;
 
+use crate::breaker::BreakerOptions;
 use crate::chain::{Chain, Policy, Registry};
+use crate::config::{ConfigError, Problems};
 use crate::key::{KeyError, Pattern};
+use crate::limit::{BulkheadOptions, RateLimitOptions};
 use crate::retry::Retry;
 
-/// What one key runs under: today its retry policy; later strategies join it here.
+/// What one key runs under: its retry policy, the strategies around it (rate limiter,
+/// bulkhead, circuit breaker) and its custom policies.
+///
+/// A strategy's state (the breaker's counts, the bulkhead's places, the limiter's rate) is
+/// the key's own unless the plan names it [`Scoped::shared`]: then every key whose plan names
+/// it shares one. The executor keeps that state apart from the plan, so a policy reload
+/// keeps the state of every strategy whose options did not change.
 ///
 /// # Example
 /// ```
+/// use steadfast::breaker::BreakerOptions;
+/// use steadfast::limit::BulkheadOptions;
 /// use steadfast::policy::Plan;
 /// use steadfast::Retry;
 ///
-/// let plan = Plan::new(Retry::default());
+/// let plan = Plan::new(Retry::default())
+///     .breaker(BreakerOptions::consecutive(5))?
+///     .shared_bulkhead("payments-db", BulkheadOptions::new(32))?;
 /// assert_eq!(plan.retry().max_attempts(), Some(3));
+/// assert_eq!(plan.bulkhead_options().unwrap().shared.as_deref(), Some("payments-db"));
+/// # Ok::<(), steadfast::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Plan {
     retry: Retry,
     chain: Chain,
+    breaker: Option<Scoped<BreakerOptions>>,
+    bulkhead: Option<Scoped<BulkheadOptions>>,
+    rate_limit: Option<Scoped<RateLimitOptions>>,
+}
+
+/// A strategy's options, and the name its state is shared under (`None`: each key has its
+/// own).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Scoped<O> {
+    /// The options.
+    pub options: O,
+    /// The shared state's name, if shared.
+    pub shared: Option<String>,
+}
+
+impl<O> Scoped<O> {
+    /// Options whose state each key keeps for itself.
+    pub fn per_key(options: O) -> Self {
+        Scoped {
+            options,
+            shared: None,
+        }
+    }
+
+    /// Options whose state every key naming `name` shares.
+    pub fn shared(name: impl Into<String>, options: O) -> Self {
+        Scoped {
+            options,
+            shared: Some(name.into()),
+        }
+    }
+}
+
+fn checked<O>(
+    options: O,
+    shared: Option<String>,
+    field: &str,
+    check: impl Fn(&O, &mut Problems<'_>),
+) -> Result<Scoped<O>, ConfigError> {
+    let mut p = Problems::new(field);
+    check(&options, &mut p);
+    if shared.as_deref() == Some("") {
+        p.push("shared", "must not be empty");
+    }
+    p.finish()?;
+    Ok(Scoped { options, shared })
 }
 
 impl Plan {
@@ -129,12 +191,116 @@ impl Plan {
         Plan {
             retry,
             chain: Box::new([]),
+            breaker: None,
+            bulkhead: None,
+            rate_limit: None,
         }
     }
 
     /// The retry policy.
     pub fn retry(&self) -> &Retry {
         &self.retry
+    }
+
+    /// Runs every attempt through a circuit breaker of the key's own.
+    pub fn breaker(self, options: BreakerOptions) -> Result<Self, ConfigError> {
+        self.set_breaker(options, None)
+    }
+
+    /// Runs every attempt through the circuit breaker named `name`, shared with every key
+    /// whose plan names it.
+    pub fn shared_breaker(
+        self,
+        name: impl Into<String>,
+        options: BreakerOptions,
+    ) -> Result<Self, ConfigError> {
+        self.set_breaker(options, Some(name.into()))
+    }
+
+    fn set_breaker(
+        mut self,
+        options: BreakerOptions,
+        shared: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        self.breaker = Some(checked(options, shared, "breaker", BreakerOptions::check)?);
+        Ok(self)
+    }
+
+    /// Runs each call in a place of a bulkhead of the key's own.
+    pub fn bulkhead(self, options: BulkheadOptions) -> Result<Self, ConfigError> {
+        self.set_bulkhead(options, None)
+    }
+
+    /// Runs each call in a place of the bulkhead named `name`, shared.
+    pub fn shared_bulkhead(
+        self,
+        name: impl Into<String>,
+        options: BulkheadOptions,
+    ) -> Result<Self, ConfigError> {
+        self.set_bulkhead(options, Some(name.into()))
+    }
+
+    fn set_bulkhead(
+        mut self,
+        options: BulkheadOptions,
+        shared: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        self.bulkhead = Some(checked(
+            options,
+            shared,
+            "bulkhead",
+            BulkheadOptions::check,
+        )?);
+        Ok(self)
+    }
+
+    /// Admits each call through a rate limiter of the key's own.
+    pub fn rate_limit(self, options: RateLimitOptions) -> Result<Self, ConfigError> {
+        self.set_rate_limit(options, None)
+    }
+
+    /// Admits each call through the rate limiter named `name`, shared.
+    pub fn shared_rate_limit(
+        self,
+        name: impl Into<String>,
+        options: RateLimitOptions,
+    ) -> Result<Self, ConfigError> {
+        self.set_rate_limit(options, Some(name.into()))
+    }
+
+    fn set_rate_limit(
+        mut self,
+        options: RateLimitOptions,
+        shared: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        self.rate_limit = Some(checked(
+            options,
+            shared,
+            "rate_limit",
+            RateLimitOptions::check,
+        )?);
+        Ok(self)
+    }
+
+    /// The circuit breaker's options, if the plan has one.
+    pub fn breaker_options(&self) -> Option<&Scoped<BreakerOptions>> {
+        self.breaker.as_ref()
+    }
+
+    /// The bulkhead's options, if the plan has one.
+    pub fn bulkhead_options(&self) -> Option<&Scoped<BulkheadOptions>> {
+        self.bulkhead.as_ref()
+    }
+
+    /// The rate limiter's options, if the plan has one.
+    pub fn rate_limit_options(&self) -> Option<&Scoped<RateLimitOptions>> {
+        self.rate_limit.as_ref()
+    }
+
+    /// Replaces the custom policies (names already resolved).
+    pub(crate) fn with_chain(mut self, chain: Chain) -> Self {
+        self.chain = chain;
+        self
     }
 
     /// The names of the custom policies around the call, in order.
@@ -255,6 +421,22 @@ impl Policies {
         Ok(self.insert(parsed, Plan::new(retry)))
     }
 
+    /// Adds (or replaces) the table for `pattern` with a whole plan (retry, breaker, bulkhead,
+    /// rate limiter).
+    ///
+    /// ```
+    /// use steadfast::{breaker::BreakerOptions, policy::{Plan, Policies}, Retry};
+    ///
+    /// let policies = Policies::default()
+    ///     .with_plan("payments.*", Plan::new(Retry::default()).breaker(BreakerOptions::default())?)?;
+    /// assert!(policies.resolve("payments.Charge").plan().breaker_options().is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_plan(self, pattern: &str, plan: Plan) -> Result<Self, KeyError> {
+        let parsed = Pattern::parse(pattern)?;
+        Ok(self.insert(parsed, plan))
+    }
+
     /// Adds (or replaces) the table for `pattern`, with custom policies from `registry` around
     /// the call, by name and in order; an unknown name is an error now, not at call time.
     pub fn with_chain(
@@ -275,7 +457,7 @@ impl Policies {
                 }),
             })
             .collect::<Result<Chain, _>>()?;
-        Ok(self.insert(parsed, Plan { retry, chain }))
+        Ok(self.insert(parsed, Plan::new(retry).with_chain(chain)))
     }
 
     fn insert(mut self, pattern: Pattern, plan: Plan) -> Self {

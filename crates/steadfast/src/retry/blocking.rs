@@ -4,11 +4,13 @@
 //! the overall deadline) is judged when it returns: its result is dropped and it counts as
 //! timed out, exactly as if the async engine had cancelled it. Sleeps never cross the deadline.
 
+use super::engine::{Guards, Refusal};
 use super::hooks::{ExhaustedHook, NoHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
+use crate::observe::RejectedBy;
 
 /// Runs `op` under `policy` on this thread; see [`execute`](super::engine::execute).
 pub(crate) fn execute<T, E, F, C, R, X, L>(
@@ -18,6 +20,7 @@ pub(crate) fn execute<T, E, F, C, R, X, L>(
     on_retry: &mut R,
     on_exhausted: &mut X,
     restart: L,
+    guards: Guards<'_>,
 ) -> Result<T, Error<E>>
 where
     F: FnMut() -> Result<T, E>,
@@ -26,20 +29,55 @@ where
     X: ExhaustedHook<T, E>,
     L: Fn(&T) -> bool,
 {
-    let mut run = Run::start(policy, R::ACTIVE || X::ACTIVE, NoHook);
+    let needs_clock = R::ACTIVE || X::ACTIVE;
+    // Admission as in the async engine; a blocking call takes a bulkhead place only if one is
+    // free (it does not queue).
+    if let Some(limiter) = guards.limiter
+        && let Err(l) = limiter.acquire_blocking()
+    {
+        return Err(Run::start(policy, needs_clock, NoHook).refused(Refusal {
+            by: RejectedBy::RateLimiter,
+            retry_after: Some(l.retry_after),
+            max_concurrent: 0,
+        }));
+    }
+    let _place = match guards.bulkhead {
+        None => None,
+        Some(b) => match b.try_acquire() {
+            Some(place) => Some(place),
+            None => {
+                return Err(Run::start(policy, needs_clock, NoHook).refused(Refusal {
+                    by: RejectedBy::Bulkhead,
+                    retry_after: None,
+                    max_concurrent: b.options().max_concurrent,
+                }));
+            }
+        },
+    };
+    let mut run = Run::start(policy, needs_clock, NoHook);
     loop {
+        let permit = match guards.breaker {
+            None => None,
+            Some(b) => match b.try_acquire() {
+                Ok(p) => Some(p),
+                Err(open) => return Err(run.circuit_open(open)),
+            },
+        };
         let limit = run.begin_attempt();
         let result = op();
         let last = match limit {
             Some((at, scope)) if tokio::time::Instant::now() >= at => {
                 if scope == TimeoutScope::Total {
+                    if let Some(p) = permit {
+                        let _ = p.record(None);
+                    }
                     return Err(run.total_timeout());
                 }
                 None
             }
             _ => Some(result),
         };
-        match run.settle(last, classifier, on_retry, on_exhausted, &restart) {
+        match run.settle(last, classifier, on_retry, on_exhausted, &restart, permit) {
             Step::Done(result) => return result,
             Step::Sleep(delay, last) => {
                 if !delay.is_zero() {

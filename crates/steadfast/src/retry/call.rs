@@ -4,14 +4,16 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Poll;
 
-use super::engine::Engine;
+use super::engine::{Engine, Guards};
 use super::hooks::{
     ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook,
 };
 use super::options::Retry;
 use super::{blocking, engine};
+use crate::breaker::Breaker;
 use crate::classify::{AnyError, Classifier, Outcome, RetryIf};
 use crate::error::Error;
+use crate::limit::{Bulkhead, RateLimiter};
 use crate::observe::{Both, Probe, Timeline};
 
 /// One async call under a [`Retry`] policy, with its classifier and hooks; made by
@@ -44,6 +46,7 @@ pub struct Call<'p, F, C = AnyError, R = NoHook, X = NoHook, P = NoHook> {
     on_retry: R,
     on_exhausted: X,
     probe: P,
+    guards: Guards<'p>,
 }
 
 impl<'p, F, Fut, T, E, C, R, X, P> Call<'p, F, C, R, X, P>
@@ -60,6 +63,7 @@ where
             on_retry: self.on_retry,
             on_exhausted: self.on_exhausted,
             probe: self.probe,
+            guards: self.guards,
         }
     }
 
@@ -85,6 +89,7 @@ where
             on_retry: OnRetryFn(hook),
             on_exhausted: self.on_exhausted,
             probe: self.probe,
+            guards: self.guards,
         }
     }
 
@@ -100,7 +105,34 @@ where
             on_retry: self.on_retry,
             on_exhausted: OnExhaustedFn(hook),
             probe: self.probe,
+            guards: self.guards,
         }
+    }
+
+    /// Runs every attempt through `breaker` (see [`breaker`](crate::breaker)): an open breaker
+    /// refuses the next attempt with [`Error::CircuitOpen`] without running it.
+    pub fn breaker(mut self, breaker: &'p Breaker) -> Self {
+        self.guards.breaker = Some(breaker);
+        self
+    }
+
+    /// Runs the call (all its attempts) in a place of `bulkhead`, or fails with
+    /// [`Error::BulkheadFull`].
+    pub fn bulkhead(mut self, bulkhead: &'p Bulkhead) -> Self {
+        self.guards.bulkhead = Some(bulkhead);
+        self
+    }
+
+    /// Admits the call through `limiter` first, or fails with [`Error::RateLimited`].
+    pub fn rate_limiter(mut self, limiter: &'p RateLimiter) -> Self {
+        self.guards.limiter = Some(limiter);
+        self
+    }
+
+    /// All three at once (the executor's plan).
+    pub(crate) fn with_guards(mut self, guards: Guards<'p>) -> Self {
+        self.guards = guards;
+        self
     }
 
     /// Runs the call. Dropping the returned future stops everything at once: the attempt in
@@ -120,9 +152,11 @@ where
             mut on_retry,
             mut on_exhausted,
             probe,
+            guards,
         } = self;
         let mut first = None;
-        if !R::ACTIVE && !X::ACTIVE && !P::ACTIVE && engine::fast_path(policy) {
+        if !R::ACTIVE && !X::ACTIVE && !P::ACTIVE && guards.is_empty() && engine::fast_path(policy)
+        {
             let result = op().await;
             match classifier.classify(&result) {
                 Outcome::Success => {
@@ -145,6 +179,7 @@ where
             progress: None,
             first,
             probe,
+            guards,
         })
         .await
     }
@@ -168,6 +203,7 @@ where
             progress: None,
             first: None,
             probe: Both(self.probe, &mut timeline),
+            guards: self.guards,
         })
         .await;
         (result, timeline)
@@ -182,6 +218,7 @@ where
             on_retry: self.on_retry,
             on_exhausted: self.on_exhausted,
             probe,
+            guards: self.guards,
         }
     }
 
@@ -218,6 +255,7 @@ where
             progress: Some(&progress),
             first: None,
             probe: self.probe,
+            guards: self.guards,
         }));
         let mut cancel = pin!(cancel);
         poll_fn(|cx| {
@@ -285,6 +323,7 @@ where
             progress: None,
             first: None,
             probe: self.probe,
+            guards: self.guards,
         })
         .await?;
         Ok(break_value(flow))
@@ -318,6 +357,7 @@ pub struct BlockingCall<'p, F, C = AnyError, R = NoHook, X = NoHook> {
     classifier: C,
     on_retry: R,
     on_exhausted: X,
+    guards: Guards<'p>,
 }
 
 impl<'p, F, T, E, C, R, X> BlockingCall<'p, F, C, R, X>
@@ -332,6 +372,7 @@ where
             classifier,
             on_retry: self.on_retry,
             on_exhausted: self.on_exhausted,
+            guards: self.guards,
         }
     }
 
@@ -359,6 +400,7 @@ where
             classifier: self.classifier,
             on_retry: OnRetryFn(hook),
             on_exhausted: self.on_exhausted,
+            guards: self.guards,
         }
     }
 
@@ -373,7 +415,33 @@ where
             classifier: self.classifier,
             on_retry: self.on_retry,
             on_exhausted: OnExhaustedFn(hook),
+            guards: self.guards,
         }
+    }
+
+    /// Runs every attempt through `breaker`, as [`Call::breaker`] does.
+    pub fn breaker(mut self, breaker: &'p Breaker) -> Self {
+        self.guards.breaker = Some(breaker);
+        self
+    }
+
+    /// Runs the call in a free place of `bulkhead` (a blocking call does not queue), or fails
+    /// with [`Error::BulkheadFull`].
+    pub fn bulkhead(mut self, bulkhead: &'p Bulkhead) -> Self {
+        self.guards.bulkhead = Some(bulkhead);
+        self
+    }
+
+    /// Admits the call through `limiter` first (a wait sleeps the thread).
+    pub fn rate_limiter(mut self, limiter: &'p RateLimiter) -> Self {
+        self.guards.limiter = Some(limiter);
+        self
+    }
+
+    /// All three at once (the executor's plan).
+    pub(crate) fn with_guards(mut self, guards: Guards<'p>) -> Self {
+        self.guards = guards;
+        self
     }
 
     /// Runs the call on this thread.
@@ -390,6 +458,7 @@ where
             &mut self.on_retry,
             &mut self.on_exhausted,
             |_: &T| false,
+            self.guards,
         )
     }
 }
@@ -412,6 +481,7 @@ where
             &mut self.on_retry,
             &mut self.on_exhausted,
             ControlFlow::is_continue,
+            self.guards,
         )?;
         Ok(break_value(flow))
     }
@@ -439,6 +509,7 @@ impl Retry {
             on_retry: NoHook,
             on_exhausted: NoHook,
             probe: NoHook,
+            guards: Guards::default(),
         }
     }
 
@@ -465,6 +536,7 @@ impl Retry {
             classifier: AnyError,
             on_retry: NoHook,
             on_exhausted: NoHook,
+            guards: Guards::default(),
         }
     }
 

@@ -7,9 +7,56 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::hooks::{ExhaustedHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};
+use crate::breaker::Breaker;
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
-use crate::observe::Probe;
+use crate::limit::{Bulkhead, BulkheadPermit, RateLimiter};
+use crate::observe::{Probe, RejectedBy};
+
+/// The strategies around a call's attempts: a rate limiter and a bulkhead admit the call once
+/// (outside the retry loop), a breaker admits each attempt.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Guards<'a> {
+    pub(crate) breaker: Option<&'a Breaker>,
+    pub(crate) bulkhead: Option<&'a Bulkhead>,
+    pub(crate) limiter: Option<&'a RateLimiter>,
+}
+
+impl Guards<'_> {
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.breaker.is_none() && self.bulkhead.is_none() && self.limiter.is_none()
+    }
+}
+
+/// Why a call was not admitted.
+pub(crate) struct Refusal {
+    pub(crate) by: RejectedBy,
+    pub(crate) retry_after: Option<std::time::Duration>,
+    pub(crate) max_concurrent: u32,
+}
+
+/// Admits the call: the rate limiter (which may wait), then a place in the bulkhead (which
+/// may queue).
+async fn admit<'a>(guards: &Guards<'a>) -> Result<Option<BulkheadPermit<'a>>, Refusal> {
+    if let Some(limiter) = guards.limiter
+        && let Err(l) = limiter.acquire().await
+    {
+        return Err(Refusal {
+            by: RejectedBy::RateLimiter,
+            retry_after: Some(l.retry_after),
+            max_concurrent: 0,
+        });
+    }
+    match guards.bulkhead {
+        None => Ok(None),
+        Some(b) => b.acquire().await.map(Some).map_err(|_| Refusal {
+            by: RejectedBy::Bulkhead,
+            retry_after: None,
+            max_concurrent: b.options().max_concurrent,
+        }),
+    }
+}
 
 /// What one call runs with. The engine takes it as one value and uses its fields in place:
 /// `async fn` parameters are stored twice in the future (as given and as locals), and a call
@@ -28,6 +75,8 @@ pub(crate) struct Engine<'a, T, E, F, C, R, X, L, P> {
     pub(crate) first: Option<Result<T, E>>,
     /// Where events go.
     pub(crate) probe: P,
+    /// Breaker, bulkhead, rate limiter.
+    pub(crate) guards: Guards<'a>,
 }
 
 /// Runs the call until it succeeds or the policy stops.
@@ -43,7 +92,16 @@ where
     L: Fn(&T) -> bool,
     P: Probe,
 {
-    let mut run = Run::start(e.policy, R::ACTIVE || X::ACTIVE, e.probe);
+    let needs_clock = R::ACTIVE || X::ACTIVE;
+    let _place = if e.guards.bulkhead.is_some() || e.guards.limiter.is_some() {
+        match admit(&e.guards).await {
+            Ok(place) => place,
+            Err(refusal) => return Err(Run::start(e.policy, needs_clock, e.probe).refused(refusal)),
+        }
+    } else {
+        None
+    };
+    let mut run = Run::start(e.policy, needs_clock, e.probe);
     let mut step = match e.first.take() {
         Some(result) => {
             run.attempts = 1;
@@ -53,6 +111,7 @@ where
                 &mut *e.on_retry,
                 &mut *e.on_exhausted,
                 &e.restart,
+                None,
             )
         }
         None => Step::Again,
@@ -70,6 +129,16 @@ where
             }
             Step::Again => {}
         }
+        let permit = match e.guards.breaker {
+            None => None,
+            Some(b) => match b.try_acquire() {
+                Ok(p) => {
+                    run.breaker_changed(p.transition());
+                    Some(p)
+                }
+                Err(open) => return Err(run.circuit_open(open)),
+            },
+        };
         let limit = run.begin_attempt();
         if let Some(p) = e.progress {
             p.store(run.attempts, Ordering::Relaxed);
@@ -78,7 +147,12 @@ where
             None => Some(run.wrap((e.op)()).await),
             Some((at, scope)) => match tokio::time::timeout_at(at, run.wrap((e.op)())).await {
                 Ok(result) => Some(result),
-                Err(_) if scope == TimeoutScope::Total => return Err(run.total_timeout()),
+                Err(_) if scope == TimeoutScope::Total => {
+                    if let Some(p) = permit {
+                        run.breaker_changed(p.record(None));
+                    }
+                    return Err(run.total_timeout());
+                }
                 Err(_) => None,
             },
         };
@@ -88,6 +162,7 @@ where
             &mut *e.on_retry,
             &mut *e.on_exhausted,
             &e.restart,
+            permit,
         );
     }
 }

@@ -47,7 +47,7 @@
 
 mod blocking;
 mod call;
-mod engine;
+pub(crate) mod engine;
 #[cfg(feature = "serde")]
 mod file;
 mod hooks;

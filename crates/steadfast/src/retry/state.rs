@@ -8,10 +8,11 @@ use tokio::time::Instant;
 use super::hooks::{ExhaustedHook, NoHook, OnExhausted, OnRetry, RetryHook};
 use super::options::Retry;
 use crate::backoff::Schedule;
+use crate::breaker::{Open, Permit, Transition};
 use crate::classify::Classifier;
 use crate::classify::Outcome;
 use crate::error::{Error, Stop, TimeoutScope};
-use crate::observe::{AttemptEnd, Event, Probe, RetryReason};
+use crate::observe::{AttemptEnd, Event, Probe, RejectedBy, RetryReason};
 
 /// What an engine does after an attempt.
 pub(crate) enum Step<T, E> {
@@ -175,6 +176,7 @@ impl<'p, P: Probe> Run<'p, P> {
         on_retry: &mut R,
         on_exhausted: &mut X,
         restart: &L,
+        permit: Option<Permit<'_>>,
     ) -> Step<T, E>
     where
         C: Classifier<T, E>,
@@ -186,6 +188,10 @@ impl<'p, P: Probe> Run<'p, P> {
             Some(result) => classifier.classify(result),
             None => self.timeout_outcome(),
         };
+        if let Some(p) = permit {
+            let change = p.record(last.is_some().then_some(&outcome));
+            self.breaker_changed(change);
+        }
         if P::ACTIVE {
             let end = match &last {
                 Some(Ok(_)) => AttemptEnd::Ok,
@@ -312,6 +318,51 @@ impl<'p, P: Probe> Run<'p, P> {
                 after: self.policy.attempt_timeout.unwrap_or_default(),
                 attempts: self.attempts,
             }),
+        }
+    }
+
+    /// Reports a breaker's change of state.
+    #[inline]
+    pub(crate) fn breaker_changed(&mut self, change: Option<Transition>) {
+        if P::ACTIVE
+            && let Some(t) = change
+        {
+            self.emit(Event::BreakerChanged {
+                from: t.from,
+                to: t.to,
+            });
+        }
+    }
+
+    /// The error for an attempt the breaker refused.
+    #[cold]
+    pub(crate) fn circuit_open<E>(&mut self, open: Open) -> Error<E> {
+        self.emit(Event::Rejected {
+            by: RejectedBy::Breaker,
+            retry_after: open.retry_after,
+        });
+        self.call_finished(false, None, None);
+        Error::CircuitOpen {
+            retry_after: open.retry_after,
+            attempts: self.attempts,
+        }
+    }
+
+    /// The error for a call the rate limiter or the bulkhead refused.
+    #[cold]
+    pub(crate) fn refused<E>(mut self, r: super::engine::Refusal) -> Error<E> {
+        self.emit(Event::Rejected {
+            by: r.by,
+            retry_after: r.retry_after,
+        });
+        self.call_finished(false, None, None);
+        match r.by {
+            RejectedBy::Bulkhead => Error::BulkheadFull {
+                max_concurrent: r.max_concurrent,
+            },
+            _ => Error::RateLimited {
+                retry_after: r.retry_after.unwrap_or_default(),
+            },
         }
     }
 
