@@ -89,6 +89,53 @@ fn first_try_success_allocates_nothing() {
             assert_eq!(executor.run("svc.Method", ok).await.unwrap(), 7);
         }
         assert_eq!(allocations() - before, 0, "executor handle and run by key");
+
+        // A closed breaker, a bulkhead with room and a rate limiter under its rate: atomics
+        // only, no allocation.
+        let breaker = steadfast::breaker::Breaker::failure_rate(0.5)
+            .build()
+            .unwrap();
+        let consecutive = steadfast::breaker::Breaker::consecutive(5).build().unwrap();
+        let bulkhead = steadfast::limit::Bulkhead::new(8).build().unwrap();
+        let limiter = steadfast::limit::RateLimiter::per_second(1_000_000_000)
+            .build()
+            .unwrap();
+        let before = allocations();
+        for _ in 0..1000 {
+            for b in [&breaker, &consecutive] {
+                let v = tuned
+                    .call(ok)
+                    .breaker(b)
+                    .bulkhead(&bulkhead)
+                    .rate_limiter(&limiter)
+                    .run()
+                    .await;
+                assert_eq!(v.unwrap(), 7);
+            }
+        }
+        assert_eq!(allocations() - before, 0, "breaker, bulkhead, rate limiter");
+
+        let plan = steadfast::policy::Plan::new(tuned.clone())
+            .breaker(steadfast::breaker::BreakerOptions::default())
+            .unwrap()
+            .bulkhead(steadfast::limit::BulkheadOptions::new(8))
+            .unwrap();
+        let guarded = steadfast::Executor::new(
+            steadfast::policy::Policies::default()
+                .with_plan("svc.*", plan)
+                .unwrap(),
+        );
+        let handle = guarded.handle("svc.Method").unwrap();
+        let before = allocations();
+        for _ in 0..1000 {
+            assert_eq!(handle.run(ok).await.unwrap(), 7);
+            assert_eq!(guarded.run("svc.Method", ok).await.unwrap(), 7);
+        }
+        assert_eq!(
+            allocations() - before,
+            0,
+            "executor plan with breaker and bulkhead"
+        );
     });
     let before = allocations();
     for _ in 0..1000 {
