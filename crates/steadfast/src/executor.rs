@@ -507,6 +507,49 @@ impl Executor {
             .await
     }
 
+    /// Runs `op` under the plan of `key` with `fallback` around the whole call (see
+    /// [`fallback`](crate::fallback)); when it replaces a failure, observers see
+    /// [`Event::FallbackUsed`](crate::observe::Event::FallbackUsed).
+    ///
+    /// ```
+    /// use steadfast::fallback::{Fallback, On};
+    /// use steadfast::{Executor, Retry, policy::Policies};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let executor = Executor::new(Policies::new(Retry::immediate().max_attempts(2).build()?));
+    /// let stale = Fallback::on(On::EXHAUSTED).value(vec!["cached"]);
+    /// let list = executor
+    ///     .run_with_fallback("catalog.List", stale, || async { Err::<Vec<&str>, _>("down") })
+    ///     .await?;
+    /// assert_eq!(list, ["cached"]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_with_fallback<F, Fut, T, E, W, A>(
+        &self,
+        key: &str,
+        fallback: crate::fallback::Fallback<W, A>,
+        op: F,
+    ) -> Result<T, Error<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: 'static,
+        E: 'static,
+        W: crate::fallback::When<E>,
+        A: crate::fallback::Action<T, E>,
+    {
+        let (result, used) = fallback.apply(self.run(key, op).await);
+        if used
+            && self.inner.observed()
+            && let Ok(entry) = self.inner.entry(key)
+        {
+            let mut observers = self.inner.observers(&entry.key);
+            observers.event(&crate::observe::Event::FallbackUsed);
+        }
+        result
+    }
+
     /// Runs `op` on this thread under the plan of `key` (the blocking mirror of
     /// [`run`](Self::run): the key's policy chain runs around it; observers are not told
     /// about blocking calls yet).

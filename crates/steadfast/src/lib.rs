@@ -53,6 +53,7 @@ pub mod classify;
 mod config;
 mod error;
 pub mod executor;
+pub mod fallback;
 pub mod key;
 pub mod limit;
 pub mod observe;
