@@ -169,3 +169,61 @@ async fn a_burst_of_writes_is_read_once() {
     let more = tokio::time::timeout(Duration::from_millis(600), events.recv()).await;
     assert!(more.is_err(), "a second event for one burst: {more:?}");
 }
+
+/// Issue 4's last clause: a reload that does not touch a key's breaker keeps its state (an
+/// open breaker stays open); one that changes the breaker's options starts it afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_stays_open_across_a_reload_that_does_not_change_it() {
+    use steadfast::Error;
+    use steadfast::breaker::BreakerState;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policies.yaml");
+    let db = "policies:\n  db.*:\n    retry: { max_attempts: 1 }\n    breaker: { failure_threshold: 2, break: 1h }\n";
+    std::fs::write(
+        &path,
+        format!("{db}  svc.*:\n    retry: {{ max_attempts: 2 }}\n"),
+    )
+    .unwrap();
+    let (observer, mut events) = PolicyEvents::new();
+    let executor = Executor::builder().observer(observer).build();
+    let _following = executor
+        .follow(FileProvider::new(&path).debounce(Duration::from_millis(50)))
+        .await;
+    assert!(next_event(&mut events).await.starts_with("applied "));
+    for _ in 0..2 {
+        let _ = executor
+            .run("db.Query", || async { Err::<(), _>("down") })
+            .await;
+    }
+    let before = executor.breaker("db.Query").unwrap().unwrap();
+    assert_eq!(before.state(), BreakerState::Open);
+
+    // Another table changes; db.* (and its breaker) does not.
+    replace(
+        &path,
+        &format!("{db}  svc.*:\n    retry: {{ max_attempts: 5 }}\n"),
+    );
+    assert!(next_event(&mut events).await.starts_with("applied "));
+    assert_eq!(attempts(&executor, "svc.Get"), Some(5));
+    let after = executor.breaker("db.Query").unwrap().unwrap();
+    assert!(after.same(&before), "the same breaker, with its state");
+    let refused = executor.run("db.Query", || async { Ok::<_, ()>(()) }).await;
+    assert!(matches!(refused, Err(Error::CircuitOpen { .. })));
+
+    // The breaker's own options change: a new breaker, closed.
+    replace(
+        &path,
+        "policies:\n  db.*:\n    retry: { max_attempts: 1 }\n    breaker: { failure_threshold: 3, break: 1h }\n",
+    );
+    assert!(next_event(&mut events).await.starts_with("applied "));
+    let fresh = executor.breaker("db.Query").unwrap().unwrap();
+    assert!(!fresh.same(&before));
+    assert_eq!(fresh.state(), BreakerState::Closed);
+    assert!(
+        executor
+            .run("db.Query", || async { Ok::<_, ()>(()) })
+            .await
+            .is_ok()
+    );
+}

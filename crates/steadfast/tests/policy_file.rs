@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use steadfast::backoff::{BackoffOptions, Jitter};
+use steadfast::breaker::{BreakerOptions, Failures, Window};
 use steadfast::chain::{Policy, Registry};
-use steadfast::policy::{Format, Origin, PolicyDocument, Source, TableSpec};
+use steadfast::limit::{BulkheadOptions, RateLimitOptions};
+use steadfast::policy::{Format, Origin, PolicyDocument, Scoped, Source, TableSpec};
 use steadfast::{Retry, RetryOptions};
 
 fn check(text: &str, format: Format) -> Vec<String> {
@@ -83,6 +85,64 @@ fn yaml_and_json_errors_have_their_places_too() {
     assert_eq!(
         check("a: 1\na: 2\n", Format::Yaml),
         [r#"policies:2:1: duplicate key "a""#]
+    );
+}
+
+#[test]
+fn breaker_bulkhead_and_rate_limit_tables_compile_and_their_errors_are_placed() {
+    let text = r#"[defaults]
+breaker = { failure_threshold = 5, break = "30s" }
+
+[policies."db.*"]
+breaker = { kind = "failure_rate", threshold = 0.5, window = "10s", min_calls = 20, break = "5s", shared = "db" }
+bulkhead = { max_concurrent = 32, max_queue = 64, queue_timeout = "1s" }
+rate_limit = { rate = 100, per = "1s", burst = 20, max_wait = "250ms" }
+"#;
+    let doc = PolicyDocument::parse(text, Format::Toml, "policies.toml").unwrap();
+    let policies = doc.compile(&Registry::new()).unwrap();
+    let db = policies.resolve("db.Query").plan().clone();
+    let breaker = db.breaker_options().unwrap();
+    assert_eq!(breaker.shared.as_deref(), Some("db"));
+    assert_eq!(
+        breaker.options,
+        BreakerOptions::failure_rate(0.5)
+            .window(Window::time(Duration::from_secs(10)))
+            .min_calls(20)
+            .break_duration(Duration::from_secs(5))
+    );
+    assert_eq!(db.bulkhead_options().unwrap().options.max_queue, 64);
+    assert_eq!(db.rate_limit_options().unwrap().options.burst, 20);
+    let other = policies.resolve("search.Query").plan().clone();
+    assert_eq!(
+        other.breaker_options().unwrap().options,
+        BreakerOptions::consecutive(5)
+    );
+    assert!(other.bulkhead_options().is_none());
+
+    let bad = r#"[policies."db.*"]
+breaker = { kind = "failure_rate", threshold = 1.5, window_calls = 0, break = "0s" }
+bulkhead = { max_concurrent = 0 }
+rate_limit = { rate = 10, burst = 0, shared = "" }
+"#;
+    assert_eq!(
+        check(bad, Format::Toml),
+        [
+            r#"policies:2:48: policies."db.*".breaker.threshold: must be in (0, 1], got 1.5"#,
+            r#"policies:2:68: policies."db.*".breaker.window_calls: must be >= 1, got 0"#,
+            r#"policies:2:79: policies."db.*".breaker.break: must be > 0, got 0ms"#,
+            r#"policies:3:31: policies."db.*".bulkhead.max_concurrent: must be >= 1, got 0"#,
+            r#"policies:4:35: policies."db.*".rate_limit.burst: must be >= 1, got 0"#,
+            r#"policies:4:47: policies."db.*".rate_limit.shared: must not be empty"#,
+        ]
+    );
+    assert_eq!(
+        check(
+            "[defaults]
+breaker = { min_calls = 3 }
+",
+            Format::Toml
+        ),
+        ["policies:2:11: defaults.breaker: min_calls: only failure_rate breakers have it"]
     );
 }
 
@@ -287,15 +347,121 @@ fn retry_options() -> impl Strategy<Value = RetryOptions> {
         )
 }
 
+fn shared() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of("[a-z][a-z-]{0,8}")
+}
+
+fn breaker() -> impl Strategy<Value = Scoped<BreakerOptions>> {
+    let kind = prop_oneof![
+        (1u32..50).prop_map(BreakerOptions::consecutive),
+        (1u32..=10, 1u32..500, 0u32..200, any::<bool>()).prop_map(|(t, n, min, timed)| {
+            let window = if timed {
+                Window::Time {
+                    length: Duration::from_secs(u64::from(n)),
+                    buckets: 1 + n % 20,
+                }
+            } else {
+                Window::Calls(n)
+            };
+            BreakerOptions::failure_rate(f64::from(t) / 10.0)
+                .window(window)
+                .min_calls(min)
+        }),
+        (1u32..=10, 1u32..=10, duration()).prop_map(|(t, d, slow)| BreakerOptions::failure_rate(
+            f64::from(t) / 10.0
+        )
+        .slow_calls(slow, f64::from(d) / 10.0)),
+        (1u32..10, 0u32..10, 1u64..600).prop_map(|(base, extra, secs)| {
+            BreakerOptions::adaptive(base, base + extra)
+                .window(Window::time(Duration::from_secs(secs)))
+        }),
+        Just(BreakerOptions::no_op()),
+    ];
+    (
+        kind,
+        duration(),
+        proptest::option::of(0u32..4),
+        1u32..20,
+        duration(),
+        any::<[bool; 4]>(),
+        shared(),
+    )
+        .prop_map(|(o, brk, grow, probes, probe_timeout, count, shared)| {
+            let mut o = o
+                .break_duration(brk)
+                .half_open_calls(probes)
+                .probe_timeout(probe_timeout);
+            if let Some(g) = grow {
+                o = o.max_break_duration(brk * (1 << g));
+            }
+            let [retryable, non_retryable, abort, timeout] = count;
+            o = o.failures(Failures {
+                retryable,
+                non_retryable,
+                abort,
+                timeout,
+            });
+            match shared {
+                Some(name) => Scoped::shared(name, o),
+                None => Scoped::per_key(o),
+            }
+        })
+}
+
+fn bulkhead() -> impl Strategy<Value = Scoped<BulkheadOptions>> {
+    (
+        1u32..1000,
+        0u32..1000,
+        proptest::option::of(duration()),
+        shared(),
+    )
+        .prop_map(|(n, q, t, shared)| {
+            let mut o = BulkheadOptions::new(n).max_queue(q);
+            if let Some(t) = t {
+                o = o.queue_timeout(t);
+            }
+            match shared {
+                Some(name) => Scoped::shared(name, o),
+                None => Scoped::per_key(o),
+            }
+        })
+}
+
+fn rate_limit() -> impl Strategy<Value = Scoped<RateLimitOptions>> {
+    (
+        1u32..10_000,
+        1u64..3600,
+        1u32..10_000,
+        proptest::option::of(duration()),
+        shared(),
+    )
+        .prop_map(|(rate, per, burst, wait, shared)| {
+            let mut o = RateLimitOptions::new(rate, Duration::from_secs(per)).burst(burst);
+            if let Some(w) = wait {
+                o = o.max_wait(w);
+            }
+            match shared {
+                Some(name) => Scoped::shared(name, o),
+                None => Scoped::per_key(o),
+            }
+        })
+}
+
 fn table() -> impl Strategy<Value = TableSpec> {
     (
         proptest::option::of(retry_options()),
         proptest::option::of(proptest::collection::btree_set("[a-z_]{1,8}", 0..3)),
+        proptest::option::of(breaker()),
+        proptest::option::of(bulkhead()),
+        proptest::option::of(rate_limit()),
     )
-        .prop_map(|(retry, chain)| {
+        .prop_map(|(retry, chain, breaker, bulkhead, rate_limit)| {
             let mut t = TableSpec::new();
             t.retry = retry;
             t.chain = chain.map(|c| c.into_iter().collect());
+            t.breaker = breaker;
+            t.bulkhead = bulkhead;
+            t.rate_limit = rate_limit;
             t
         })
 }

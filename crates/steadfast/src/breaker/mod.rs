@@ -47,6 +47,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "serde")]
+mod file;
 mod state;
 mod window;
 
@@ -364,7 +366,7 @@ impl BreakerOptions {
             BreakerKind::NoOp => {}
             BreakerKind::Consecutive { threshold } => {
                 if *threshold == 0 {
-                    p.push("threshold", "must be >= 1, got 0");
+                    p.push("failure_threshold", "must be >= 1, got 0");
                 }
             }
             BreakerKind::FailureRate {
@@ -375,9 +377,9 @@ impl BreakerOptions {
             } => {
                 rate(p, "threshold", *threshold);
                 match *window {
-                    Window::Calls(0) => p.push("window", "must hold at least 1 call, got 0"),
+                    Window::Calls(0) => p.push("window_calls", "must be >= 1, got 0"),
                     Window::Calls(n) if n > MAX_WINDOW_CALLS => p.push(
-                        "window",
+                        "window_calls",
                         format!("must hold at most {MAX_WINDOW_CALLS} calls, got {n}"),
                     ),
                     Window::Calls(_) => {}

@@ -7,11 +7,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::breaker::BreakerOptions;
 use crate::chain::Registry;
+use crate::config::ConfigError;
 use crate::key::{KeyError, Pattern};
+use crate::limit::{BulkheadOptions, RateLimitOptions};
 use crate::policy::Policies;
 use crate::policy::format::{self, Format};
 use crate::policy::node::{self, Found, Node, Position, Segment, fmt_path};
+use crate::policy::{Plan, Scoped};
 use crate::retry::RetryOptions;
 
 /// The strategies of one table: `[defaults]` or `[policies."ns.*"]` / `[policies."ns.Name"]`.
@@ -44,6 +48,15 @@ pub struct TableSpec {
     /// (request hooks in this order, response hooks in reverse).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<Vec<String>>,
+    /// A circuit breaker around every attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<Scoped<BreakerOptions>>,
+    /// A bulkhead around each call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulkhead: Option<Scoped<BulkheadOptions>>,
+    /// A rate limiter admitting each call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<Scoped<RateLimitOptions>>,
 }
 
 impl TableSpec {
@@ -64,12 +77,66 @@ impl TableSpec {
         self
     }
 
+    /// Sets the circuit breaker.
+    pub fn breaker(mut self, breaker: Scoped<BreakerOptions>) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Sets the bulkhead.
+    pub fn bulkhead(mut self, bulkhead: Scoped<BulkheadOptions>) -> Self {
+        self.bulkhead = Some(bulkhead);
+        self
+    }
+
+    /// Sets the rate limiter.
+    pub fn rate_limit(mut self, rate_limit: Scoped<RateLimitOptions>) -> Self {
+        self.rate_limit = Some(rate_limit);
+        self
+    }
+
     /// This table's strategies, each taken from `lower` where this one does not name it.
     fn over(&self, lower: &TableSpec) -> TableSpec {
         TableSpec {
             retry: self.retry.clone().or_else(|| lower.retry.clone()),
             chain: self.chain.clone().or_else(|| lower.chain.clone()),
+            breaker: self.breaker.clone().or_else(|| lower.breaker.clone()),
+            bulkhead: self.bulkhead.clone().or_else(|| lower.bulkhead.clone()),
+            rate_limit: self.rate_limit.clone().or_else(|| lower.rate_limit.clone()),
         }
+    }
+
+    /// Every problem of the strategies' options, each with its field path (`breaker.break`).
+    fn problems(&self) -> Vec<crate::config::FieldError> {
+        let shared = |name: &Option<String>, field: &str| match name.as_deref() {
+            Some("") => Some(crate::config::FieldError::new(
+                format!("{field}.shared"),
+                "must not be empty",
+            )),
+            _ => None,
+        };
+        let errors = |r: Result<(), ConfigError>| r.err().map(|e| e.errors().to_vec());
+        let mut out = Vec::new();
+        out.extend(
+            self.retry
+                .as_ref()
+                .and_then(|r| errors(r.validate()))
+                .into_iter()
+                .flatten(),
+        );
+        if let Some(b) = &self.breaker {
+            out.extend(errors(b.options.validate()).into_iter().flatten());
+            out.extend(shared(&b.shared, "breaker"));
+        }
+        if let Some(b) = &self.bulkhead {
+            out.extend(errors(b.options.validate()).into_iter().flatten());
+            out.extend(shared(&b.shared, "bulkhead"));
+        }
+        if let Some(r) = &self.rate_limit {
+            out.extend(errors(r.options.validate()).into_iter().flatten());
+            out.extend(shared(&r.shared, "rate_limit"));
+        }
+        out
     }
 }
 
@@ -487,18 +554,14 @@ impl PolicyDocument {
                     Ok(_) => {}
                 }
             }
-            if let Some(retry) = &table.retry
-                && let Err(e) = retry.validate()
+            for fe in table
+                .problems()
+                .iter()
+                .filter(|fe| !follows_broken(&path, fe.field()))
             {
-                for fe in e
-                    .errors()
-                    .iter()
-                    .filter(|fe| !follows_broken(&path, fe.field()))
-                {
-                    let mut at = path.clone();
-                    at.extend(fe.field().split('.'));
-                    out.push(self.diagnostic(&at, fe.message()));
-                }
+                let mut at = path.clone();
+                at.extend(fe.field().split('.'));
+                out.push(self.diagnostic(&at, fe.message()));
             }
             if let Some(chain) = &table.chain
                 && !broken(&path, &["chain"])
@@ -659,10 +722,32 @@ impl PolicyDocument {
                 .unwrap_or_default()
                 .build()
                 .map_err(|e| unplaced(e.to_string()))?;
+            let mut plan = Plan::new(retry);
+            if let Some(b) = table.breaker {
+                plan = match b.shared {
+                    Some(name) => plan.shared_breaker(name, b.options),
+                    None => plan.breaker(b.options),
+                }
+                .map_err(|e| unplaced(e.to_string()))?;
+            }
+            if let Some(b) = table.bulkhead {
+                plan = match b.shared {
+                    Some(name) => plan.shared_bulkhead(name, b.options),
+                    None => plan.bulkhead(b.options),
+                }
+                .map_err(|e| unplaced(e.to_string()))?;
+            }
+            if let Some(r) = table.rate_limit {
+                plan = match r.shared {
+                    Some(name) => plan.shared_rate_limit(name, r.options),
+                    None => plan.rate_limit(r.options),
+                }
+                .map_err(|e| unplaced(e.to_string()))?;
+            }
             let chain = table.chain.unwrap_or_default();
             let names: Vec<&str> = chain.iter().map(String::as_str).collect();
             policies = policies
-                .with_chain(text, retry, &names, registry)
+                .with_plan_chain(text, plan, &names, registry)
                 .map_err(|e| unplaced(e.to_string()))?;
         }
         Ok(policies)

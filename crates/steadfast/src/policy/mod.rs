@@ -446,6 +446,18 @@ impl Policies {
         names: &[&str],
         registry: &Registry,
     ) -> Result<Self, PolicyError> {
+        self.with_plan_chain(pattern, Plan::new(retry), names, registry)
+    }
+
+    /// Adds (or replaces) the table for `pattern`: `plan`, with the custom policies `names`
+    /// from `registry` around the call.
+    pub fn with_plan_chain(
+        self,
+        pattern: &str,
+        plan: Plan,
+        names: &[&str],
+        registry: &Registry,
+    ) -> Result<Self, PolicyError> {
         let parsed = Pattern::parse(pattern).map_err(PolicyError::Pattern)?;
         let chain = names
             .iter()
@@ -457,7 +469,7 @@ impl Policies {
                 }),
             })
             .collect::<Result<Chain, _>>()?;
-        Ok(self.insert(parsed, Plan::new(retry).with_chain(chain)))
+        Ok(self.insert(parsed, plan.with_chain(chain)))
     }
 
     fn insert(mut self, pattern: Pattern, plan: Plan) -> Self {

@@ -49,7 +49,7 @@ mod blocking;
 mod call;
 pub(crate) mod engine;
 #[cfg(feature = "serde")]
-mod file;
+pub(crate) mod file;
 mod hooks;
 mod options;
 mod state;

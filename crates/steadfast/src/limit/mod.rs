@@ -23,6 +23,9 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "serde")]
+mod file;
+
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
