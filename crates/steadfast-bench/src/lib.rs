@@ -13,12 +13,15 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 /// The scenarios of the comparison.
-pub const SCENARIOS: [Scenario; 5] = [
+pub const SCENARIOS: [Scenario; 8] = [
     Scenario::FirstTrySuccess,
     Scenario::TwoFailuresThenSuccess,
     Scenario::BackoffSchedule,
     Scenario::ExecutorHandle,
     Scenario::ExecutorKey,
+    Scenario::BreakerClosed,
+    Scenario::BreakerContended,
+    Scenario::Pipeline5,
 ];
 
 /// What is measured.
@@ -34,6 +37,13 @@ pub enum Scenario {
     ExecutorHandle,
     /// A first-try success through `Executor::run` by string key, beside the bare engine.
     ExecutorKey,
+    /// A first-try success through a closed circuit breaker.
+    BreakerClosed,
+    /// The same on two threads at once, through one shared breaker.
+    BreakerContended,
+    /// A first-try success through rate limiter → total timeout → retry → breaker → attempt
+    /// timeout.
+    Pipeline5,
 }
 
 impl Scenario {
@@ -45,6 +55,9 @@ impl Scenario {
             Scenario::BackoffSchedule => "backoff-schedule-10",
             Scenario::ExecutorHandle => "executor-handle",
             Scenario::ExecutorKey => "executor-key",
+            Scenario::BreakerClosed => "breaker-closed",
+            Scenario::BreakerContended => "breaker-2-threads",
+            Scenario::Pipeline5 => "pipeline-5",
         }
     }
 
@@ -55,6 +68,8 @@ impl Scenario {
             Scenario::TwoFailuresThenSuccess => 20_000,
             Scenario::BackoffSchedule => 50_000,
             Scenario::ExecutorHandle | Scenario::ExecutorKey => 50_000,
+            Scenario::BreakerClosed | Scenario::BreakerContended => 50_000,
+            Scenario::Pipeline5 => 20_000,
         }
     }
 }
@@ -144,6 +159,8 @@ macro_rules! call_runner {
     }};
 }
 
+mod breaker;
+
 /// Every implementation of `scenario`, the baseline first (steadfast, or the bare engine in
 /// the executor scenarios), set up inside `rt` (some peers take its clock).
 pub fn runners(rt: &Runtime, scenario: Scenario) -> Vec<Runner> {
@@ -151,6 +168,9 @@ pub fn runners(rt: &Runtime, scenario: Scenario) -> Vec<Runner> {
     match scenario {
         Scenario::BackoffSchedule => schedule_runners(),
         Scenario::ExecutorHandle | Scenario::ExecutorKey => executor_runners(scenario),
+        Scenario::BreakerClosed => breaker::closed(),
+        Scenario::BreakerContended => breaker::contended(),
+        Scenario::Pipeline5 => breaker::pipeline(),
         _ => call_runners(scenario),
     }
 }
@@ -381,6 +401,9 @@ mod tests {
             Scenario::TwoFailuresThenSuccess,
             Scenario::ExecutorHandle,
             Scenario::ExecutorKey,
+            Scenario::BreakerClosed,
+            Scenario::BreakerContended,
+            Scenario::Pipeline5,
         ] {
             for mut runner in runners(&rt, scenario) {
                 ATTEMPTS.store(0, Ordering::Relaxed);

@@ -360,7 +360,7 @@ impl Executor {
         let generation = self.inner.generation.load(Ordering::Acquire);
         let bound = self.inner.current(&entry);
         Ok(Handle {
-            lean: self.inner.lean(&bound),
+            lean: self.inner.lean(&bound) && bound.guards().is_empty(),
             entry,
             inner: self.inner.clone(),
             bound,
@@ -429,13 +429,12 @@ impl Executor {
         async move {
             let bound = bound?;
             if self.inner.lean(&bound) {
-                return bound
-                    .plan
-                    .retry()
-                    .call(op)
-                    .with_guards(bound.guards())
-                    .run()
-                    .await;
+                let guards = bound.guards();
+                let call = bound.plan.retry().call(op);
+                if guards.is_empty() {
+                    return call.run().await;
+                }
+                return call.with_guards(guards).run().await;
             }
             let entry = self.inner.entry(key)?;
             // Observers or a chain: their work (and this allocation) only when configured.
@@ -521,7 +520,8 @@ impl Executor {
     /// let stale = Fallback::on(On::EXHAUSTED).value(vec!["cached"]);
     /// let list = executor
     ///     .run_with_fallback("catalog.List", stale, || async { Err::<Vec<&str>, _>("down") })
-    ///     .await?;
+    ///     .await
+    ///     .unwrap();
     /// assert_eq!(list, ["cached"]);
     /// # Ok(()) }
     /// ```
@@ -850,7 +850,8 @@ pub struct Handle {
     inner: Arc<Inner>,
     bound: Arc<Bound>,
     generation: u64,
-    /// The pinned plan has no chain and the executor no observer: calls take the lean path.
+    /// The pinned plan has no chain and no strategy state, and the executor no observer:
+    /// calls take the plain path.
     lean: bool,
 }
 
@@ -877,7 +878,7 @@ impl Handle {
     pub fn refresh(&mut self) {
         self.generation = self.inner.generation.load(Ordering::Acquire);
         self.bound = self.inner.current(&self.entry);
-        self.lean = self.inner.lean(&self.bound);
+        self.lean = self.inner.lean(&self.bound) && self.bound.guards().is_empty();
     }
 
     /// The key's plan if the policies changed since this handle pinned its own.
@@ -899,13 +900,7 @@ impl Handle {
         // current and nothing observes or chains the call.
         if self.lean && self.inner.generation.load(Ordering::Acquire) == self.generation {
             return Either::Left {
-                inner: self
-                    .bound
-                    .plan
-                    .retry()
-                    .call(op)
-                    .with_guards(self.bound.guards())
-                    .run(),
+                inner: self.bound.plan.retry().run(op),
             };
         }
         let fresh = self.fresh();
@@ -913,13 +908,12 @@ impl Handle {
             inner: async move {
                 let bound = fresh.as_deref().unwrap_or(&self.bound);
                 if self.inner.lean(bound) {
-                    return bound
-                        .plan
-                        .retry()
-                        .call(op)
-                        .with_guards(bound.guards())
-                        .run()
-                        .await;
+                    let guards = bound.guards();
+                    let call = bound.plan.retry().call(op);
+                    if guards.is_empty() {
+                        return call.run().await;
+                    }
+                    return call.with_guards(guards).run().await;
                 }
                 let key = &self.entry.key;
                 Box::pin(self.inner.run_full(

@@ -7,7 +7,6 @@
 //!
 //! # Example
 //! ```
-//! use std::time::Duration;
 //! use steadfast::fallback::{Fallback, On};
 //! use steadfast::limit::RateLimiter;
 //! use steadfast::Retry;
@@ -19,14 +18,14 @@
 //! let price = || retry.call(|| async { Ok::<u32, &str>(42) }).rate_limiter(&limiter).run();
 //!
 //! let cached = 40;
-//! assert_eq!(Fallback::on(On::REJECTED).value(cached).run(price()).await?, 42);
+//! assert_eq!(Fallback::on(On::REJECTED).value(cached).run(price()).await.unwrap(), 42);
 //! // Over the rate: the cached price instead of an error.
-//! assert_eq!(Fallback::on(On::REJECTED).value(cached).run(price()).await?, 40);
+//! assert_eq!(Fallback::on(On::REJECTED).value(cached).run(price()).await.unwrap(), 40);
 //!
 //! // A function of the error, for the operation's own errors only.
 //! let down = retry.call(|| async { Err::<u32, _>("down") }).run();
-//! let v = Fallback::on(On::FAILED).with(|e| e.attempts()).run(down).await?;
-//! assert_eq!(v, 2);
+//! let v = Fallback::on(On::FAILED).with(|e: steadfast::Error<&str>| e.attempts()).run(down).await;
+//! assert_eq!(v.unwrap(), 2);
 //! # Ok(()) }
 //! ```
 

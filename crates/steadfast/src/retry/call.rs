@@ -4,7 +4,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Poll;
 
-use super::engine::{Engine, Guards};
+use super::engine::{Engine, Guarded, Guards, NoGuards};
 use super::hooks::{
     ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook,
 };
@@ -39,23 +39,23 @@ use crate::observe::{Both, Probe, Timeline};
 /// ```
 #[derive(Debug)]
 #[must_use = "a call does nothing until `.run()` is awaited"]
-pub struct Call<'p, F, C = AnyError, R = NoHook, X = NoHook, P = NoHook> {
+pub struct Call<'p, F, C = AnyError, R = NoHook, X = NoHook, P = NoHook, Gs = NoGuards> {
     policy: &'p Retry,
     op: F,
     classifier: C,
     on_retry: R,
     on_exhausted: X,
     probe: P,
-    guards: Guards<'p>,
+    guards: Gs,
 }
 
-impl<'p, F, Fut, T, E, C, R, X, P> Call<'p, F, C, R, X, P>
+impl<'p, F, Fut, T, E, C, R, X, P, Gs> Call<'p, F, C, R, X, P, Gs>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     /// Uses this classifier (see [`classify`](crate::classify)).
-    pub fn classify<C2: Classifier<T, E>>(self, classifier: C2) -> Call<'p, F, C2, R, X, P> {
+    pub fn classify<C2: Classifier<T, E>>(self, classifier: C2) -> Call<'p, F, C2, R, X, P, Gs> {
         Call {
             policy: self.policy,
             op: self.op,
@@ -68,12 +68,12 @@ where
     }
 
     /// Classifies errors with a closure (an `Ok` is a success).
-    pub fn classify_error<G: Fn(&E) -> Outcome>(self, classify: G) -> Call<'p, F, G, R, X, P> {
+    pub fn classify_error<G: Fn(&E) -> Outcome>(self, classify: G) -> Call<'p, F, G, R, X, P, Gs> {
         self.classify(classify)
     }
 
     /// Retries only the errors `predicate` accepts; others are returned at once.
-    pub fn retry_if<Q: Fn(&E) -> bool>(self, predicate: Q) -> Call<'p, F, RetryIf<Q>, R, X, P> {
+    pub fn retry_if<Q: Fn(&E) -> bool>(self, predicate: Q) -> Call<'p, F, RetryIf<Q>, R, X, P, Gs> {
         self.classify(RetryIf::new(predicate))
     }
 
@@ -81,7 +81,7 @@ where
     pub fn on_retry<H: FnMut(&OnRetry<'_, T, E>)>(
         self,
         hook: H,
-    ) -> Call<'p, F, C, OnRetryFn<H>, X, P> {
+    ) -> Call<'p, F, C, OnRetryFn<H>, X, P, Gs> {
         Call {
             policy: self.policy,
             op: self.op,
@@ -97,7 +97,7 @@ where
     pub fn on_exhausted<H: FnMut(&mut OnExhausted<'_, T, E>)>(
         self,
         hook: H,
-    ) -> Call<'p, F, C, R, OnExhaustedFn<H>, P> {
+    ) -> Call<'p, F, C, R, OnExhaustedFn<H>, P, Gs> {
         Call {
             policy: self.policy,
             op: self.op,
@@ -111,28 +111,47 @@ where
 
     /// Runs every attempt through `breaker` (see [`breaker`](crate::breaker)): an open breaker
     /// refuses the next attempt with [`Error::CircuitOpen`] without running it.
-    pub fn breaker(mut self, breaker: &'p Breaker) -> Self {
-        self.guards.breaker = Some(breaker);
-        self
+    pub fn breaker(self, breaker: &'p Breaker) -> Call<'p, F, C, R, X, P, Guards<'p>>
+    where
+        Gs: Guarded<'p>,
+    {
+        let mut guards = self.guards.guards();
+        guards.breaker = Some(breaker);
+        self.with_guards(guards)
     }
 
     /// Runs the call (all its attempts) in a place of `bulkhead`, or fails with
     /// [`Error::BulkheadFull`].
-    pub fn bulkhead(mut self, bulkhead: &'p Bulkhead) -> Self {
-        self.guards.bulkhead = Some(bulkhead);
-        self
+    pub fn bulkhead(self, bulkhead: &'p Bulkhead) -> Call<'p, F, C, R, X, P, Guards<'p>>
+    where
+        Gs: Guarded<'p>,
+    {
+        let mut guards = self.guards.guards();
+        guards.bulkhead = Some(bulkhead);
+        self.with_guards(guards)
     }
 
     /// Admits the call through `limiter` first, or fails with [`Error::RateLimited`].
-    pub fn rate_limiter(mut self, limiter: &'p RateLimiter) -> Self {
-        self.guards.limiter = Some(limiter);
-        self
+    pub fn rate_limiter(self, limiter: &'p RateLimiter) -> Call<'p, F, C, R, X, P, Guards<'p>>
+    where
+        Gs: Guarded<'p>,
+    {
+        let mut guards = self.guards.guards();
+        guards.limiter = Some(limiter);
+        self.with_guards(guards)
     }
 
     /// All three at once (the executor's plan).
-    pub(crate) fn with_guards(mut self, guards: Guards<'p>) -> Self {
-        self.guards = guards;
-        self
+    pub(crate) fn with_guards(self, guards: Guards<'p>) -> Call<'p, F, C, R, X, P, Guards<'p>> {
+        Call {
+            policy: self.policy,
+            op: self.op,
+            classifier: self.classifier,
+            on_retry: self.on_retry,
+            on_exhausted: self.on_exhausted,
+            probe: self.probe,
+            guards,
+        }
     }
 
     /// Runs the call. Dropping the returned future stops everything at once: the attempt in
@@ -143,6 +162,7 @@ where
         R: RetryHook<T, E>,
         X: ExhaustedHook<T, E>,
         P: Probe,
+        Gs: Guarded<'p>,
     {
         // Taken apart at once: partial moves out of `self` would cost drop flags per call.
         let Call {
@@ -154,11 +174,32 @@ where
             probe,
             guards,
         } = self;
+        let guards = guards.guards();
         let mut first = None;
-        if !R::ACTIVE && !X::ACTIVE && !P::ACTIVE && guards.is_empty() && engine::fast_path(policy)
+        if !R::ACTIVE
+            && !X::ACTIVE
+            && !P::ACTIVE
+            && (!Gs::ACTIVE || (guards.bulkhead.is_none() && guards.limiter.is_none()))
+            && engine::fast_path(policy)
         {
+            // A breaker alone keeps the fast path: its permit is taken and settled here.
+            let breaker = if Gs::ACTIVE { guards.breaker } else { None };
+            let permit = match breaker.map(|b| b.try_acquire()) {
+                None => None,
+                Some(Ok(p)) => Some(p),
+                Some(Err(open)) => {
+                    return Err(Error::CircuitOpen {
+                        retry_after: open.retry_after,
+                        attempts: 0,
+                    });
+                }
+            };
             let result = op().await;
-            match classifier.classify(&result) {
+            let outcome = classifier.classify(&result);
+            if let Some(p) = permit {
+                let _ = p.record(Some(&outcome));
+            }
+            match outcome {
                 Outcome::Success => {
                     return result.map_err(|source| Error::Operation {
                         source,
@@ -191,6 +232,7 @@ where
         R: RetryHook<T, E>,
         X: ExhaustedHook<T, E>,
         P: Probe,
+        Gs: Guarded<'p>,
     {
         let mut timeline = Timeline::default();
         let result = engine::execute(Engine {
@@ -203,14 +245,14 @@ where
             progress: None,
             first: None,
             probe: Both(self.probe, &mut timeline),
-            guards: self.guards,
+            guards: self.guards.guards(),
         })
         .await;
         (result, timeline)
     }
 
     /// Reports the call's events to `probe` too.
-    pub(crate) fn with_probe<P2: Probe>(self, probe: P2) -> Call<'p, F, C, R, X, P2> {
+    pub(crate) fn with_probe<P2: Probe>(self, probe: P2) -> Call<'p, F, C, R, X, P2, Gs> {
         Call {
             policy: self.policy,
             op: self.op,
@@ -243,6 +285,7 @@ where
         R: RetryHook<T, E>,
         X: ExhaustedHook<T, E>,
         P: Probe,
+        Gs: Guarded<'p>,
     {
         let progress = AtomicU32::new(0);
         let mut engine = pin!(engine::execute(Engine {
@@ -255,7 +298,7 @@ where
             progress: Some(&progress),
             first: None,
             probe: self.probe,
-            guards: self.guards,
+            guards: self.guards.guards(),
         }));
         let mut cancel = pin!(cancel);
         poll_fn(|cx| {
@@ -270,7 +313,7 @@ where
     }
 }
 
-impl<F, Fut, B, E, C, R, X, P> Call<'_, F, C, R, X, P>
+impl<'p, F, Fut, B, E, C, R, X, P, Gs> Call<'p, F, C, R, X, P, Gs>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<ControlFlow<B>, E>>,
@@ -312,6 +355,7 @@ where
         R: RetryHook<ControlFlow<B>, E>,
         X: ExhaustedHook<ControlFlow<B>, E>,
         P: Probe,
+        Gs: Guarded<'p>,
     {
         let flow = engine::execute(Engine {
             policy: self.policy,
@@ -323,7 +367,7 @@ where
             progress: None,
             first: None,
             probe: self.probe,
-            guards: self.guards,
+            guards: self.guards.guards(),
         })
         .await?;
         Ok(break_value(flow))
@@ -509,7 +553,7 @@ impl Retry {
             on_retry: NoHook,
             on_exhausted: NoHook,
             probe: NoHook,
-            guards: Guards::default(),
+            guards: NoGuards,
         }
     }
 

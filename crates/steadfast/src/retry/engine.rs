@@ -13,10 +13,12 @@ use crate::error::{Error, TimeoutScope};
 use crate::limit::{Bulkhead, BulkheadPermit, RateLimiter};
 use crate::observe::{Probe, RejectedBy};
 
-/// The strategies around a call's attempts: a rate limiter and a bulkhead admit the call once
-/// (outside the retry loop), a breaker admits each attempt.
+/// The strategies a call runs through: a rate limiter and a bulkhead admit the call once
+/// (outside the retry loop), a breaker admits each attempt. Set with
+/// [`Call::breaker`](super::Call::breaker), [`bulkhead`](super::Call::bulkhead) and
+/// [`rate_limiter`](super::Call::rate_limiter).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Guards<'a> {
+pub struct Guards<'a> {
     pub(crate) breaker: Option<&'a Breaker>,
     pub(crate) bulkhead: Option<&'a Bulkhead>,
     pub(crate) limiter: Option<&'a RateLimiter>,
@@ -29,6 +31,42 @@ impl Guards<'_> {
     }
 }
 
+/// No strategy around the call: the type a [`Call`](super::Call) starts with, so a plain call
+/// carries and checks nothing for them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoGuards;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::NoGuards {}
+    impl Sealed for super::Guards<'_> {}
+}
+
+/// [`NoGuards`] or [`Guards`]: which strategies a call runs through, known at compile time
+/// when there are none.
+pub trait Guarded<'p>: Copy + sealed::Sealed {
+    /// Whether there may be any.
+    const ACTIVE: bool;
+    /// The strategies.
+    fn guards(self) -> Guards<'p>;
+}
+
+impl<'p> Guarded<'p> for NoGuards {
+    const ACTIVE: bool = false;
+    #[inline]
+    fn guards(self) -> Guards<'p> {
+        Guards::default()
+    }
+}
+
+impl<'p> Guarded<'p> for Guards<'p> {
+    const ACTIVE: bool = true;
+    #[inline]
+    fn guards(self) -> Guards<'p> {
+        self
+    }
+}
+
 /// Why a call was not admitted.
 pub(crate) struct Refusal {
     pub(crate) by: RejectedBy,
@@ -36,10 +74,55 @@ pub(crate) struct Refusal {
     pub(crate) max_concurrent: u32,
 }
 
+enum Admission<'a> {
+    Admitted(Option<BulkheadPermit<'a>>),
+    Refused(Refusal),
+    /// Admission needs a wait: the limiter's delay, or the bulkhead's queue (`limited`: the
+    /// rate limiter has already let the call through).
+    Wait {
+        limited: bool,
+    },
+}
+
+/// Admits the call if no wait is needed.
+fn admit_now<'a>(guards: &Guards<'a>) -> Admission<'a> {
+    if let Some(limiter) = guards.limiter {
+        match limiter.try_acquire() {
+            Ok(()) => {}
+            Err(_) if limiter.options().max_wait.is_some() => {
+                return Admission::Wait { limited: false };
+            }
+            Err(l) => {
+                return Admission::Refused(Refusal {
+                    by: RejectedBy::RateLimiter,
+                    retry_after: Some(l.retry_after),
+                    max_concurrent: 0,
+                });
+            }
+        }
+    }
+    match guards.bulkhead {
+        None => Admission::Admitted(None),
+        Some(b) => match b.try_acquire() {
+            Some(place) => Admission::Admitted(Some(place)),
+            None if b.options().max_queue > 0 => Admission::Wait { limited: true },
+            None => Admission::Refused(Refusal {
+                by: RejectedBy::Bulkhead,
+                retry_after: None,
+                max_concurrent: b.options().max_concurrent,
+            }),
+        },
+    }
+}
+
 /// Admits the call: the rate limiter (which may wait), then a place in the bulkhead (which
 /// may queue).
-async fn admit<'a>(guards: &Guards<'a>) -> Result<Option<BulkheadPermit<'a>>, Refusal> {
-    if let Some(limiter) = guards.limiter
+async fn admit<'a>(
+    guards: &Guards<'a>,
+    limited: bool,
+) -> Result<Option<BulkheadPermit<'a>>, Refusal> {
+    if !limited
+        && let Some(limiter) = guards.limiter
         && let Err(l) = limiter.acquire().await
     {
         return Err(Refusal {
@@ -94,7 +177,14 @@ where
 {
     let needs_clock = R::ACTIVE || X::ACTIVE;
     let _place = if e.guards.bulkhead.is_some() || e.guards.limiter.is_some() {
-        match admit(&e.guards).await {
+        // Admitted at once, or refused, without a wait; a wait (a queue, a rate limiter's
+        // delay) runs boxed, so its timers do not grow every call's future.
+        let now = match admit_now(&e.guards) {
+            Admission::Admitted(place) => Ok(place),
+            Admission::Refused(refusal) => Err(refusal),
+            Admission::Wait { limited } => Box::pin(admit(&e.guards, limited)).await,
+        };
+        match now {
             Ok(place) => place,
             Err(refusal) => return Err(Run::start(e.policy, needs_clock, e.probe).refused(refusal)),
         }

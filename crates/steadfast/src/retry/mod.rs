@@ -55,6 +55,7 @@ mod options;
 mod state;
 
 pub use call::{BlockingCall, Call};
+pub use engine::{Guarded, Guards, NoGuards};
 
 pub use hooks::{ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook};
 pub use options::{DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_SERVER_DELAY, Retry, RetryOptions};
