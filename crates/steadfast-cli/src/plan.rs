@@ -47,10 +47,31 @@ struct Report {
     retry_from: String,
     chain: Vec<String>,
     chain_from: String,
+    /// Breaker, bulkhead, rate limiter: each as its table is written, and where it comes from.
+    strategies: Vec<Strategy>,
     samples: u32,
     attempts: Vec<Row>,
     /// More attempts follow than are shown (an unbounded policy).
     truncated: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Strategy {
+    name: &'static str,
+    table: serde_json::Value,
+    from: String,
+}
+
+fn strategy<T: Serialize>(
+    name: &'static str,
+    found: Option<(&T, &steadfast::policy::Origin)>,
+) -> Option<Strategy> {
+    let (options, origin) = found?;
+    Some(Strategy {
+        name,
+        table: serde_json::to_value(options).ok()?,
+        from: origin.to_string(),
+    })
 }
 
 fn ms(d: Duration) -> f64 {
@@ -140,6 +161,14 @@ pub(crate) fn run(
         retry_from: explained.retry_origin().to_string(),
         chain: explained.chain().to_vec(),
         chain_from: explained.chain_origin().to_string(),
+        strategies: [
+            strategy("breaker", explained.breaker()),
+            strategy("bulkhead", explained.bulkhead()),
+            strategy("rate_limit", explained.rate_limit()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         samples,
         attempts: rows,
         truncated,
@@ -239,6 +268,19 @@ fn text(r: &Report) -> String {
             "  chain  {}  from {}\n",
             r.chain.join(" → "),
             r.chain_from
+        ));
+    }
+    for st in &r.strategies {
+        let fields: Vec<String> = st
+            .table
+            .as_object()
+            .map(|o| o.iter().map(|(k, v)| format!("{k} = {v}")).collect())
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {}  {{ {} }}  from {}\n",
+            st.name,
+            fields.join(", "),
+            st.from
         ));
     }
     out.push_str(&format!("\nretry: {}\n\n", describe(&r.retry)));

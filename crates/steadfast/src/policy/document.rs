@@ -389,6 +389,9 @@ pub struct Explanation {
     retry_origin: Origin,
     chain: Vec<String>,
     chain_origin: Origin,
+    breaker: Option<(Scoped<BreakerOptions>, Origin)>,
+    bulkhead: Option<(Scoped<BulkheadOptions>, Origin)>,
+    rate_limit: Option<(Scoped<RateLimitOptions>, Origin)>,
 }
 
 impl Explanation {
@@ -410,6 +413,21 @@ impl Explanation {
     /// Which table they come from.
     pub fn chain_origin(&self) -> &Origin {
         &self.chain_origin
+    }
+
+    /// The circuit breaker, if any table of the key names one, and that table.
+    pub fn breaker(&self) -> Option<(&Scoped<BreakerOptions>, &Origin)> {
+        self.breaker.as_ref().map(|(s, o)| (s, o))
+    }
+
+    /// The bulkhead, if any, and the table it comes from.
+    pub fn bulkhead(&self) -> Option<(&Scoped<BulkheadOptions>, &Origin)> {
+        self.bulkhead.as_ref().map(|(s, o)| (s, o))
+    }
+
+    /// The rate limiter, if any, and the table it comes from.
+    pub fn rate_limit(&self) -> Option<(&Scoped<RateLimitOptions>, &Origin)> {
+        self.rate_limit.as_ref().map(|(s, o)| (s, o))
     }
 }
 
@@ -683,6 +701,15 @@ impl PolicyDocument {
             retry_origin,
             chain,
             chain_origin,
+            breaker: lineage
+                .iter()
+                .find_map(|(o, t)| t.breaker.clone().map(|b| (b, o.clone()))),
+            bulkhead: lineage
+                .iter()
+                .find_map(|(o, t)| t.bulkhead.clone().map(|b| (b, o.clone()))),
+            rate_limit: lineage
+                .iter()
+                .find_map(|(o, t)| t.rate_limit.clone().map(|r| (r, o.clone()))),
         })
     }
 
