@@ -41,6 +41,9 @@
 //! - [`classify`]: success / retryable / non-retryable / abort, with built-ins for I/O, HTTP
 //!   (`Retry-After`) and gRPC (pushback).
 //! - [`retry`](mod@retry): the policy, the async and blocking engines, hooks and loops.
+//! - [`breaker`]: circuit breakers (consecutive, failure rate and slow calls, adaptive) that
+//!   see every attempt; [`limit`]: bulkhead and rate limiter; [`fallback`]: a value in place
+//!   of chosen failures.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
