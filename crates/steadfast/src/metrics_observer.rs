@@ -14,6 +14,9 @@ use crate::observe::{Event, Observer, RetryReason};
 /// | `steadfast_retries_total` | counter | `key`, `reason` (`backoff`, `server_delay`) |
 /// | `steadfast_calls_total` | counter | `key`, `result` (`ok`, `error`, `timeout`) |
 /// | `steadfast_call_duration_seconds` | histogram | `key` |
+/// | `steadfast_rejections_total` | counter | `key`, `by` (`breaker`, `bulkhead`, `rate_limiter`) |
+/// | `steadfast_breaker_transitions_total` | counter | `key`, `from`, `to` (`closed`, `open`, `half_open`, `isolated`) |
+/// | `steadfast_fallbacks_total` | counter | `key` |
 ///
 /// # Example
 /// ```
@@ -79,6 +82,22 @@ impl Observer for MetricsObserver {
                     .increment(1);
                 metrics::histogram!("steadfast_call_duration_seconds", "key" => key)
                     .record(duration.as_secs_f64());
+            }
+            Event::Rejected { by, .. } => {
+                metrics::counter!("steadfast_rejections_total", "key" => key, "by" => by.as_str())
+                    .increment(1);
+            }
+            Event::BreakerChanged { from, to } => {
+                metrics::counter!(
+                    "steadfast_breaker_transitions_total",
+                    "key" => key,
+                    "from" => from.as_str(),
+                    "to" => to.as_str()
+                )
+                .increment(1);
+            }
+            Event::FallbackUsed => {
+                metrics::counter!("steadfast_fallbacks_total", "key" => key).increment(1);
             }
             _ => {}
         }

@@ -116,3 +116,80 @@ fn counts_are_exact() {
         ]
     );
 }
+
+#[test]
+fn rejections_breaker_transitions_and_fallbacks_are_counted() {
+    use steadfast::breaker::BreakerOptions;
+    use steadfast::fallback::{Fallback, On};
+    use steadfast::policy::Plan;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        rt.block_on(async {
+            let plan = Plan::new(Retry::immediate().max_attempts(3).build().unwrap())
+                .breaker(BreakerOptions::consecutive(2))
+                .unwrap();
+            let executor = Executor::builder()
+                .policies(Policies::default().with_plan("db.*", plan).unwrap())
+                .observer(MetricsObserver::new())
+                .build();
+            // Two failures open the breaker; the third attempt is refused, and so is the next
+            // call, which a fallback answers.
+            let _ = executor
+                .run("db.Q", || async { Err::<u32, _>("down") })
+                .await;
+            let v = executor
+                .run_with_fallback("db.Q", Fallback::on(On::REJECTED).value(0), || async {
+                    Ok::<u32, &str>(1)
+                })
+                .await;
+            assert_eq!(v.unwrap(), 0);
+        })
+    });
+    let counters: Vec<(String, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| match value {
+            DebugValue::Counter(c) => {
+                let labels: Vec<String> = key
+                    .key()
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                Some((format!("{}{{{}}}", key.key().name(), labels.join(",")), c))
+            }
+            _ => None,
+        })
+        .filter(|(name, _)| {
+            !name.starts_with("steadfast_attempts") && !name.starts_with("steadfast_calls")
+        })
+        .collect();
+    let mut counters = counters;
+    counters.sort();
+    assert_eq!(
+        counters,
+        [
+            (
+                "steadfast_breaker_transitions_total{key=db.Q,from=closed,to=open}".to_string(),
+                1
+            ),
+            ("steadfast_fallbacks_total{key=db.Q}".to_string(), 1),
+            (
+                "steadfast_rejections_total{key=db.Q,by=breaker}".to_string(),
+                2
+            ),
+            // Retries after attempts 1 and 2; the third attempt is the refused one.
+            (
+                "steadfast_retries_total{key=db.Q,reason=backoff}".to_string(),
+                2
+            ),
+        ]
+    );
+}
