@@ -15,7 +15,7 @@ use crate::limit::{BulkheadOptions, RateLimitOptions};
 use crate::policy::Policies;
 use crate::policy::format::{self, Format};
 use crate::policy::node::{self, Found, Node, Position, Segment, fmt_path};
-use crate::policy::{Plan, Scoped};
+use crate::policy::{Plan, Scoped, validate_scoped};
 use crate::retry::RetryOptions;
 
 /// The strategies of one table: `[defaults]` or `[policies."ns.*"]` / `[policies."ns.Name"]`.
@@ -108,35 +108,17 @@ impl TableSpec {
 
     /// Every problem of the strategies' options, each with its field path (`breaker.break`).
     fn problems(&self) -> Vec<crate::config::FieldError> {
-        let shared = |name: &Option<String>, field: &str| match name.as_deref() {
-            Some("") => Some(crate::config::FieldError::new(
-                format!("{field}.shared"),
-                "must not be empty",
-            )),
-            _ => None,
-        };
-        let errors = |r: Result<(), ConfigError>| r.err().map(|e| e.errors().to_vec());
-        let mut out = Vec::new();
-        out.extend(
-            self.retry
-                .as_ref()
-                .and_then(|r| errors(r.validate()))
-                .into_iter()
-                .flatten(),
-        );
-        if let Some(b) = &self.breaker {
-            out.extend(errors(b.options.validate()).into_iter().flatten());
-            out.extend(shared(&b.shared, "breaker"));
-        }
-        if let Some(b) = &self.bulkhead {
-            out.extend(errors(b.options.validate()).into_iter().flatten());
-            out.extend(shared(&b.shared, "bulkhead"));
-        }
-        if let Some(r) = &self.rate_limit {
-            out.extend(errors(r.options.validate()).into_iter().flatten());
-            out.extend(shared(&r.shared, "rate_limit"));
-        }
-        out
+        [
+            self.retry.as_ref().map(RetryOptions::validate),
+            self.breaker.as_ref().map(validate_scoped),
+            self.bulkhead.as_ref().map(validate_scoped),
+            self.rate_limit.as_ref().map(validate_scoped),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(Result::err)
+        .flat_map(|e: ConfigError| e.errors().to_vec())
+        .collect()
     }
 }
 
@@ -751,25 +733,19 @@ impl PolicyDocument {
                 .map_err(|e| unplaced(e.to_string()))?;
             let mut plan = Plan::new(retry);
             if let Some(b) = table.breaker {
-                plan = match b.shared {
-                    Some(name) => plan.shared_breaker(name, b.options),
-                    None => plan.breaker(b.options),
-                }
-                .map_err(|e| unplaced(e.to_string()))?;
+                plan = plan
+                    .scoped_breaker(b)
+                    .map_err(|e| unplaced(e.to_string()))?;
             }
             if let Some(b) = table.bulkhead {
-                plan = match b.shared {
-                    Some(name) => plan.shared_bulkhead(name, b.options),
-                    None => plan.bulkhead(b.options),
-                }
-                .map_err(|e| unplaced(e.to_string()))?;
+                plan = plan
+                    .scoped_bulkhead(b)
+                    .map_err(|e| unplaced(e.to_string()))?;
             }
             if let Some(r) = table.rate_limit {
-                plan = match r.shared {
-                    Some(name) => plan.shared_rate_limit(name, r.options),
-                    None => plan.rate_limit(r.options),
-                }
-                .map_err(|e| unplaced(e.to_string()))?;
+                plan = plan
+                    .scoped_rate_limit(r)
+                    .map_err(|e| unplaced(e.to_string()))?;
             }
             let chain = table.chain.unwrap_or_default();
             let names: Vec<&str> = chain.iter().map(String::as_str).collect();

@@ -170,19 +170,44 @@ impl<O> Scoped<O> {
     }
 }
 
-fn checked<O>(
-    options: O,
-    shared: Option<String>,
-    field: &str,
-    check: impl Fn(&O, &mut Problems<'_>),
-) -> Result<Scoped<O>, ConfigError> {
-    let mut p = Problems::new(field);
-    check(&options, &mut p);
-    if shared.as_deref() == Some("") {
+/// Options of a strategy whose state the executor keeps: the field they are written under,
+/// and their checks.
+pub(crate) trait StrategyOptions {
+    /// The table's field in a policy file (`breaker`).
+    const FIELD: &'static str;
+    /// Pushes every problem, each under its field's name.
+    fn check(&self, p: &mut Problems<'_>);
+}
+
+impl StrategyOptions for BreakerOptions {
+    const FIELD: &'static str = "breaker";
+    fn check(&self, p: &mut Problems<'_>) {
+        BreakerOptions::check(self, p)
+    }
+}
+
+impl StrategyOptions for BulkheadOptions {
+    const FIELD: &'static str = "bulkhead";
+    fn check(&self, p: &mut Problems<'_>) {
+        BulkheadOptions::check(self, p)
+    }
+}
+
+impl StrategyOptions for RateLimitOptions {
+    const FIELD: &'static str = "rate_limit";
+    fn check(&self, p: &mut Problems<'_>) {
+        RateLimitOptions::check(self, p)
+    }
+}
+
+/// The options' problems and a shared name's, each under its path (`breaker.shared`).
+pub(crate) fn validate_scoped<O: StrategyOptions>(s: &Scoped<O>) -> Result<(), ConfigError> {
+    let mut p = Problems::new(O::FIELD);
+    s.options.check(&mut p);
+    if s.shared.as_deref() == Some("") {
         p.push("shared", "must not be empty");
     }
-    p.finish()?;
-    Ok(Scoped { options, shared })
+    p.finish()
 }
 
 impl Plan {
@@ -204,7 +229,7 @@ impl Plan {
 
     /// Runs every attempt through a circuit breaker of the key's own.
     pub fn breaker(self, options: BreakerOptions) -> Result<Self, ConfigError> {
-        self.set_breaker(options, None)
+        self.scoped_breaker(Scoped::per_key(options))
     }
 
     /// Runs every attempt through the circuit breaker named `name`, shared with every key
@@ -214,21 +239,12 @@ impl Plan {
         name: impl Into<String>,
         options: BreakerOptions,
     ) -> Result<Self, ConfigError> {
-        self.set_breaker(options, Some(name.into()))
-    }
-
-    fn set_breaker(
-        mut self,
-        options: BreakerOptions,
-        shared: Option<String>,
-    ) -> Result<Self, ConfigError> {
-        self.breaker = Some(checked(options, shared, "breaker", BreakerOptions::check)?);
-        Ok(self)
+        self.scoped_breaker(Scoped::shared(name, options))
     }
 
     /// Runs each call in a place of a bulkhead of the key's own.
     pub fn bulkhead(self, options: BulkheadOptions) -> Result<Self, ConfigError> {
-        self.set_bulkhead(options, None)
+        self.scoped_bulkhead(Scoped::per_key(options))
     }
 
     /// Runs each call in a place of the bulkhead named `name`, shared.
@@ -237,26 +253,12 @@ impl Plan {
         name: impl Into<String>,
         options: BulkheadOptions,
     ) -> Result<Self, ConfigError> {
-        self.set_bulkhead(options, Some(name.into()))
-    }
-
-    fn set_bulkhead(
-        mut self,
-        options: BulkheadOptions,
-        shared: Option<String>,
-    ) -> Result<Self, ConfigError> {
-        self.bulkhead = Some(checked(
-            options,
-            shared,
-            "bulkhead",
-            BulkheadOptions::check,
-        )?);
-        Ok(self)
+        self.scoped_bulkhead(Scoped::shared(name, options))
     }
 
     /// Admits each call through a rate limiter of the key's own.
     pub fn rate_limit(self, options: RateLimitOptions) -> Result<Self, ConfigError> {
-        self.set_rate_limit(options, None)
+        self.scoped_rate_limit(Scoped::per_key(options))
     }
 
     /// Admits each call through the rate limiter named `name`, shared.
@@ -265,20 +267,33 @@ impl Plan {
         name: impl Into<String>,
         options: RateLimitOptions,
     ) -> Result<Self, ConfigError> {
-        self.set_rate_limit(options, Some(name.into()))
+        self.scoped_rate_limit(Scoped::shared(name, options))
     }
 
-    fn set_rate_limit(
+    pub(crate) fn scoped_breaker(
         mut self,
-        options: RateLimitOptions,
-        shared: Option<String>,
+        breaker: Scoped<BreakerOptions>,
     ) -> Result<Self, ConfigError> {
-        self.rate_limit = Some(checked(
-            options,
-            shared,
-            "rate_limit",
-            RateLimitOptions::check,
-        )?);
+        validate_scoped(&breaker)?;
+        self.breaker = Some(breaker);
+        Ok(self)
+    }
+
+    pub(crate) fn scoped_bulkhead(
+        mut self,
+        bulkhead: Scoped<BulkheadOptions>,
+    ) -> Result<Self, ConfigError> {
+        validate_scoped(&bulkhead)?;
+        self.bulkhead = Some(bulkhead);
+        Ok(self)
+    }
+
+    pub(crate) fn scoped_rate_limit(
+        mut self,
+        rate_limit: Scoped<RateLimitOptions>,
+    ) -> Result<Self, ConfigError> {
+        validate_scoped(&rate_limit)?;
+        self.rate_limit = Some(rate_limit);
         Ok(self)
     }
 
