@@ -10,7 +10,6 @@ use super::options::Retry;
 use super::state::{Run, Step};
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
-use crate::observe::RejectedBy;
 
 /// Runs `op` under `policy` on this thread; see [`execute`](super::engine::execute).
 pub(crate) fn execute<T, E, F, C, R, X, L>(
@@ -35,22 +34,14 @@ where
     if let Some(limiter) = guards.limiter
         && let Err(l) = limiter.acquire_blocking()
     {
-        return Err(Run::start(policy, needs_clock, NoHook).refused(Refusal {
-            by: RejectedBy::RateLimiter,
-            retry_after: Some(l.retry_after),
-            max_concurrent: 0,
-        }));
+        return Err(Run::start(policy, needs_clock, NoHook).refused(Refusal::RateLimiter(l)));
     }
     let _place = match guards.bulkhead {
         None => None,
         Some(b) => match b.try_acquire() {
             Some(place) => Some(place),
             None => {
-                return Err(Run::start(policy, needs_clock, NoHook).refused(Refusal {
-                    by: RejectedBy::Bulkhead,
-                    retry_after: None,
-                    max_concurrent: b.options().max_concurrent,
-                }));
+                return Err(Run::start(policy, needs_clock, NoHook).refused(Refusal::full(b)));
             }
         },
     };
@@ -60,7 +51,7 @@ where
             None => None,
             Some(b) => match b.try_acquire() {
                 Ok(p) => Some(p),
-                Err(open) => return Err(run.circuit_open(open)),
+                Err(open) => return Err(run.refused(Refusal::Breaker(open))),
             },
         };
         let limit = run.begin_attempt();

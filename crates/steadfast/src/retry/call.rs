@@ -4,7 +4,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Poll;
 
-use super::engine::{Engine, Guarded, Guards, NoGuards};
+use super::engine::{Engine, Guarded, Guards, NoGuards, Refusal};
 use super::hooks::{
     ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook,
 };
@@ -187,12 +187,7 @@ where
             let permit = match breaker.map(|b| b.try_acquire()) {
                 None => None,
                 Some(Ok(p)) => Some(p),
-                Some(Err(open)) => {
-                    return Err(Error::CircuitOpen {
-                        retry_after: open.retry_after,
-                        attempts: 0,
-                    });
-                }
+                Some(Err(open)) => return Err(Refusal::Breaker(open).into_error(0)),
             };
             let result = op().await;
             let outcome = classifier.classify(&result);

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::hooks::{ExhaustedHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};
-use crate::breaker::Breaker;
+use crate::breaker::{Breaker, Open};
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
-use crate::limit::{Bulkhead, BulkheadPermit, RateLimiter};
+use crate::limit::{Bulkhead, BulkheadPermit, Limited, RateLimiter};
 use crate::observe::{Probe, RejectedBy};
 
 /// The strategies a call runs through: a rate limiter and a bulkhead admit the call once
@@ -67,11 +67,49 @@ impl<'p> Guarded<'p> for Guards<'p> {
     }
 }
 
-/// Why a call was not admitted.
-pub(crate) struct Refusal {
-    pub(crate) by: RejectedBy,
-    pub(crate) retry_after: Option<std::time::Duration>,
-    pub(crate) max_concurrent: u32,
+/// Why a call, or its next attempt, was not let through.
+pub(crate) enum Refusal {
+    Breaker(Open),
+    Bulkhead { max_concurrent: u32 },
+    RateLimiter(Limited),
+}
+
+impl Refusal {
+    pub(crate) fn full(bulkhead: &Bulkhead) -> Self {
+        Refusal::Bulkhead {
+            max_concurrent: bulkhead.options().max_concurrent,
+        }
+    }
+
+    pub(crate) fn by(&self) -> RejectedBy {
+        match self {
+            Refusal::Breaker(_) => RejectedBy::Breaker,
+            Refusal::Bulkhead { .. } => RejectedBy::Bulkhead,
+            Refusal::RateLimiter(_) => RejectedBy::RateLimiter,
+        }
+    }
+
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Refusal::Breaker(open) => open.retry_after,
+            Refusal::Bulkhead { .. } => None,
+            Refusal::RateLimiter(l) => Some(l.retry_after),
+        }
+    }
+
+    /// The call's error, `attempts` made before the refusal.
+    pub(crate) fn into_error<E>(self, attempts: u32) -> Error<E> {
+        match self {
+            Refusal::Breaker(open) => Error::CircuitOpen {
+                retry_after: open.retry_after,
+                attempts,
+            },
+            Refusal::Bulkhead { max_concurrent } => Error::BulkheadFull { max_concurrent },
+            Refusal::RateLimiter(l) => Error::RateLimited {
+                retry_after: l.retry_after,
+            },
+        }
+    }
 }
 
 enum Admission<'a> {
@@ -92,13 +130,7 @@ fn admit_now<'a>(guards: &Guards<'a>) -> Admission<'a> {
             Err(_) if limiter.options().max_wait.is_some() => {
                 return Admission::Wait { limited: false };
             }
-            Err(l) => {
-                return Admission::Refused(Refusal {
-                    by: RejectedBy::RateLimiter,
-                    retry_after: Some(l.retry_after),
-                    max_concurrent: 0,
-                });
-            }
+            Err(l) => return Admission::Refused(Refusal::RateLimiter(l)),
         }
     }
     match guards.bulkhead {
@@ -106,11 +138,7 @@ fn admit_now<'a>(guards: &Guards<'a>) -> Admission<'a> {
         Some(b) => match b.try_acquire() {
             Some(place) => Admission::Admitted(Some(place)),
             None if b.options().max_queue > 0 => Admission::Wait { limited: true },
-            None => Admission::Refused(Refusal {
-                by: RejectedBy::Bulkhead,
-                retry_after: None,
-                max_concurrent: b.options().max_concurrent,
-            }),
+            None => Admission::Refused(Refusal::full(b)),
         },
     }
 }
@@ -125,19 +153,11 @@ async fn admit<'a>(
         && let Some(limiter) = guards.limiter
         && let Err(l) = limiter.acquire().await
     {
-        return Err(Refusal {
-            by: RejectedBy::RateLimiter,
-            retry_after: Some(l.retry_after),
-            max_concurrent: 0,
-        });
+        return Err(Refusal::RateLimiter(l));
     }
     match guards.bulkhead {
         None => Ok(None),
-        Some(b) => b.acquire().await.map(Some).map_err(|_| Refusal {
-            by: RejectedBy::Bulkhead,
-            retry_after: None,
-            max_concurrent: b.options().max_concurrent,
-        }),
+        Some(b) => b.acquire().await.map(Some).map_err(|_| Refusal::full(b)),
     }
 }
 
@@ -226,7 +246,7 @@ where
                     run.breaker_changed(p.transition());
                     Some(p)
                 }
-                Err(open) => return Err(run.circuit_open(open)),
+                Err(open) => return Err(run.refused(Refusal::Breaker(open))),
             },
         };
         let limit = run.begin_attempt();

@@ -8,11 +8,11 @@ use tokio::time::Instant;
 use super::hooks::{ExhaustedHook, NoHook, OnExhausted, OnRetry, RetryHook};
 use super::options::Retry;
 use crate::backoff::Schedule;
-use crate::breaker::{Open, Permit, Transition};
+use crate::breaker::{Permit, Transition};
 use crate::classify::Classifier;
 use crate::classify::Outcome;
 use crate::error::{Error, Stop, TimeoutScope};
-use crate::observe::{AttemptEnd, Event, Probe, RejectedBy, RetryReason};
+use crate::observe::{AttemptEnd, Event, Probe, RetryReason};
 
 /// What an engine does after an attempt.
 pub(crate) enum Step<T, E> {
@@ -334,36 +334,16 @@ impl<'p, P: Probe> Run<'p, P> {
         }
     }
 
-    /// The error for an attempt the breaker refused.
+    /// The error for a refused call (rate limiter, bulkhead: before any attempt) or a refused
+    /// attempt (breaker), reported as an event.
     #[cold]
-    pub(crate) fn circuit_open<E>(&mut self, open: Open) -> Error<E> {
+    pub(crate) fn refused<E>(&mut self, r: super::engine::Refusal) -> Error<E> {
         self.emit(Event::Rejected {
-            by: RejectedBy::Breaker,
-            retry_after: open.retry_after,
+            by: r.by(),
+            retry_after: r.retry_after(),
         });
         self.call_finished(false, None, None);
-        Error::CircuitOpen {
-            retry_after: open.retry_after,
-            attempts: self.attempts,
-        }
-    }
-
-    /// The error for a call the rate limiter or the bulkhead refused.
-    #[cold]
-    pub(crate) fn refused<E>(mut self, r: super::engine::Refusal) -> Error<E> {
-        self.emit(Event::Rejected {
-            by: r.by,
-            retry_after: r.retry_after,
-        });
-        self.call_finished(false, None, None);
-        match r.by {
-            RejectedBy::Bulkhead => Error::BulkheadFull {
-                max_concurrent: r.max_concurrent,
-            },
-            _ => Error::RateLimited {
-                retry_after: r.retry_after.unwrap_or_default(),
-            },
-        }
+        r.into_error(self.attempts)
     }
 
     /// The error for a call whose overall deadline passed during an attempt.
