@@ -144,8 +144,8 @@ fn bind_slot<S: Stateful>(
 ) -> Option<Slot<S>> {
     let spec = spec?;
     if let Some(prev) = previous
-        && prev.shared == spec.shared
         && prev.shared.is_none()
+        && spec.shared.is_none()
         && *prev.state.options() == spec.options
     {
         return Some(prev.clone());

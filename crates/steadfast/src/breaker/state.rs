@@ -184,14 +184,7 @@ impl Breaker {
     pub fn try_acquire(&self) -> Result<Permit<'_>, Open> {
         let s = &*self.shared;
         if s.state.load(Ordering::Acquire) == CLOSED {
-            return Ok(Permit {
-                shared: s,
-                kind: PermitKind::Closed {
-                    epoch: s.epoch.load(Ordering::Acquire),
-                },
-                started: s.needs_start().then(Instant::now),
-                transition: None,
-            });
+            return Ok(s.closed_permit(Instant::now));
         }
         s.acquire_slow()
     }
@@ -219,6 +212,19 @@ impl Shared {
             self.options.kind,
             BreakerKind::FailureRate { slow: Some(_), .. }
         )
+    }
+
+    /// A permit in the closed state; `now` is read only if slow calls are timed.
+    #[inline]
+    fn closed_permit(&self, now: impl FnOnce() -> Instant) -> Permit<'_> {
+        Permit {
+            shared: self,
+            kind: PermitKind::Closed {
+                epoch: self.epoch.load(Ordering::Acquire),
+            },
+            started: self.needs_start().then(now),
+            transition: None,
+        }
     }
 
     fn nanos(&self, at: Instant) -> u64 {
@@ -261,16 +267,7 @@ impl Shared {
         let now = Instant::now();
         let mut transition = None;
         match self.state.load(Ordering::Acquire) {
-            CLOSED => {
-                return Ok(Permit {
-                    shared: self,
-                    kind: PermitKind::Closed {
-                        epoch: self.epoch.load(Ordering::Acquire),
-                    },
-                    started: self.needs_start().then_some(now),
-                    transition: None,
-                });
-            }
+            CLOSED => return Ok(self.closed_permit(|| now)),
             ISOLATED => {
                 return Err(Open {
                     retry_after: None,
