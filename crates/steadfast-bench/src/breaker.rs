@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
-use tower::{Layer, Service, ServiceExt};
+use tower::Layer;
 
-use super::{FAILS, Fail, Runner, op, runtime};
+use super::{FAILS, Fail, Runner, call_tower, op, runtime};
 
 /// A breaker that a first-try success never opens, in every implementation: 50 % over the
 /// last 100 calls (resilience4j's and recloser's defaults).
@@ -66,13 +66,7 @@ pub(crate) fn closed() -> Vec<Runner> {
         call_runner!(
             "tower-resilience",
             0,
-            |svc| svc
-                .ready()
-                .await
-                .expect("ready")
-                .call(())
-                .await
-                .expect("success"),
+            |svc| call_tower(svc).await,
             tower_resilience
         ),
     ]
@@ -161,13 +155,7 @@ async fn recloser_call(b: &recloser::AsyncRecloser) -> u64 {
 }
 
 async fn tower_call(svc: &TowerBreaker) -> u64 {
-    let mut svc = svc.clone();
-    svc.ready()
-        .await
-        .expect("ready")
-        .call(())
-        .await
-        .expect("success")
+    call_tower(&mut svc.clone()).await
 }
 
 fn boxed_op(
@@ -251,17 +239,6 @@ pub(crate) fn pipeline() -> Vec<Runner> {
                 .expect("success"),
             (retry, limiter, steadfast_breaker())
         ),
-        call_runner!(
-            "tower-resilience",
-            0,
-            |svc| svc
-                .ready()
-                .await
-                .expect("ready")
-                .call(())
-                .await
-                .expect("success"),
-            stack
-        ),
+        call_runner!("tower-resilience", 0, |svc| call_tower(svc).await, stack),
     ]
 }

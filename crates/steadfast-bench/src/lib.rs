@@ -135,6 +135,21 @@ pub fn runtime() -> Runtime {
         .expect("a tokio runtime")
 }
 
+/// One `ready().call(())` of a tower service, as every tower-based peer is called.
+async fn call_tower<S>(svc: &mut S) -> u64
+where
+    S: tower::Service<(), Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt;
+    svc.ready()
+        .await
+        .expect("ready")
+        .call(())
+        .await
+        .expect("success")
+}
+
 /// Builds a runner whose loop body is `$call` (an expression awaited once per iteration),
 /// after `$setup` ran once outside the loop.
 macro_rules! call_runner {
@@ -204,7 +219,7 @@ fn executor_runners(scenario: Scenario) -> Vec<Runner> {
 
 fn call_runners(scenario: Scenario) -> Vec<Runner> {
     use std::future::{Ready, ready};
-    use tower::{Layer, Service, ServiceExt};
+    use tower::Layer;
 
     let fails = failures(scenario);
     let attempts = fails + 1;
@@ -272,13 +287,7 @@ fn call_runners(scenario: Scenario) -> Vec<Runner> {
     out.push(call_runner!(
         "tower",
         fails,
-        |svc| svc
-            .ready()
-            .await
-            .expect("ready")
-            .call(())
-            .await
-            .expect("success"),
+        |svc| call_tower(svc).await,
         tower::retry::RetryLayer::new(Attempts(attempts)).layer(tower::service_fn(|()| op()))
     ));
 
@@ -286,13 +295,7 @@ fn call_runners(scenario: Scenario) -> Vec<Runner> {
     out.push(call_runner!(
         "tower-resilience",
         fails,
-        |svc| svc
-            .ready()
-            .await
-            .expect("ready")
-            .call(())
-            .await
-            .expect("success"),
+        |svc| call_tower(svc).await,
         tower_resilience::retry::RetryLayer::<(), u64, Fail>::builder()
             .max_attempts(attempts as usize)
             .fixed_backoff(zero)

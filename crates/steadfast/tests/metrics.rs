@@ -8,8 +8,13 @@ use steadfast::observe::MetricsObserver;
 use steadfast::policy::Policies;
 use steadfast::{Executor, Jitter, Retry};
 
-#[test]
-fn counts_are_exact() {
+/// A metric's value (or sample count), named with its labels: `name{key=a.B,result=ok}`.
+type Named<T> = (String, T);
+
+/// Runs `calls` on a paused clock with a debugging recorder installed, and returns the
+/// counters and histograms (with their sample counts) recorded, named with their labels and
+/// sorted.
+fn recorded<F: std::future::Future>(calls: F) -> (Vec<Named<u64>>, Vec<Named<usize>>) {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -17,33 +22,7 @@ fn counts_are_exact() {
         .start_paused(true)
         .build()
         .unwrap();
-    metrics::with_local_recorder(&recorder, || {
-        rt.block_on(async {
-            let policy = Retry::fixed(Duration::from_millis(10))
-                .jitter(Jitter::None)
-                .max_attempts(3)
-                .build()
-                .unwrap();
-            let executor = Executor::builder()
-                .policies(Policies::new(policy))
-                .observer(MetricsObserver::new())
-                .build();
-            let mut n = 0;
-            // Fails twice, then succeeds: 3 attempts, 2 retries, 1 call ok.
-            executor
-                .run("svc.Flaky", || {
-                    n += 1;
-                    let t = n;
-                    async move { if t < 3 { Err("busy") } else { Ok(t) } }
-                })
-                .await
-                .unwrap();
-            // Always fails: 3 attempts, 2 retries, 1 call error.
-            let _ = executor
-                .run("svc.Down", || async { Err::<(), _>("down") })
-                .await;
-        })
-    });
+    metrics::with_local_recorder(&recorder, || rt.block_on(calls));
     let mut counters = Vec::new();
     let mut histograms = Vec::new();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
@@ -61,6 +40,36 @@ fn counts_are_exact() {
     }
     counters.sort();
     histograms.sort();
+    (counters, histograms)
+}
+
+#[test]
+fn counts_are_exact() {
+    let (counters, histograms) = recorded(async {
+        let policy = Retry::fixed(Duration::from_millis(10))
+            .jitter(Jitter::None)
+            .max_attempts(3)
+            .build()
+            .unwrap();
+        let executor = Executor::builder()
+            .policies(Policies::new(policy))
+            .observer(MetricsObserver::new())
+            .build();
+        let mut n = 0;
+        // Fails twice, then succeeds: 3 attempts, 2 retries, 1 call ok.
+        executor
+            .run("svc.Flaky", || {
+                n += 1;
+                let t = n;
+                async move { if t < 3 { Err("busy") } else { Ok(t) } }
+            })
+            .await
+            .unwrap();
+        // Always fails: 3 attempts, 2 retries, 1 call error.
+        let _ = executor
+            .run("svc.Down", || async { Err::<(), _>("down") })
+            .await;
+    });
     assert_eq!(
         counters,
         [
@@ -123,56 +132,32 @@ fn rejections_breaker_transitions_and_fallbacks_are_counted() {
     use steadfast::fallback::{Fallback, On};
     use steadfast::policy::Plan;
 
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    metrics::with_local_recorder(&recorder, || {
-        rt.block_on(async {
-            let plan = Plan::new(Retry::immediate().max_attempts(3).build().unwrap())
-                .breaker(BreakerOptions::consecutive(2))
-                .unwrap();
-            let executor = Executor::builder()
-                .policies(Policies::default().with_plan("db.*", plan).unwrap())
-                .observer(MetricsObserver::new())
-                .build();
-            // Two failures open the breaker; the third attempt is refused, and so is the next
-            // call, which a fallback answers.
-            let _ = executor
-                .run("db.Q", || async { Err::<u32, _>("down") })
-                .await;
-            let v = executor
-                .run_with_fallback("db.Q", Fallback::on(On::REJECTED).value(0), || async {
-                    Ok::<u32, &str>(1)
-                })
-                .await;
-            assert_eq!(v.unwrap(), 0);
-        })
+    let (counters, _) = recorded(async {
+        let plan = Plan::new(Retry::immediate().max_attempts(3).build().unwrap())
+            .breaker(BreakerOptions::consecutive(2))
+            .unwrap();
+        let executor = Executor::builder()
+            .policies(Policies::default().with_plan("db.*", plan).unwrap())
+            .observer(MetricsObserver::new())
+            .build();
+        // Two failures open the breaker; the third attempt is refused, and so is the next
+        // call, which a fallback answers.
+        let _ = executor
+            .run("db.Q", || async { Err::<u32, _>("down") })
+            .await;
+        let v = executor
+            .run_with_fallback("db.Q", Fallback::on(On::REJECTED).value(0), || async {
+                Ok::<u32, &str>(1)
+            })
+            .await;
+        assert_eq!(v.unwrap(), 0);
     });
-    let counters: Vec<(String, u64)> = snapshotter
-        .snapshot()
-        .into_vec()
+    let counters: Vec<_> = counters
         .into_iter()
-        .filter_map(|(key, _, _, value)| match value {
-            DebugValue::Counter(c) => {
-                let labels: Vec<String> = key
-                    .key()
-                    .labels()
-                    .map(|l| format!("{}={}", l.key(), l.value()))
-                    .collect();
-                Some((format!("{}{{{}}}", key.key().name(), labels.join(",")), c))
-            }
-            _ => None,
-        })
         .filter(|(name, _)| {
             !name.starts_with("steadfast_attempts") && !name.starts_with("steadfast_calls")
         })
         .collect();
-    let mut counters = counters;
-    counters.sort();
     assert_eq!(
         counters,
         [
