@@ -57,6 +57,7 @@ mod config;
 mod error;
 pub mod executor;
 pub mod fallback;
+pub mod gate;
 pub mod key;
 pub mod limit;
 pub mod observe;

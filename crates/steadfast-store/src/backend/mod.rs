@@ -1,0 +1,95 @@
+//! Where gate records live: one small trait, a compare-and-set over a record's version, so
+//! every store (and every process sharing one) runs the same rules.
+
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, Synchronous};
+
+use crate::StoreError;
+use crate::gate::GateRecord;
+use steadfast::gate::Target;
+
+/// A boxed future of a store's result.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Which records [`GateStore::list`] returns.
+///
+/// ```
+/// use steadfast_store::Filter;
+///
+/// let filter = Filter::all().target_type("order").limit(50);
+/// assert_eq!(filter.limit, Some(50));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Filter {
+    /// Only targets of this type.
+    pub target_type: Option<String>,
+    /// At most this many, in order of type then id.
+    pub limit: Option<u32>,
+}
+
+impl Filter {
+    /// Every record.
+    pub fn all() -> Self {
+        Filter::default()
+    }
+
+    /// Only targets of `target_type`.
+    pub fn target_type(mut self, target_type: impl Into<String>) -> Self {
+        self.target_type = Some(target_type.into());
+        self
+    }
+
+    /// At most `n` records.
+    pub fn limit(mut self, n: u32) -> Self {
+        self.limit = Some(n);
+        self
+    }
+}
+
+/// A place for gate records: memory, SQLite, PostgreSQL, or your own.
+///
+/// The gate reads a record, decides, and writes it back with [`save`](Self::save) over the
+/// version it read; a store only has to make that write conditional. Two processes racing
+/// for one target both read version 7, both try to write 8, and one of them re-reads.
+pub trait GateStore: Send + Sync + 'static {
+    /// The record of `target`, if it has one.
+    fn load<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<GateRecord>>;
+
+    /// Writes `record` (whose `version` is the new one) if the stored record's version is
+    /// still `record.version - 1`, or, for version 1, if there is no record yet. `false`: another
+    /// writer came first.
+    fn save<'a>(&'a self, record: &'a GateRecord) -> StoreFuture<'a, bool>;
+
+    /// The records `filter` picks, by target type then id.
+    fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<GateRecord>>;
+}
+
+/// A store shared by several gates (or kept by the caller for its own reads).
+impl<S: GateStore + ?Sized> GateStore for std::sync::Arc<S> {
+    fn load<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<GateRecord>> {
+        (**self).load(target)
+    }
+
+    fn save<'a>(&'a self, record: &'a GateRecord) -> StoreFuture<'a, bool> {
+        (**self).save(record)
+    }
+
+    fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<GateRecord>> {
+        (**self).list(filter)
+    }
+}

@@ -1,0 +1,249 @@
+//! What the SQL stores share: the statements (one text per dialect), the migrations runner's
+//! list, and the row mapping, written once for both databases by `sql_gate_store!`.
+
+/// The placeholders and JSON handling of a dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres,
+}
+
+/// Every statement a SQL store runs, in its dialect.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) load: String,
+    pub(crate) insert: String,
+    pub(crate) update: String,
+    pub(crate) list: String,
+    pub(crate) list_type: String,
+}
+
+const COLUMNS: [&str; 16] = [
+    "target_type",
+    "target_id",
+    "attempts",
+    "window_retries",
+    "window_start_ms",
+    "early_retry_used",
+    "early_requested",
+    "last_attempt_ms",
+    "last_success_ms",
+    "next_allowed_ms",
+    "last_early_granted_ms",
+    "last_error",
+    "policy",
+    "version",
+    "created_ms",
+    "updated_ms",
+];
+
+impl Statements {
+    pub(crate) fn new(dialect: Dialect) -> Self {
+        let p = |i: usize| match dialect {
+            Dialect::Sqlite => format!("?{i}"),
+            Dialect::Postgres => format!("${i}"),
+        };
+        // Postgres keeps the snapshot as JSONB; both hand it over as text.
+        let select: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| match (dialect, *c) {
+                (Dialect::Postgres, "policy") => "policy::text AS policy".to_owned(),
+                _ => (*c).to_owned(),
+            })
+            .collect();
+        let select = select.join(", ");
+        let value = |i: usize| match (dialect, COLUMNS[i - 1]) {
+            (Dialect::Postgres, "policy") => format!("{}::jsonb", p(i)),
+            _ => p(i),
+        };
+        let values: Vec<String> = (1..=COLUMNS.len()).map(value).collect();
+        // Targets are bound as ?1/?2; everything else keeps its position in COLUMNS.
+        let sets: Vec<String> = (3..=COLUMNS.len())
+            .map(|i| format!("{} = {}", COLUMNS[i - 1], value(i)))
+            .collect();
+        let expected = p(COLUMNS.len() + 1);
+        let limit = p(1);
+        Statements {
+            load: format!(
+                "SELECT {select} FROM gate_records WHERE target_type = {} AND target_id = {}",
+                p(1),
+                p(2)
+            ),
+            insert: format!(
+                "INSERT INTO gate_records ({}) VALUES ({}) ON CONFLICT (target_type, target_id) DO NOTHING",
+                COLUMNS.join(", "),
+                values.join(", ")
+            ),
+            update: format!(
+                "UPDATE gate_records SET {} WHERE target_type = {} AND target_id = {} AND version = {expected}",
+                sets.join(", "),
+                p(1),
+                p(2)
+            ),
+            list: format!(
+                "SELECT {select} FROM gate_records ORDER BY target_type, target_id LIMIT {limit}"
+            ),
+            list_type: format!(
+                "SELECT {select} FROM gate_records WHERE target_type = {} ORDER BY target_type, target_id LIMIT {limit}",
+                p(2)
+            ),
+        }
+    }
+}
+
+/// A count as stored (BIGINT), and back.
+pub(crate) fn count_from_db(
+    v: i64,
+    target: &steadfast::gate::Target,
+) -> Result<u32, crate::StoreError> {
+    u32::try_from(v).map_err(|_| crate::StoreError::Corrupt {
+        target: target.clone(),
+        message: format!("a count of {v}"),
+    })
+}
+
+/// `GateStore` for a SQL store with fields `pool` and `sql: Statements`, over `$db`.
+macro_rules! sql_gate_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            fn decode(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<$crate::gate::GateRecord, $crate::StoreError> {
+                use sqlx::Row as _;
+                use $crate::backend::sql::count_from_db;
+                use $crate::gate::{from_ms, policy_from_json};
+                let target = steadfast::gate::Target::new(
+                    row.try_get::<String, _>("target_type")?,
+                    row.try_get::<String, _>("target_id")?,
+                );
+                let time = |c: &str| -> Result<Option<std::time::SystemTime>, sqlx::Error> {
+                    Ok(row.try_get::<Option<i64>, _>(c)?.map(from_ms))
+                };
+                let policy_json: String = row.try_get("policy")?;
+                let policy = policy_from_json(&policy_json).map_err(|message| {
+                    $crate::StoreError::Corrupt {
+                        target: target.clone(),
+                        message: format!("policy {policy_json:?}: {message}"),
+                    }
+                })?;
+                let version: i64 = row.try_get("version")?;
+                let mut record = $crate::gate::GateRecord::new(
+                    target.clone(),
+                    policy,
+                    from_ms(row.try_get("created_ms")?),
+                );
+                record.attempts = count_from_db(row.try_get("attempts")?, &target)?;
+                record.window_retries = count_from_db(row.try_get("window_retries")?, &target)?;
+                record.window_start = time("window_start_ms")?;
+                record.early_retry_used = row.try_get("early_retry_used")?;
+                record.early_requested = row.try_get("early_requested")?;
+                record.last_attempt_at = time("last_attempt_ms")?;
+                record.last_success_at = time("last_success_ms")?;
+                record.next_allowed_at = time("next_allowed_ms")?;
+                record.last_early_granted_at = time("last_early_granted_ms")?;
+                record.last_error = row.try_get("last_error")?;
+                record.version =
+                    u64::try_from(version).map_err(|_| $crate::StoreError::Corrupt {
+                        target: target.clone(),
+                        message: format!("version {version}"),
+                    })?;
+                record.updated_at = from_ms(row.try_get("updated_ms")?);
+                Ok(record)
+            }
+
+            /// Binds every column of `r`, in the order of `COLUMNS`.
+            fn bind<'q>(
+                q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+                r: &$crate::gate::GateRecord,
+            ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+                use $crate::gate::{policy_to_json, to_ms};
+                q.bind(r.target.target_type.clone())
+                    .bind(r.target.target_id.clone())
+                    .bind(i64::from(r.attempts))
+                    .bind(i64::from(r.window_retries))
+                    .bind(r.window_start.map(to_ms))
+                    .bind(r.early_retry_used)
+                    .bind(r.early_requested)
+                    .bind(r.last_attempt_at.map(to_ms))
+                    .bind(r.last_success_at.map(to_ms))
+                    .bind(r.next_allowed_at.map(to_ms))
+                    .bind(r.last_early_granted_at.map(to_ms))
+                    .bind(r.last_error.clone())
+                    .bind(policy_to_json(&r.policy))
+                    .bind(i64::try_from(r.version).unwrap_or(i64::MAX))
+                    .bind(to_ms(r.created_at))
+                    .bind(to_ms(r.updated_at))
+            }
+        }
+
+        impl $crate::backend::GateStore for $store {
+            fn load<'a>(
+                &'a self,
+                target: &'a steadfast::gate::Target,
+            ) -> $crate::StoreFuture<'a, Option<$crate::gate::GateRecord>> {
+                Box::pin(async move {
+                    let row = sqlx::query(sqlx::AssertSqlSafe(self.sql.load.as_str()))
+                        .bind(target.target_type.as_str())
+                        .bind(target.target_id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    row.map(|r| Self::decode(&r)).transpose()
+                })
+            }
+
+            fn save<'a>(
+                &'a self,
+                record: &'a $crate::gate::GateRecord,
+            ) -> $crate::StoreFuture<'a, bool> {
+                Box::pin(async move {
+                    let done = if record.version <= 1 {
+                        Self::bind(
+                            sqlx::query(sqlx::AssertSqlSafe(self.sql.insert.as_str())),
+                            record,
+                        )
+                        .execute(&self.pool)
+                        .await?
+                    } else {
+                        let expected = i64::try_from(record.version - 1).unwrap_or(i64::MAX);
+                        Self::bind(
+                            sqlx::query(sqlx::AssertSqlSafe(self.sql.update.as_str())),
+                            record,
+                        )
+                        .bind(expected)
+                        .execute(&self.pool)
+                        .await?
+                    };
+                    Ok(done.rows_affected() == 1)
+                })
+            }
+
+            fn list<'a>(
+                &'a self,
+                filter: &'a $crate::Filter,
+            ) -> $crate::StoreFuture<'a, Vec<$crate::gate::GateRecord>> {
+                Box::pin(async move {
+                    let limit = filter.limit.map_or(i64::MAX, i64::from);
+                    let rows = match &filter.target_type {
+                        None => {
+                            sqlx::query(sqlx::AssertSqlSafe(self.sql.list.as_str()))
+                                .bind(limit)
+                                .fetch_all(&self.pool)
+                                .await?
+                        }
+                        Some(t) => {
+                            sqlx::query(sqlx::AssertSqlSafe(self.sql.list_type.as_str()))
+                                .bind(limit)
+                                .bind(t.as_str())
+                                .fetch_all(&self.pool)
+                                .await?
+                        }
+                    };
+                    rows.iter().map(Self::decode).collect()
+                })
+            }
+        }
+    };
+}
+
+pub(crate) use sql_gate_store;

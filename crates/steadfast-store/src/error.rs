@@ -1,0 +1,69 @@
+//! What can go wrong in a store.
+
+use std::fmt;
+
+use steadfast::gate::Target;
+
+/// A store failed: the database, a record it could not read, or a race lost too often.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error (unreachable, a constraint, a timeout).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    Database(sqlx::Error),
+    /// A stored record could not be read back (its policy snapshot, a negative count).
+    Corrupt {
+        /// Whose record.
+        target: Target,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Other writers kept winning the race for this record.
+    Contended {
+        /// Whose record.
+        target: Target,
+    },
+    /// The store could not be opened (a bad URL or path, a failed migration).
+    Open(String),
+}
+
+impl StoreError {
+    pub(crate) fn contended(target: &Target) -> Self {
+        StoreError::Contended {
+            target: target.clone(),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            StoreError::Database(e) => write!(f, "database: {e}"),
+            StoreError::Corrupt { target, message } => {
+                write!(f, "the record of {target} is unreadable: {message}")
+            }
+            StoreError::Contended { target } => {
+                write!(f, "the record of {target} kept changing under this write")
+            }
+            StoreError::Open(message) => write!(f, "cannot open the store: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            StoreError::Database(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(e)
+    }
+}

@@ -1,0 +1,411 @@
+//! The durable retry gate: per target, "may this be attempted now?", with the reason and when
+//! it reopens; the rules are those of [`steadfast::gate`].
+
+mod record;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use steadfast::ConfigError;
+use steadfast::gate::{
+    Decision, GateAttempt, GateBackend, GateFuture, GateOptions, Reason, Target,
+};
+
+pub use record::{GateRecord, MAX_ERROR_LEN};
+pub(crate) use record::{from_ms, policy_from_json, policy_to_json, to_ms};
+
+use crate::StoreError;
+use crate::backend::{Filter, GateStore};
+use crate::clock::{Clock, SystemClock};
+use record::{Kind, to_millis_precision};
+
+/// How many times a write that lost a race is decided again before giving up.
+const MAX_ROUNDS: u32 = 10_000;
+
+/// The gate over a store; cheap to clone (clones share the store and clock).
+///
+/// ```
+/// use steadfast::gate::{GateOptions, Reason, Target};
+/// use steadfast_store::{GateError, MemoryStore, RetryGate};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let gate = RetryGate::new(MemoryStore::new(), GateOptions::default().base_retries(1))?;
+/// let order = Target::new("order", "42");
+///
+/// gate.acquire(&order).await?.failed("timeout").await?; // the first attempt
+/// gate.acquire(&order).await?.failed("timeout").await?; // retry 1, the window's only one
+/// match gate.acquire(&order).await {
+///     Err(GateError::Denied(d)) => assert_eq!(d.reason, Reason::CoolingDown),
+///     other => panic!("expected a cool-down, got {other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RetryGate {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn GateStore>,
+    options: GateOptions,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for RetryGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryGate")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`RetryGate::acquire`] gave no permit.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GateError {
+    /// The gate said no; the decision says why and until when.
+    Denied(Decision),
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl fmt::Display for GateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GateError::Denied(d) => write!(f, "gate closed: {d}"),
+            GateError::Store(e) => write!(f, "gate store: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for GateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GateError::Denied(_) => None,
+            GateError::Store(e) => Some(e),
+        }
+    }
+}
+
+impl From<StoreError> for GateError {
+    fn from(e: StoreError) -> Self {
+        GateError::Store(e)
+    }
+}
+
+/// How [`RetryGate::run`] ended without a value.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RunError<E> {
+    /// The gate said no; the operation did not run.
+    Denied(Decision),
+    /// The store failed (before the operation, or recording how it ended).
+    Store(StoreError),
+    /// The operation failed; the failure is recorded.
+    Operation(E),
+}
+
+impl<E: fmt::Display> fmt::Display for RunError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Denied(d) => write!(f, "gate closed: {d}"),
+            RunError::Store(e) => write!(f, "gate store: {e}"),
+            RunError::Operation(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for RunError<E> {}
+
+impl RetryGate {
+    /// A gate over `store`, creating records under `options`, on the system clock.
+    pub fn new(store: impl GateStore, options: GateOptions) -> Result<Self, ConfigError> {
+        options.validate()?;
+        Ok(RetryGate {
+            inner: Arc::new(Inner {
+                store: Arc::new(store),
+                options,
+                clock: Arc::new(SystemClock),
+            }),
+        })
+    }
+
+    /// The same gate reading time from `clock` (tests pin it with a
+    /// [`ManualClock`](crate::ManualClock)).
+    pub fn with_clock(self, clock: impl Clock) -> Self {
+        RetryGate {
+            inner: Arc::new(Inner {
+                store: self.inner.store.clone(),
+                options: self.inner.options.clone(),
+                clock: Arc::new(clock),
+            }),
+        }
+    }
+
+    /// The options new records are created with.
+    pub fn options(&self) -> &GateOptions {
+        &self.inner.options
+    }
+
+    fn now(&self) -> SystemTime {
+        to_millis_precision(self.inner.clock.now())
+    }
+
+    /// What an attempt at `target` would be told now, without reserving it.
+    pub async fn check(&self, target: &Target) -> Result<Decision, StoreError> {
+        let now = self.now();
+        Ok(match self.inner.store.load(target).await? {
+            Some(record) => record.decision(now, false),
+            None => GateRecord::new(target.clone(), self.inner.options.clone(), now)
+                .decision(now, false),
+        })
+    }
+
+    /// Reserves an attempt at `target`: counted at once, so processes racing for the last
+    /// retry get exactly as many permits as there are retries. Report how it ended on the
+    /// [`Permit`]; a permit dropped unreported stays counted, with no failure recorded.
+    pub async fn acquire(&self, target: &Target) -> Result<Permit, GateError> {
+        let options = self.inner.options.clone();
+        self.acquire_with(target, &options).await
+    }
+
+    async fn acquire_with(
+        &self,
+        target: &Target,
+        options: &GateOptions,
+    ) -> Result<Permit, GateError> {
+        let mut decided = None;
+        let record = self
+            .update(target, options, |record, now| {
+                let (decision, kind) = record.judge(now, record.early_requested);
+                let kind = kind.filter(|_| decision.allowed);
+                if let Some(kind) = kind {
+                    record.count_attempt(kind, now);
+                }
+                let allowed = kind.is_some();
+                decided = Some(Decision {
+                    attempts: record.attempts,
+                    ..decision
+                });
+                allowed
+            })
+            .await?;
+        let decision = decided.ok_or_else(|| StoreError::contended(target))?;
+        match record {
+            Some(record) if decision.allowed => Ok(Permit {
+                gate: self.clone(),
+                record,
+                decision,
+            }),
+            _ => Err(GateError::Denied(decision)),
+        }
+    }
+
+    /// Asks for an early retry ("retry now"): if granted, the next attempt at `target` gets
+    /// it even though the window's quota is used. An attempt allowed anyway is allowed for its
+    /// own reason, and nothing is changed.
+    pub async fn request_early(&self, target: &Target) -> Result<Decision, StoreError> {
+        let mut decided = None;
+        let options = self.inner.options.clone();
+        self.update(target, &options, |record, now| {
+            let (decision, kind) = record.judge(now, true);
+            decided = Some(decision);
+            if kind == Some(Kind::Early) && !record.early_requested {
+                record.early_requested = true;
+                record.touch(now);
+                return true;
+            }
+            false
+        })
+        .await?;
+        decided.ok_or_else(|| StoreError::contended(target))
+    }
+
+    /// Clears `target`'s counters, window and early-retry flag (it is then judged by the
+    /// gate's current options); `false` if it had no record.
+    pub async fn reset(&self, target: &Target) -> Result<bool, StoreError> {
+        if self.inner.store.load(target).await?.is_none() {
+            return Ok(false);
+        }
+        let options = self.inner.options.clone();
+        self.update(target, &options, |record, now| {
+            record.clear(&options, now, false);
+            true
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// `target`'s whole record, if it has one.
+    pub async fn get(&self, target: &Target) -> Result<Option<GateRecord>, StoreError> {
+        self.inner.store.load(target).await
+    }
+
+    /// The records `filter` picks.
+    pub async fn list(&self, filter: &Filter) -> Result<Vec<GateRecord>, StoreError> {
+        self.inner.store.list(filter).await
+    }
+
+    /// Runs `op` once under the gate: denied, it does not run; its failure is recorded with
+    /// its text, its success clears the target.
+    ///
+    /// ```
+    /// use steadfast::gate::{GateOptions, Target};
+    /// use steadfast_store::{MemoryStore, RetryGate, RunError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let gate = RetryGate::new(MemoryStore::new(), GateOptions::default())?;
+    /// let target = Target::new("invoice", "7");
+    /// let sent = gate.run(&target, || async { Err::<(), _>("smtp: 451") }).await;
+    /// assert!(matches!(sent, Err(RunError::Operation("smtp: 451"))));
+    /// assert_eq!(gate.get(&target).await?.unwrap().last_error.as_deref(), Some("smtp: 451"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<F, Fut, T, E>(&self, target: &Target, op: F) -> Result<T, RunError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: fmt::Display,
+    {
+        let permit = match self.acquire(target).await {
+            Ok(p) => p,
+            Err(GateError::Denied(d)) => return Err(RunError::Denied(d)),
+            Err(GateError::Store(e)) => return Err(RunError::Store(e)),
+        };
+        match op().await {
+            Ok(value) => {
+                permit.succeeded().await.map_err(RunError::Store)?;
+                Ok(value)
+            }
+            Err(e) => {
+                permit
+                    .failed(&e.to_string())
+                    .await
+                    .map_err(RunError::Store)?;
+                Err(RunError::Operation(e))
+            }
+        }
+    }
+
+    /// Reads `target`'s record (or a new one under `options`), lets `change` edit it, and
+    /// writes it if `change` says so, over the version read; a lost race decides again.
+    /// Returns the record as written (or as read, when nothing was written).
+    async fn update(
+        &self,
+        target: &Target,
+        options: &GateOptions,
+        mut change: impl FnMut(&mut GateRecord, SystemTime) -> bool,
+    ) -> Result<Option<GateRecord>, StoreError> {
+        for _ in 0..MAX_ROUNDS {
+            let now = self.now();
+            let mut record = match self.inner.store.load(target).await? {
+                Some(r) => r,
+                None => GateRecord::new(target.clone(), options.clone(), now),
+            };
+            if !change(&mut record, now) {
+                return Ok(Some(record));
+            }
+            record.version += 1;
+            if self.inner.store.save(&record).await? {
+                return Ok(Some(record));
+            }
+        }
+        Err(StoreError::contended(target))
+    }
+}
+
+/// A reserved attempt; say how it ended with [`succeeded`](Self::succeeded) or
+/// [`failed`](Self::failed).
+#[derive(Debug)]
+#[must_use = "a permit reserves an attempt: run it, then report how it ended"]
+pub struct Permit {
+    gate: RetryGate,
+    record: GateRecord,
+    decision: Decision,
+}
+
+impl Permit {
+    /// What the gate decided (the reason this attempt is allowed, and the attempt count with
+    /// it included).
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Target {
+        &self.record.target
+    }
+
+    /// The attempt succeeded: clears the counters, the window and the early-retry flag.
+    pub async fn succeeded(self) -> Result<(), StoreError> {
+        let options = self.gate.inner.options.clone();
+        self.finish(|record, now| record.clear(&options, now, true))
+            .await
+    }
+
+    /// The attempt failed with `error`: opens a window if none is open, keeps the text.
+    pub async fn failed(self, error: &str) -> Result<(), StoreError> {
+        self.finish(|record, now| record.fail(error, now)).await
+    }
+
+    /// Writes `change` over the record this permit wrote (one write when nobody else wrote
+    /// since), else over the current one.
+    async fn finish(self, change: impl Fn(&mut GateRecord, SystemTime)) -> Result<(), StoreError> {
+        let now = self.gate.now();
+        let mut record = self.record;
+        change(&mut record, now);
+        record.version += 1;
+        if self.gate.inner.store.save(&record).await? {
+            return Ok(());
+        }
+        let options = record.policy.clone();
+        self.gate
+            .update(&record.target, &options, |r, now| {
+                change(r, now);
+                true
+            })
+            .await
+            .map(drop)
+    }
+}
+
+impl GateBackend for RetryGate {
+    fn acquire_attempt<'a>(
+        &'a self,
+        target: &'a Target,
+        options: &'a GateOptions,
+    ) -> GateFuture<'a, Result<Box<dyn GateAttempt>, Decision>> {
+        Box::pin(async move {
+            match self.acquire_with(target, options).await {
+                Ok(permit) => Ok(Box::new(permit) as Box<dyn GateAttempt>),
+                Err(GateError::Denied(d)) => Err(d),
+                Err(GateError::Store(_)) => Err(Decision {
+                    allowed: false,
+                    reason: Reason::Unavailable,
+                    next_allowed_at: None,
+                    attempts: 0,
+                    retries_left: 0,
+                }),
+            }
+        })
+    }
+}
+
+impl GateAttempt for Permit {
+    fn success(self: Box<Self>) -> GateFuture<'static, ()> {
+        Box::pin(async move {
+            // The call's result stands; a store failure here leaves the attempt counted.
+            let _ = self.succeeded().await;
+        })
+    }
+
+    fn failure(self: Box<Self>, error: String) -> GateFuture<'static, ()> {
+        Box::pin(async move {
+            let _ = self.failed(&error).await;
+        })
+    }
+}

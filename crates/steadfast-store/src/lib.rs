@@ -1,0 +1,52 @@
+//! The durable parts of steadfast: state that must survive restarts and be shared by many
+//! processes.
+//!
+//! This release holds the **retry gate**: per target `(target_type, target_id)`, "may this be
+//! attempted now?", with the reason and when it reopens, over minutes or hours (see
+//! [`steadfast::gate`] for the rules). Records live in a [`GateStore`]:
+//!
+//! - [`MemoryStore`]: this process only;
+//! - [`SqliteStore`] (feature `sqlite`, default): a file in WAL mode, shared by the processes of
+//!   one host;
+//! - [`PostgresStore`] (feature `postgres`): one database for many hosts.
+//!
+//! Each write is a compare-and-set over the record's version, so racing processes never both
+//! spend the last retry.
+//!
+//! ```
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use steadfast::gate::{GateOptions, Reason, Target};
+//! use steadfast_store::{ManualClock, MemoryStore, RetryGate};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let clock = ManualClock::at(UNIX_EPOCH);
+//! let gate = RetryGate::new(MemoryStore::new(), GateOptions::default())?.with_clock(clock.clone());
+//! let order = Target::new("order", "42");
+//!
+//! for _ in 0..3 {
+//!     // The first attempt and the window's two retries.
+//!     gate.acquire(&order).await?.failed("upstream 503").await?;
+//! }
+//! let decision = gate.check(&order).await?;
+//! assert_eq!(decision.reason, Reason::CoolingDown);
+//! assert_eq!(decision.next_allowed_at, Some(UNIX_EPOCH + Duration::from_secs(30 * 60)));
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod backend;
+mod clock;
+mod error;
+pub mod gate;
+
+#[cfg(feature = "postgres")]
+pub use backend::PostgresStore;
+pub use backend::{Filter, GateStore, MemoryStore, StoreFuture};
+#[cfg(feature = "sqlite")]
+pub use backend::{SqliteStore, Synchronous};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::StoreError;
+pub use gate::{GateError, GateRecord, Permit, RetryGate, RunError};

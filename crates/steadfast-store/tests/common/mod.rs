@@ -1,0 +1,79 @@
+//! Stores for the conformance suite: memory and a SQLite file always, PostgreSQL when
+//! `STEADFAST_TEST_POSTGRES_URL` is set.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use steadfast_store::{GateStore, MemoryStore, PostgresStore, SqliteStore};
+
+pub const POSTGRES_URL: &str = "STEADFAST_TEST_POSTGRES_URL";
+/// The schema the tests use, apart from a service's own `steadfast`.
+pub const SCHEMA: &str = "steadfast_test";
+
+/// A store under test and what keeps it alive.
+pub struct Subject {
+    pub name: &'static str,
+    pub store: Arc<dyn GateStore>,
+    pub _dir: Option<tempfile::TempDir>,
+}
+
+pub fn postgres_url() -> Option<String> {
+    match std::env::var(POSTGRES_URL) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipping PostgreSQL: {POSTGRES_URL} is not set");
+            None
+        }
+    }
+}
+
+/// Every store this machine can run.
+pub async fn subjects() -> Vec<Subject> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(dir.path().join("steadfast.db"))
+        .await
+        .unwrap();
+    let mut all = vec![
+        Subject {
+            name: "memory",
+            store: Arc::new(MemoryStore::new()),
+            _dir: None,
+        },
+        Subject {
+            name: "sqlite",
+            store: Arc::new(sqlite),
+            _dir: Some(dir),
+        },
+    ];
+    if let Some(url) = postgres_url() {
+        let pg = PostgresStore::connect_in_schema(&url, SCHEMA)
+            .await
+            .unwrap();
+        all.push(Subject {
+            name: "postgres",
+            store: Arc::new(pg),
+            _dir: None,
+        });
+    }
+    all
+}
+
+/// A target type no other test (or earlier run) has used, for stores that outlive a test.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// `m` minutes after the example's start.
+pub fn minute(m: u64) -> SystemTime {
+    start() + Duration::from_secs(60 * m)
+}
+
+pub fn start() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}

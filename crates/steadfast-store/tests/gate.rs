@@ -1,0 +1,368 @@
+//! The gate's rules, the same on every store: the worked example verbatim, the early
+//! retry, success and reset, spacing, records, and tasks racing for the last retries.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{minute, start, subjects, unique};
+use steadfast::BackoffOptions;
+use steadfast::gate::{Decision, GateOptions, Reason, Target};
+use steadfast_store::{Filter, GateError, GateStore, ManualClock, RetryGate};
+
+fn gate(store: &Arc<dyn GateStore>, options: GateOptions, clock: &ManualClock) -> RetryGate {
+    RetryGate::new(store.clone(), options)
+        .unwrap()
+        .with_clock(clock.clone())
+}
+
+/// Acquires at `t` (minutes) and expects a permit for `reason` as retry `retry`, then fails it.
+async fn allowed_then_fails(
+    gate: &RetryGate,
+    clock: &ManualClock,
+    target: &Target,
+    t: u64,
+    reason: Reason,
+    attempts: u32,
+    store: &str,
+) {
+    clock.set(minute(t));
+    let permit = match gate.acquire(target).await {
+        Ok(p) => p,
+        Err(e) => panic!("{store}: t{t}: expected a permit ({reason}), got {e}"),
+    };
+    assert_eq!(permit.decision().reason, reason, "{store}: t{t}");
+    assert_eq!(permit.decision().attempts, attempts, "{store}: t{t}");
+    permit.failed(&format!("failure at t{t}")).await.unwrap();
+}
+
+fn denied(result: Result<steadfast_store::Permit, GateError>, store: &str, t: u64) -> Decision {
+    match result {
+        Err(GateError::Denied(d)) => d,
+        Ok(p) => panic!(
+            "{store}: t{t}: expected a denial, got a permit {:?}",
+            p.decision()
+        ),
+        Err(e) => panic!("{store}: t{t}: {e}"),
+    }
+}
+
+/// The worked example, verbatim (defaults, times in minutes):
+/// t0 attempt allowed → fails (window opens at 0); t1 allowed (retry 1) → fails; t2 allowed
+/// (retry 2) → fails; t3 denied, cooling down until 30; t21 early retry requested → granted
+/// (retry 3) → fails; t25 early requested → denied (already used; reopens at 30); t30 allowed
+/// (retry 4, new window at 30) → fails; t31 allowed (retry 5) → fails; t32 denied, exhausted
+/// (5 of 5) until reset.
+#[tokio::test]
+async fn the_worked_example_holds_on_every_store() {
+    for s in subjects().await {
+        let store = s.name;
+        let clock = ManualClock::at(start());
+        let gate = gate(&s.store, GateOptions::default(), &clock);
+        let target = Target::new(unique("worked"), "1");
+
+        // t0: the first attempt, allowed; its failure opens the window at 0.
+        allowed_then_fails(&gate, &clock, &target, 0, Reason::FirstAttempt, 1, store).await;
+        let record = gate.get(&target).await.unwrap().unwrap();
+        assert_eq!(record.window_start, Some(minute(0)), "{store}");
+        // t1, t2: retries 1 and 2, inside the window's quota.
+        allowed_then_fails(&gate, &clock, &target, 1, Reason::WithinQuota, 2, store).await;
+        allowed_then_fails(&gate, &clock, &target, 2, Reason::WithinQuota, 3, store).await;
+
+        // t3: denied, cooling down until 30.
+        clock.set(minute(3));
+        let d = denied(gate.acquire(&target).await, store, 3);
+        assert_eq!(d.reason, Reason::CoolingDown, "{store}");
+        assert_eq!(d.next_allowed_at, Some(minute(30)), "{store}");
+        assert_eq!((d.attempts, d.retries_left), (3, 3), "{store}");
+
+        // t21: an early retry is requested and granted (retry 3); it fails.
+        clock.set(minute(21));
+        let early = gate.request_early(&target).await.unwrap();
+        assert!(early.allowed, "{store}: {early}");
+        assert_eq!(early.reason, Reason::EarlyRetryGranted, "{store}");
+        allowed_then_fails(
+            &gate,
+            &clock,
+            &target,
+            21,
+            Reason::EarlyRetryGranted,
+            4,
+            store,
+        )
+        .await;
+        let record = gate.get(&target).await.unwrap().unwrap();
+        assert!(record.early_retry_used, "{store}");
+        assert_eq!(record.last_early_granted_at, Some(minute(21)), "{store}");
+
+        // t25: another early retry is denied: already used; reopens at 30.
+        clock.set(minute(25));
+        let again = gate.request_early(&target).await.unwrap();
+        assert!(!again.allowed, "{store}");
+        assert_eq!(again.reason, Reason::EarlyAlreadyUsed, "{store}");
+        assert_eq!(again.next_allowed_at, Some(minute(30)), "{store}");
+        let d = denied(gate.acquire(&target).await, store, 25);
+        assert_eq!(d.reason, Reason::CoolingDown, "{store}");
+
+        // t30: allowed (retry 4), a new window at 30; it fails.
+        allowed_then_fails(&gate, &clock, &target, 30, Reason::WithinQuota, 5, store).await;
+        let record = gate.get(&target).await.unwrap().unwrap();
+        assert_eq!(record.window_start, Some(minute(30)), "{store}");
+        // t31: allowed (retry 5); it fails.
+        allowed_then_fails(&gate, &clock, &target, 31, Reason::WithinQuota, 6, store).await;
+
+        // t32: denied, exhausted (5 of 5) until reset.
+        clock.set(minute(32));
+        let d = denied(gate.acquire(&target).await, store, 32);
+        assert_eq!(d.reason, Reason::Exhausted, "{store}");
+        assert_eq!(d.next_allowed_at, None, "{store}");
+        assert_eq!((d.attempts, d.retries_left), (6, 0), "{store}");
+        // Still exhausted much later, until a reset.
+        clock.set(minute(600));
+        assert_eq!(gate.check(&target).await.unwrap().reason, Reason::Exhausted);
+        assert!(gate.reset(&target).await.unwrap());
+        let d = gate.check(&target).await.unwrap();
+        assert_eq!(
+            (d.allowed, d.reason),
+            (true, Reason::FirstAttempt),
+            "{store}"
+        );
+
+        let record = gate.get(&target).await.unwrap().unwrap();
+        assert_eq!(record.last_error, None, "{store}");
+        assert!(!record.early_retry_used, "{store}");
+        assert_eq!(
+            record.version, 14,
+            "{store}: one write per acquire, failure, request and reset"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_success_clears_counters_window_and_early_flag_and_is_recorded() {
+    for s in subjects().await {
+        let store = s.name;
+        let clock = ManualClock::at(start());
+        let gate = gate(&s.store, GateOptions::default(), &clock);
+        let target = Target::new(unique("success"), "1");
+        for _ in 0..3 {
+            gate.acquire(&target)
+                .await
+                .unwrap()
+                .failed("503")
+                .await
+                .unwrap();
+        }
+        clock.set(minute(20));
+        gate.request_early(&target).await.unwrap();
+        let permit = gate.acquire(&target).await.unwrap();
+        assert_eq!(permit.decision().reason, Reason::EarlyRetryGranted);
+        clock.set(minute(22));
+        permit.succeeded().await.unwrap();
+
+        let record = gate.get(&target).await.unwrap().unwrap();
+        assert_eq!(record.attempts, 0, "{store}");
+        assert_eq!(record.window_retries, 0, "{store}");
+        assert_eq!(record.window_start, None, "{store}");
+        assert!(!record.early_retry_used, "{store}");
+        assert_eq!(record.last_success_at, Some(minute(22)), "{store}");
+        assert_eq!(record.last_attempt_at, Some(minute(20)), "{store}");
+        let d = gate.check(&target).await.unwrap();
+        assert_eq!(
+            (d.reason, d.retries_left),
+            (Reason::FirstAttempt, 5),
+            "{store}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_early_retry_is_refused_before_the_early_window_and_when_none_is_needed() {
+    for s in subjects().await {
+        let store = s.name;
+        let clock = ManualClock::at(start());
+        let gate = gate(&s.store, GateOptions::default(), &clock);
+        let target = Target::new(unique("early"), "1");
+        // Before any failure, an early request is simply the first attempt.
+        let d = gate.request_early(&target).await.unwrap();
+        assert_eq!(
+            (d.allowed, d.reason),
+            (true, Reason::FirstAttempt),
+            "{store}"
+        );
+        for _ in 0..3 {
+            gate.acquire(&target)
+                .await
+                .unwrap()
+                .failed("503")
+                .await
+                .unwrap();
+        }
+        clock.set(minute(19));
+        let d = gate.request_early(&target).await.unwrap();
+        assert_eq!(d.reason, Reason::CoolingDown, "{store}");
+        assert_eq!(
+            d.next_allowed_at,
+            Some(minute(20)),
+            "{store}: when an early retry may go"
+        );
+        assert!(!gate.get(&target).await.unwrap().unwrap().early_requested);
+        // Without a request, the window's end stands.
+        clock.set(minute(20));
+        let d = gate.check(&target).await.unwrap();
+        assert_eq!(d.next_allowed_at, Some(minute(30)), "{store}");
+    }
+}
+
+#[tokio::test]
+async fn spacing_from_a_backoff_schedule_holds_retries_apart() {
+    for s in subjects().await {
+        let store = s.name;
+        let clock = ManualClock::at(start());
+        let options = GateOptions::default()
+            .base_retries(10)
+            .max_retries(10)
+            .spacing(
+                BackoffOptions::exponential(Duration::from_secs(60)).max(Duration::from_secs(3600)),
+            );
+        let gate = gate(&s.store, options, &clock);
+        let target = Target::new(unique("spacing"), "1");
+        gate.acquire(&target)
+            .await
+            .unwrap()
+            .failed("x")
+            .await
+            .unwrap();
+        // Retry 1 waits 1 min after the attempt, retry 2 waits 2 min, retry 3 waits 4 min.
+        let mut at = minute(0);
+        for wait in [1, 2, 4] {
+            clock.set(at + Duration::from_secs(60 * wait - 1));
+            let d = denied(gate.acquire(&target).await, store, wait);
+            assert_eq!(d.reason, Reason::CoolingDown, "{store}");
+            assert_eq!(d.next_allowed_at, Some(at + Duration::from_secs(60 * wait)));
+            at += Duration::from_secs(60 * wait);
+            clock.set(at);
+            gate.acquire(&target)
+                .await
+                .unwrap()
+                .failed("x")
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn records_keep_every_field_and_list_filters_by_type() {
+    for s in subjects().await {
+        let store = s.name;
+        let clock = ManualClock::at(start());
+        let options = GateOptions::default().base_retries(3);
+        let gate = gate(&s.store, options.clone(), &clock);
+        let kind = unique("list");
+        for id in ["a", "b", "c"] {
+            let target = Target::new(kind.clone(), id);
+            gate.acquire(&target)
+                .await
+                .unwrap()
+                .failed("é".repeat(600).as_str())
+                .await
+                .unwrap();
+        }
+        let records = gate
+            .list(&Filter::all().target_type(kind.clone()))
+            .await
+            .unwrap();
+        let ids: Vec<_> = records
+            .iter()
+            .map(|r| r.target.target_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"], "{store}");
+        let limited = gate
+            .list(&Filter::all().target_type(kind.clone()).limit(2))
+            .await
+            .unwrap();
+        assert_eq!(limited.len(), 2, "{store}");
+
+        let r = &records[0];
+        assert_eq!(r.attempts, 1);
+        assert_eq!(r.policy, options, "{store}: the snapshot round-trips");
+        assert_eq!(r.last_attempt_at, Some(minute(0)));
+        assert_eq!(r.window_start, Some(minute(0)));
+        assert_eq!(r.created_at, minute(0));
+        assert_eq!(r.version, 2);
+        // The error text is cut at 1000 bytes on a character boundary.
+        assert_eq!(r.last_error.as_deref().map(str::len), Some(1000), "{store}");
+    }
+}
+
+#[tokio::test]
+async fn a_record_keeps_the_options_it_was_created_with_until_reset() {
+    for s in subjects().await {
+        let store = s.name;
+        let clock = ManualClock::at(start());
+        let strict = gate(&s.store, GateOptions::default().max_retries(1), &clock);
+        let target = Target::new(unique("snapshot"), "1");
+        strict
+            .acquire(&target)
+            .await
+            .unwrap()
+            .failed("x")
+            .await
+            .unwrap();
+        strict
+            .acquire(&target)
+            .await
+            .unwrap()
+            .failed("x")
+            .await
+            .unwrap();
+        // A gate with looser options judges this record by its snapshot (max 1 retry).
+        let loose = gate(&s.store, GateOptions::default().max_retries(9), &clock);
+        assert_eq!(
+            loose.check(&target).await.unwrap().reason,
+            Reason::Exhausted,
+            "{store}"
+        );
+        loose.reset(&target).await.unwrap();
+        assert_eq!(
+            loose.check(&target).await.unwrap().retries_left,
+            9,
+            "{store}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_tasks_racing_for_two_retries_get_exactly_two_permits() {
+    for s in subjects().await {
+        let store = s.name;
+        let options = GateOptions::default().base_retries(10).max_retries(2);
+        let gate = RetryGate::new(s.store.clone(), options).unwrap();
+        let target = Target::new(unique("race"), "1");
+        gate.acquire(&target)
+            .await
+            .unwrap()
+            .failed("x")
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let gate = gate.clone();
+                let target = target.clone();
+                tokio::spawn(async move { gate.acquire(&target).await })
+            })
+            .collect();
+        let mut granted = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_permit) => granted += 1,
+                Err(GateError::Denied(d)) => assert_eq!(d.reason, Reason::Exhausted),
+                Err(e) => panic!("{store}: {e}"),
+            }
+        }
+        assert_eq!(granted, 2, "{store}");
+        assert_eq!(gate.get(&target).await.unwrap().unwrap().attempts, 3);
+    }
+}
