@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 /// The scenarios of the comparison.
-pub const SCENARIOS: [Scenario; 8] = [
+pub const SCENARIOS: [Scenario; 10] = [
     Scenario::FirstTrySuccess,
     Scenario::TwoFailuresThenSuccess,
     Scenario::BackoffSchedule,
@@ -22,6 +22,8 @@ pub const SCENARIOS: [Scenario; 8] = [
     Scenario::BreakerClosed,
     Scenario::BreakerContended,
     Scenario::Pipeline5,
+    Scenario::GateSqlite,
+    Scenario::GatePostgres,
 ];
 
 /// What is measured.
@@ -44,6 +46,10 @@ pub enum Scenario {
     /// A first-try success through rate limiter → total timeout → retry → breaker → attempt
     /// timeout.
     Pipeline5,
+    /// The durable retry gate on a SQLite file: `acquire` then `failed`, one target.
+    GateSqlite,
+    /// The same on PostgreSQL, 16 targets at once (needs `STEADFAST_TEST_POSTGRES_URL`).
+    GatePostgres,
 }
 
 impl Scenario {
@@ -58,6 +64,8 @@ impl Scenario {
             Scenario::BreakerClosed => "breaker-closed",
             Scenario::BreakerContended => "breaker-2-threads",
             Scenario::Pipeline5 => "pipeline-5",
+            Scenario::GateSqlite => "gate-sqlite",
+            Scenario::GatePostgres => "gate-postgres",
         }
     }
 
@@ -70,6 +78,7 @@ impl Scenario {
             Scenario::ExecutorHandle | Scenario::ExecutorKey => 50_000,
             Scenario::BreakerClosed | Scenario::BreakerContended => 50_000,
             Scenario::Pipeline5 => 20_000,
+            Scenario::GateSqlite | Scenario::GatePostgres => 20_000,
         }
     }
 }
@@ -175,6 +184,7 @@ macro_rules! call_runner {
 }
 
 mod breaker;
+mod gate;
 
 /// Every implementation of `scenario`, the baseline first (steadfast, or the bare engine in
 /// the executor scenarios), set up inside `rt` (some peers take its clock).
@@ -186,6 +196,8 @@ pub fn runners(rt: &Runtime, scenario: Scenario) -> Vec<Runner> {
         Scenario::BreakerClosed => breaker::closed(),
         Scenario::BreakerContended => breaker::contended(),
         Scenario::Pipeline5 => breaker::pipeline(),
+        Scenario::GateSqlite => gate::sqlite(),
+        Scenario::GatePostgres => gate::postgres(),
         _ => call_runners(scenario),
     }
 }

@@ -25,6 +25,11 @@ pub enum StoreError {
     },
     /// The store could not be opened (a bad URL or path, a failed migration).
     Open(String),
+    /// The transaction this write was batched into did not commit (SQLite's group commit);
+    /// nothing of it was written.
+    Batch(String),
+    /// The store's writer task is gone (its runtime shut down).
+    Closed,
 }
 
 impl StoreError {
@@ -47,6 +52,15 @@ impl fmt::Display for StoreError {
                 write!(f, "the record of {target} kept changing under this write")
             }
             StoreError::Open(message) => write!(f, "cannot open the store: {message}"),
+            StoreError::Batch(message) => {
+                write!(
+                    f,
+                    "the batch this write was part of did not commit: {message}"
+                )
+            }
+            StoreError::Closed => {
+                f.write_str("the store's writer task is gone (was its runtime shut down?)")
+            }
         }
     }
 }

@@ -213,6 +213,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let rows = across_processes(scenario, processes, quick)?;
+        if rows.is_empty() {
+            println!("\n### {}: skipped (see the message above)", scenario.name());
+            continue;
+        }
         // The first row is the baseline: steadfast, or the bare engine beside the executor.
         let (base_name, base) = rows
             .first()
@@ -221,13 +225,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "\n### {} (median of {processes} processes × {rounds} interleaved rounds)\n",
             scenario.name()
         );
-        println!("| impl | ns/call | allocs/call | × {base_name} |");
-        println!("|---|---:|---:|---:|");
+        println!("| impl | ns/call | calls/s | allocs/call | × {base_name} |");
+        println!("|---|---:|---:|---:|---:|");
         for r in &rows {
             println!(
-                "| {} | {:.1} | {:.2} | {:.2} |",
+                "| {} | {:.1} | {:.0} | {:.2} | {:.2} |",
                 r.name,
                 r.ns_per_call,
+                1e9 / r.ns_per_call,
                 r.allocs_per_call,
                 r.ns_per_call / base
             );
@@ -259,6 +264,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "impl": r.name,
                 "ns_per_call": (r.ns_per_call * 10.0).round() / 10.0,
                 "allocs_per_call": (r.allocs_per_call * 100.0).round() / 100.0,
+                "ops_per_sec": (1e9 / r.ns_per_call).round(),
             })
         })
         .collect();

@@ -4,8 +4,12 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use steadfast::gate::Target;
+
 use super::sql::{Dialect, Statements, sql_gate_store};
+use super::{Filter, GateStore, StoreFuture};
 use crate::StoreError;
+use crate::gate::GateRecord;
 
 /// The migrations, in order; each runs once per schema, under an advisory lock.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -119,3 +123,23 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
 }
 
 sql_gate_store!(PostgresStore, sqlx::Postgres);
+
+impl GateStore for PostgresStore {
+    fn load<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<GateRecord>> {
+        Box::pin(
+            async move { Self::load_on(&mut *self.pool.acquire().await?, &self.sql, target).await },
+        )
+    }
+
+    fn save<'a>(&'a self, record: &'a GateRecord) -> StoreFuture<'a, bool> {
+        Box::pin(
+            async move { Self::save_on(&mut *self.pool.acquire().await?, &self.sql, record).await },
+        )
+    }
+
+    fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<GateRecord>> {
+        Box::pin(
+            async move { Self::list_on(&mut *self.pool.acquire().await?, &self.sql, filter).await },
+        )
+    }
+}

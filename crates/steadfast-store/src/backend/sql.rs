@@ -103,7 +103,8 @@ pub(crate) fn count_from_db(
     })
 }
 
-/// `GateStore` for a SQL store with fields `pool` and `sql: Statements`, over `$db`.
+/// The row mapping and the statements of a SQL store over `$db`, run on a connection the
+/// store chooses.
 macro_rules! sql_gate_store {
     ($store:ty, $db:ty) => {
         impl $store {
@@ -177,70 +178,70 @@ macro_rules! sql_gate_store {
             }
         }
 
-        impl $crate::backend::GateStore for $store {
-            fn load<'a>(
-                &'a self,
-                target: &'a steadfast::gate::Target,
-            ) -> $crate::StoreFuture<'a, Option<$crate::gate::GateRecord>> {
-                Box::pin(async move {
-                    let row = sqlx::query(sqlx::AssertSqlSafe(self.sql.load.as_str()))
-                        .bind(target.target_type.as_str())
-                        .bind(target.target_id.as_str())
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    row.map(|r| Self::decode(&r)).transpose()
-                })
+        impl $store {
+            /// The record of `target`, read on `conn`.
+            async fn load_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &$crate::backend::sql::Statements,
+                target: &steadfast::gate::Target,
+            ) -> Result<Option<$crate::gate::GateRecord>, $crate::StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql.load.as_str()))
+                    .bind(target.target_type.as_str())
+                    .bind(target.target_id.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                row.map(|r| Self::decode(&r)).transpose()
             }
 
-            fn save<'a>(
-                &'a self,
-                record: &'a $crate::gate::GateRecord,
-            ) -> $crate::StoreFuture<'a, bool> {
-                Box::pin(async move {
-                    let done = if record.version <= 1 {
-                        Self::bind(
-                            sqlx::query(sqlx::AssertSqlSafe(self.sql.insert.as_str())),
-                            record,
-                        )
-                        .execute(&self.pool)
-                        .await?
-                    } else {
-                        let expected = i64::try_from(record.version - 1).unwrap_or(i64::MAX);
-                        Self::bind(
-                            sqlx::query(sqlx::AssertSqlSafe(self.sql.update.as_str())),
-                            record,
-                        )
-                        .bind(expected)
-                        .execute(&self.pool)
-                        .await?
-                    };
-                    Ok(done.rows_affected() == 1)
-                })
+            /// Writes `record` on `conn` over version `record.version - 1` (none for 1).
+            async fn save_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &$crate::backend::sql::Statements,
+                record: &$crate::gate::GateRecord,
+            ) -> Result<bool, $crate::StoreError> {
+                let done = if record.version <= 1 {
+                    Self::bind(
+                        sqlx::query(sqlx::AssertSqlSafe(sql.insert.as_str())),
+                        record,
+                    )
+                    .execute(&mut *conn)
+                    .await?
+                } else {
+                    let expected = i64::try_from(record.version - 1).unwrap_or(i64::MAX);
+                    Self::bind(
+                        sqlx::query(sqlx::AssertSqlSafe(sql.update.as_str())),
+                        record,
+                    )
+                    .bind(expected)
+                    .execute(&mut *conn)
+                    .await?
+                };
+                Ok(done.rows_affected() == 1)
             }
 
-            fn list<'a>(
-                &'a self,
-                filter: &'a $crate::Filter,
-            ) -> $crate::StoreFuture<'a, Vec<$crate::gate::GateRecord>> {
-                Box::pin(async move {
-                    let limit = filter.limit.map_or(i64::MAX, i64::from);
-                    let rows = match &filter.target_type {
-                        None => {
-                            sqlx::query(sqlx::AssertSqlSafe(self.sql.list.as_str()))
-                                .bind(limit)
-                                .fetch_all(&self.pool)
-                                .await?
-                        }
-                        Some(t) => {
-                            sqlx::query(sqlx::AssertSqlSafe(self.sql.list_type.as_str()))
-                                .bind(limit)
-                                .bind(t.as_str())
-                                .fetch_all(&self.pool)
-                                .await?
-                        }
-                    };
-                    rows.iter().map(Self::decode).collect()
-                })
+            /// The records `filter` picks, read on `conn`.
+            async fn list_on(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &$crate::backend::sql::Statements,
+                filter: &$crate::Filter,
+            ) -> Result<Vec<$crate::gate::GateRecord>, $crate::StoreError> {
+                let limit = filter.limit.map_or(i64::MAX, i64::from);
+                let rows = match &filter.target_type {
+                    None => {
+                        sqlx::query(sqlx::AssertSqlSafe(sql.list.as_str()))
+                            .bind(limit)
+                            .fetch_all(&mut *conn)
+                            .await?
+                    }
+                    Some(t) => {
+                        sqlx::query(sqlx::AssertSqlSafe(sql.list_type.as_str()))
+                            .bind(limit)
+                            .bind(t.as_str())
+                            .fetch_all(&mut *conn)
+                            .await?
+                    }
+                };
+                rows.iter().map(Self::decode).collect()
             }
         }
     };

@@ -4,12 +4,20 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Sqlite;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::SqliteConnection;
+use steadfast::gate::Target;
+use tokio::sync::{mpsc, oneshot};
+
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use super::sql::{Dialect, Statements, sql_gate_store};
+use super::{Filter, GateStore, StoreFuture};
 use crate::StoreError;
+use crate::gate::GateRecord;
 
 /// The migrations, in order; each runs once per file, inside `BEGIN IMMEDIATE`.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -61,8 +69,30 @@ pub enum Synchronous {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    sql: std::sync::Arc<Statements>,
+    /// The writer task's queue: every load and save goes through its held connection.
+    jobs: mpsc::UnboundedSender<Job>,
 }
+
+/// A load or save for the writer task, with where to send its result.
+enum Job {
+    Load(
+        Target,
+        oneshot::Sender<Result<Option<GateRecord>, StoreError>>,
+    ),
+    Save(GateRecord, oneshot::Sender<Result<bool, StoreError>>),
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Load(t, _) => write!(f, "Load({t})"),
+            Job::Save(r, _) => write!(f, "Save({} v{})", r.target, r.version),
+        }
+    }
+}
+
+/// Jobs one transaction takes at most.
+const MAX_BATCH: usize = 128;
 
 impl SqliteStore {
     /// Opens (creating it if missing) the database file at `path`, with
@@ -105,22 +135,34 @@ impl SqliteStore {
                 Synchronous::Full => SqliteSynchronous::Full,
             })
             .busy_timeout(Duration::from_secs(5));
-        // One connection: this process's writes queue in memory, not on SQLite's busy
-        // handler (which sleeps in steps of up to 100 ms); other processes still share the file.
+        // The gate's statements go through one connection held by a writer task, so this
+        // process's writes queue in memory, not on SQLite's busy handler (which sleeps in
+        // steps of up to 100 ms), and writes that arrive together commit together. A second
+        // connection serves `pool()`. Other processes share the file.
         let pool = SqlitePoolOptions::new()
-            .max_connections(1)
+            .max_connections(2)
             .connect_with(options)
             .await?;
         migrate(&pool).await?;
-        Ok(SqliteStore {
-            pool,
-            sql: std::sync::Arc::new(Statements::new(Dialect::Sqlite)),
-        })
+        let conn = pool.acquire().await?;
+        let (jobs, queue) = mpsc::unbounded_channel();
+        tokio::spawn(writer(conn, Statements::new(Dialect::Sqlite), queue));
+        Ok(SqliteStore { pool, jobs })
     }
 
-    /// The connection pool, for your own queries (`PRAGMA integrity_check`).
+    /// A pool of one connection (beside the gate's own), for your own queries
+    /// (`PRAGMA integrity_check`).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
+        let (reply, result) = oneshot::channel();
+        self.jobs.send(job(reply)).map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -157,4 +199,109 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Runs the jobs of `queue` on `conn`: one alone as it is (one autocommit statement); several
+/// that arrived together inside one `BEGIN IMMEDIATE … COMMIT`, answered once the commit
+/// holds (group commit: a commit costs more than the statements in it).
+async fn writer(
+    mut conn: PoolConnection<Sqlite>,
+    sql: Statements,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if batch.len() == 1 {
+            match batch.pop() {
+                Some(Job::Load(target, reply)) => {
+                    let _ = reply.send(SqliteStore::load_on(&mut conn, &sql, &target).await);
+                }
+                Some(Job::Save(record, reply)) => {
+                    let _ = reply.send(SqliteStore::save_on(&mut conn, &sql, &record).await);
+                }
+                None => {}
+            }
+            continue;
+        }
+        run_batch(&mut conn, &sql, &mut batch).await;
+    }
+}
+
+/// One result of a batch, held until the commit decides.
+enum Done {
+    Load(
+        Result<Option<GateRecord>, StoreError>,
+        oneshot::Sender<Result<Option<GateRecord>, StoreError>>,
+    ),
+    Save(
+        Result<bool, StoreError>,
+        oneshot::Sender<Result<bool, StoreError>>,
+    ),
+}
+
+async fn run_batch(conn: &mut SqliteConnection, sql: &Statements, batch: &mut Vec<Job>) {
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        let message = e.to_string();
+        for job in batch.drain(..) {
+            fail(job, &message);
+        }
+        return;
+    }
+    let mut done = Vec::with_capacity(batch.len());
+    for job in batch.drain(..) {
+        done.push(match job {
+            Job::Load(target, reply) => {
+                Done::Load(SqliteStore::load_on(conn, sql, &target).await, reply)
+            }
+            Job::Save(record, reply) => {
+                Done::Save(SqliteStore::save_on(conn, sql, &record).await, reply)
+            }
+        });
+    }
+    match sqlx::query("COMMIT").execute(&mut *conn).await {
+        Ok(_) => {
+            for d in done {
+                match d {
+                    Done::Load(r, reply) => drop(reply.send(r)),
+                    Done::Save(r, reply) => drop(reply.send(r)),
+                }
+            }
+        }
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            let message = e.to_string();
+            for d in done {
+                match d {
+                    Done::Load(_, reply) => {
+                        drop(reply.send(Err(StoreError::Batch(message.clone()))))
+                    }
+                    Done::Save(_, reply) => {
+                        drop(reply.send(Err(StoreError::Batch(message.clone()))))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fail(job: Job, message: &str) {
+    match job {
+        Job::Load(_, reply) => drop(reply.send(Err(StoreError::Batch(message.to_owned())))),
+        Job::Save(_, reply) => drop(reply.send(Err(StoreError::Batch(message.to_owned())))),
+    }
+}
+
 sql_gate_store!(SqliteStore, sqlx::Sqlite);
+
+impl GateStore for SqliteStore {
+    fn load<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<GateRecord>> {
+        Box::pin(self.submit(|reply| Job::Load(target.clone(), reply)))
+    }
+
+    fn save<'a>(&'a self, record: &'a GateRecord) -> StoreFuture<'a, bool> {
+        Box::pin(self.submit(|reply| Job::Save(record.clone(), reply)))
+    }
+
+    fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<GateRecord>> {
+        let sql = Statements::new(Dialect::Sqlite);
+        Box::pin(async move { Self::list_on(&mut *self.pool.acquire().await?, &sql, filter).await })
+    }
+}

@@ -3,9 +3,10 @@
 
 mod record;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use steadfast::ConfigError;
@@ -52,6 +53,31 @@ struct Inner {
     store: Arc<dyn GateStore>,
     options: GateOptions,
     clock: Arc<dyn Clock>,
+    /// The last record this process read or wrote per target. An acquire starts from it and
+    /// skips a read; the write's version check catches a stale one (and a denial from it is
+    /// read again), so it saves a round trip and decides nothing alone.
+    known: Mutex<HashMap<Target, GateRecord>>,
+}
+
+/// Records `known` keeps at most (then it starts over).
+const KNOWN_MAX: usize = 4096;
+
+impl Inner {
+    fn known(&self, target: &Target) -> Option<GateRecord> {
+        self.known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(target)
+            .cloned()
+    }
+
+    fn remember(&self, record: &GateRecord) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.len() >= KNOWN_MAX && !known.contains_key(&record.target) {
+            known.clear();
+        }
+        known.insert(record.target.clone(), record.clone());
+    }
 }
 
 impl fmt::Debug for RetryGate {
@@ -129,6 +155,7 @@ impl RetryGate {
                 store: Arc::new(store),
                 options,
                 clock: Arc::new(SystemClock),
+                known: Mutex::default(),
             }),
         })
     }
@@ -141,6 +168,7 @@ impl RetryGate {
                 store: self.inner.store.clone(),
                 options: self.inner.options.clone(),
                 clock: Arc::new(clock),
+                known: Mutex::default(),
             }),
         }
     }
@@ -157,7 +185,7 @@ impl RetryGate {
     /// What an attempt at `target` would be told now, without reserving it.
     pub async fn check(&self, target: &Target) -> Result<Decision, StoreError> {
         let now = self.now();
-        Ok(match self.inner.store.load(target).await? {
+        Ok(match self.get(target).await? {
             Some(record) => record.decision(now, false),
             None => GateRecord::new(target.clone(), self.inner.options.clone(), now)
                 .decision(now, false),
@@ -179,7 +207,7 @@ impl RetryGate {
     ) -> Result<Permit, GateError> {
         let mut decided = None;
         let record = self
-            .update(target, options, |record, now| {
+            .update(target, options, true, |record, now| {
                 let (decision, kind) = record.judge(now, record.early_requested);
                 let kind = kind.filter(|_| decision.allowed);
                 if let Some(kind) = kind {
@@ -210,7 +238,7 @@ impl RetryGate {
     pub async fn request_early(&self, target: &Target) -> Result<Decision, StoreError> {
         let mut decided = None;
         let options = self.inner.options.clone();
-        self.update(target, &options, |record, now| {
+        self.update(target, &options, false, |record, now| {
             let (decision, kind) = record.judge(now, true);
             decided = Some(decision);
             if kind == Some(Kind::Early) && !record.early_requested {
@@ -231,7 +259,7 @@ impl RetryGate {
             return Ok(false);
         }
         let options = self.inner.options.clone();
-        self.update(target, &options, |record, now| {
+        self.update(target, &options, false, |record, now| {
             record.clear(&options, now, false);
             true
         })
@@ -241,7 +269,11 @@ impl RetryGate {
 
     /// `target`'s whole record, if it has one.
     pub async fn get(&self, target: &Target) -> Result<Option<GateRecord>, StoreError> {
-        self.inner.store.load(target).await
+        let record = self.inner.store.load(target).await?;
+        if let Some(r) = &record {
+            self.inner.remember(r);
+        }
+        Ok(record)
     }
 
     /// The records `filter` picks.
@@ -293,24 +325,43 @@ impl RetryGate {
 
     /// Reads `target`'s record (or a new one under `options`), lets `change` edit it, and
     /// writes it if `change` says so, over the version read; a lost race decides again.
-    /// Returns the record as written (or as read, when nothing was written).
+    /// With `known`, the first round starts from the record this process saw last, trusted
+    /// only if the write over it succeeds. Returns the record as written (or as read, when
+    /// nothing was written).
     async fn update(
         &self,
         target: &Target,
         options: &GateOptions,
+        known: bool,
         mut change: impl FnMut(&mut GateRecord, SystemTime) -> bool,
     ) -> Result<Option<GateRecord>, StoreError> {
+        let mut cached = if known {
+            self.inner.known(target)
+        } else {
+            None
+        };
         for _ in 0..MAX_ROUNDS {
             let now = self.now();
-            let mut record = match self.inner.store.load(target).await? {
+            let from_cache = cached.is_some();
+            let mut record = match cached.take() {
                 Some(r) => r,
-                None => GateRecord::new(target.clone(), options.clone(), now),
+                None => match self.inner.store.load(target).await? {
+                    Some(r) => {
+                        self.inner.remember(&r);
+                        r
+                    }
+                    None => GateRecord::new(target.clone(), options.clone(), now),
+                },
             };
             if !change(&mut record, now) {
+                if from_cache {
+                    continue; // a decision not to write, on a record that may be stale
+                }
                 return Ok(Some(record));
             }
             record.version += 1;
             if self.inner.store.save(&record).await? {
+                self.inner.remember(&record);
                 return Ok(Some(record));
             }
         }
@@ -360,11 +411,12 @@ impl Permit {
         change(&mut record, now);
         record.version += 1;
         if self.gate.inner.store.save(&record).await? {
+            self.gate.inner.remember(&record);
             return Ok(());
         }
         let options = record.policy.clone();
         self.gate
-            .update(&record.target, &options, |r, now| {
+            .update(&record.target, &options, false, |r, now| {
                 change(r, now);
                 true
             })
