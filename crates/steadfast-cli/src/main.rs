@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod check;
+mod gate;
 mod plan;
 
 /// Resilience policies by key: check policy files and see what a key will do before it
@@ -56,6 +57,25 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         format: Output,
     },
+    /// Inspect and steer the durable retry gate: list, show, reset, retry-now
+    ///
+    /// Reads the records of a SQLite file (a path or sqlite: URL) or PostgreSQL
+    /// (postgres:// URL). Each record is judged by the options it was created with.
+    Gate {
+        /// The store: a SQLite path (steadfast.db), a sqlite: URL, or a postgres:// URL.
+        #[arg(
+            long,
+            value_name = "URL",
+            global = true,
+            default_value = "steadfast.db"
+        )]
+        db: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+        format: Output,
+        #[command(subcommand)]
+        action: gate::Action,
+    },
     /// Print the JSON Schema of policy files, for editors
     ///
     /// Point your editor's YAML, TOML or JSON language server at it.
@@ -91,6 +111,7 @@ fn main() -> ExitCode {
             max_rows,
             format,
         } => plan::run(&file, &key, samples, max_rows, format),
+        Command::Gate { db, format, action } => gate::run(&db, action, format),
         Command::Schema => serde_json::to_string_pretty(&steadfast::policy::json_schema())
             .map(|s| {
                 emit(&(s + "\n"));

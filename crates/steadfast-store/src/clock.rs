@@ -50,6 +50,11 @@ impl ManualClock {
         self.ms.store(to_ms(time), Ordering::SeqCst);
     }
 
+    /// The time `by` from now (without moving the clock).
+    pub fn now_plus(&self, by: Duration) -> SystemTime {
+        self.now() + by
+    }
+
     /// Moves the time forward by `by`.
     pub fn advance(&self, by: Duration) {
         let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);

@@ -83,6 +83,9 @@ pub enum Error<E> {
         /// When a call would be let through.
         retry_after: Duration,
     },
+    /// The durable retry gate refused the target (see [`gate`](crate::gate)): the operation
+    /// never ran.
+    GateClosed(crate::gate::Decision),
 }
 
 /// Why the retry loop stopped on a failure.
@@ -169,7 +172,8 @@ impl<E> Error<E> {
             Error::InvalidKey(_)
             | Error::Rejected(_)
             | Error::BulkheadFull { .. }
-            | Error::RateLimited { .. } => 0,
+            | Error::RateLimited { .. }
+            | Error::GateClosed(_) => 0,
         }
     }
 
@@ -191,6 +195,7 @@ impl<E> Error<E> {
                 | Error::CircuitOpen { .. }
                 | Error::BulkheadFull { .. }
                 | Error::RateLimited { .. }
+                | Error::GateClosed(_)
         )
     }
 
@@ -199,6 +204,10 @@ impl<E> Error<E> {
         match self {
             Error::CircuitOpen { retry_after, .. } => *retry_after,
             Error::RateLimited { retry_after } => Some(*retry_after),
+            Error::GateClosed(d) => d.next_allowed_at.map(|at| {
+                at.duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+            }),
             _ => None,
         }
     }
@@ -270,6 +279,7 @@ impl<E> Error<E> {
             },
             Error::BulkheadFull { max_concurrent } => Error::BulkheadFull { max_concurrent },
             Error::RateLimited { retry_after } => Error::RateLimited { retry_after },
+            Error::GateClosed(d) => Error::GateClosed(d),
         }
     }
 }
@@ -326,6 +336,7 @@ impl<E> fmt::Display for Error<E> {
             Error::RateLimited { retry_after } => {
                 write!(f, "rate limited (retry in {})", fmt_duration(*retry_after))
             }
+            Error::GateClosed(d) => write!(f, "retry gate closed: {d}"),
         }
     }
 }

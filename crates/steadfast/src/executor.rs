@@ -81,6 +81,8 @@ struct Inner {
     len: AtomicUsize,
     /// The state of strategies shared by name.
     shared: Mutex<SharedStates>,
+    /// Where the retry gate keeps its records (`run_gated`).
+    gate: Option<Arc<dyn crate::gate::GateBackend>>,
 }
 
 /// Strategy state shared by name across keys.
@@ -235,6 +237,7 @@ impl Executor {
             observers: Vec::new(),
             tracing: false,
             registry: Registry::new(),
+            gate: None,
         }
     }
 
@@ -245,6 +248,7 @@ impl Executor {
             observers,
             tracing,
             registry,
+            gate,
         } = b;
         Executor {
             inner: Arc::new(Inner {
@@ -258,6 +262,7 @@ impl Executor {
                 shard_cap: max_keys.div_ceil(SHARDS).max(1),
                 len: AtomicUsize::new(0),
                 shared: Mutex::default(),
+                gate,
             }),
         }
     }
@@ -450,6 +455,81 @@ impl Executor {
         }
     }
 
+    /// Runs `op` under the plan of `key` on behalf of `target`: when the plan has a retry gate
+    /// ([`Plan::gate`](crate::policy::Plan::gate), a file's `gate = { ... }`), the gate must
+    /// allow an attempt at `target` first (else [`Error::GateClosed`], without running `op`),
+    /// and the call's outcome is recorded there: a success clears the target, a failure
+    /// counts (with its text). The whole call, its in-process retries included, is one
+    /// attempt of the gate. Without a gate in the plan it is [`run`](Self::run).
+    ///
+    /// A plan with a gate and an executor without a [`gate`](ExecutorBuilder::gate) backend
+    /// fail closed: [`Error::GateClosed`] with [`Reason::Unavailable`](crate::gate::Reason).
+    ///
+    /// ```
+    /// use steadfast::gate::{Decision, GateAttempt, GateBackend, GateFuture, GateOptions, Reason, Target};
+    /// use steadfast::policy::{Plan, Policies};
+    /// use steadfast::{Error, Executor, Retry};
+    ///
+    /// // A gate that refuses everything (steadfast-store's `RetryGate` is the real one).
+    /// struct Closed;
+    /// impl GateBackend for Closed {
+    ///     fn acquire_attempt<'a>(&'a self, _: &'a Target, _: &'a GateOptions)
+    ///         -> GateFuture<'a, Result<Box<dyn GateAttempt>, Decision>> {
+    ///         Box::pin(async {
+    ///             Err(Decision { allowed: false, reason: Reason::Exhausted, next_allowed_at: None, attempts: 6, retries_left: 0 })
+    ///         })
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = Plan::new(Retry::default()).gate(GateOptions::default())?;
+    /// let executor = Executor::builder()
+    ///     .policies(Policies::new().with_plan("orders.*", plan))
+    ///     .gate(Closed)
+    ///     .build();
+    /// let target = Target::new("order", "42");
+    /// let r = executor.run_gated("orders.Reprocess", &target, || async { Ok::<_, std::io::Error>(()) }).await;
+    /// assert!(matches!(r, Err(Error::GateClosed(d)) if d.reason == Reason::Exhausted));
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_gated<F, Fut, T, E>(
+        &self,
+        key: &str,
+        target: &crate::gate::Target,
+        op: F,
+    ) -> Result<T, Error<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: 'static,
+        E: std::fmt::Display + 'static,
+    {
+        let bound = self.bound(key)?;
+        let Some(options) = bound.plan.gate_options() else {
+            return self.run(key, op).await;
+        };
+        let Some(gate) = &self.inner.gate else {
+            return Err(Error::GateClosed(crate::gate::Decision {
+                allowed: false,
+                reason: crate::gate::Reason::Unavailable,
+                next_allowed_at: None,
+                attempts: 0,
+                retries_left: 0,
+            }));
+        };
+        let attempt = gate
+            .acquire_attempt(target, options)
+            .await
+            .map_err(Error::GateClosed)?;
+        let result = self.run(key, op).await;
+        match &result {
+            Ok(_) => attempt.success().await,
+            Err(e) => attempt.failure(failure_text(e)).await,
+        }
+        result
+    }
+
     /// Runs `op` under the plan of `key`, classifying each attempt's result with
     /// `classifier` (see [`classify`](crate::classify)) instead of retrying every error.
     ///
@@ -607,9 +687,23 @@ pub struct ExecutorBuilder {
     observers: Vec<Arc<dyn Observer>>,
     tracing: bool,
     registry: Registry,
+    gate: Option<Arc<dyn crate::gate::GateBackend>>,
+}
+
+impl std::fmt::Debug for dyn crate::gate::GateBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GateBackend")
+    }
 }
 
 impl ExecutorBuilder {
+    /// Where the retry gate of plans that have one keeps its records (`steadfast-store`'s
+    /// `RetryGate` over SQLite or PostgreSQL); see [`Executor::run_gated`].
+    pub fn gate(mut self, backend: impl crate::gate::GateBackend) -> Self {
+        self.gate = Some(Arc::new(backend));
+        self
+    }
+
     /// The custom strategies that policies from a provider may name (see
     /// [`Executor::follow`]); policies given in code resolve their names themselves.
     pub fn registry(mut self, registry: Registry) -> Self {
@@ -1043,5 +1137,13 @@ impl<A: Future, B: Future<Output = A::Output>> Future for Either<A, B> {
             EitherProj::Left { inner } => inner.poll(cx),
             EitherProj::Right { inner } => inner.poll(cx),
         }
+    }
+}
+
+/// The text a gate keeps for a failed call: the operation's own error when that is why.
+fn failure_text<E: std::fmt::Display>(e: &Error<E>) -> String {
+    match e.operation_error() {
+        Some(source) => format!("{source} ({e})"),
+        None => e.to_string(),
     }
 }

@@ -29,6 +29,9 @@
 //! assert_eq!(options.max_retries, 5);
 //! ```
 
+#[cfg(feature = "serde")]
+mod file;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

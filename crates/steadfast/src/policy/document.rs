@@ -57,6 +57,9 @@ pub struct TableSpec {
     /// A rate limiter admitting each call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<Scoped<RateLimitOptions>>,
+    /// The durable retry gate of calls made for a target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<crate::gate::GateOptions>,
 }
 
 impl TableSpec {
@@ -95,6 +98,12 @@ impl TableSpec {
         self
     }
 
+    /// Sets the retry gate.
+    pub fn gate(mut self, gate: crate::gate::GateOptions) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
     /// This table's strategies, each taken from `lower` where this one does not name it.
     fn over(&self, lower: &TableSpec) -> TableSpec {
         TableSpec {
@@ -103,6 +112,7 @@ impl TableSpec {
             breaker: self.breaker.clone().or_else(|| lower.breaker.clone()),
             bulkhead: self.bulkhead.clone().or_else(|| lower.bulkhead.clone()),
             rate_limit: self.rate_limit.clone().or_else(|| lower.rate_limit.clone()),
+            gate: self.gate.clone().or_else(|| lower.gate.clone()),
         }
     }
 
@@ -113,6 +123,7 @@ impl TableSpec {
             self.breaker.as_ref().map(validate_scoped),
             self.bulkhead.as_ref().map(validate_scoped),
             self.rate_limit.as_ref().map(validate_scoped),
+            self.gate.as_ref().map(crate::gate::GateOptions::validate),
         ]
         .into_iter()
         .flatten()
@@ -374,6 +385,7 @@ pub struct Explanation {
     breaker: Option<(Scoped<BreakerOptions>, Origin)>,
     bulkhead: Option<(Scoped<BulkheadOptions>, Origin)>,
     rate_limit: Option<(Scoped<RateLimitOptions>, Origin)>,
+    gate: Option<(crate::gate::GateOptions, Origin)>,
 }
 
 impl Explanation {
@@ -410,6 +422,11 @@ impl Explanation {
     /// The rate limiter, if any, and the table it comes from.
     pub fn rate_limit(&self) -> Option<(&Scoped<RateLimitOptions>, &Origin)> {
         self.rate_limit.as_ref().map(|(s, o)| (s, o))
+    }
+
+    /// The retry gate, if any, and the table it comes from.
+    pub fn gate(&self) -> Option<(&crate::gate::GateOptions, &Origin)> {
+        self.gate.as_ref().map(|(s, o)| (s, o))
     }
 }
 
@@ -692,6 +709,9 @@ impl PolicyDocument {
             rate_limit: lineage
                 .iter()
                 .find_map(|(o, t)| t.rate_limit.clone().map(|r| (r, o.clone()))),
+            gate: lineage
+                .iter()
+                .find_map(|(o, t)| t.gate.clone().map(|g| (g, o.clone()))),
         })
     }
 
@@ -746,6 +766,9 @@ impl PolicyDocument {
                 plan = plan
                     .scoped_rate_limit(r)
                     .map_err(|e| unplaced(e.to_string()))?;
+            }
+            if let Some(g) = table.gate {
+                plan = plan.gate(g).map_err(|e| unplaced(e.to_string()))?;
             }
             let chain = table.chain.unwrap_or_default();
             let names: Vec<&str> = chain.iter().map(String::as_str).collect();

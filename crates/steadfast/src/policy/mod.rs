@@ -139,6 +139,7 @@ pub struct Plan {
     breaker: Option<Scoped<BreakerOptions>>,
     bulkhead: Option<Scoped<BulkheadOptions>>,
     rate_limit: Option<Scoped<RateLimitOptions>>,
+    gate: Option<crate::gate::GateOptions>,
 }
 
 /// A strategy's options, and the name its state is shared under (`None`: each key has its
@@ -219,6 +220,7 @@ impl Plan {
             breaker: None,
             bulkhead: None,
             rate_limit: None,
+            gate: None,
         }
     }
 
@@ -310,6 +312,27 @@ impl Plan {
     /// The rate limiter's options, if the plan has one.
     pub fn rate_limit_options(&self) -> Option<&Scoped<RateLimitOptions>> {
         self.rate_limit.as_ref()
+    }
+
+    /// Puts calls made for a target ([`Executor::run_gated`](crate::Executor::run_gated))
+    /// under the durable retry gate with `options`.
+    ///
+    /// ```
+    /// use steadfast::{gate::GateOptions, policy::Plan, Retry};
+    ///
+    /// let plan = Plan::new(Retry::default()).gate(GateOptions::default().max_retries(8))?;
+    /// assert_eq!(plan.gate_options().unwrap().max_retries, 8);
+    /// # Ok::<(), steadfast::ConfigError>(())
+    /// ```
+    pub fn gate(mut self, options: crate::gate::GateOptions) -> Result<Self, ConfigError> {
+        options.validate()?;
+        self.gate = Some(options);
+        Ok(self)
+    }
+
+    /// The retry gate's options, if the plan has one.
+    pub fn gate_options(&self) -> Option<&crate::gate::GateOptions> {
+        self.gate.as_ref()
     }
 
     /// Replaces the custom policies (names already resolved).
