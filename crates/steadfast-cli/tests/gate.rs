@@ -1,0 +1,123 @@
+//! `steadfast gate` over a real SQLite file written by the library (and PostgreSQL when
+//! `STEADFAST_TEST_POSTGRES_URL` is set).
+
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use steadfast::gate::{GateOptions, Target};
+use steadfast_store::{GateStore, ManualClock, PostgresStore, RetryGate, SqliteStore};
+
+fn steadfast(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_steadfast"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// Three failures of `order/42` 21 minutes ago: its window's quota is used, an early retry
+/// would be granted; `order/7` failed once.
+async fn seed(store: impl GateStore, kind: &str) {
+    let clock = ManualClock::at(SystemTime::now() - Duration::from_secs(21 * 60));
+    let gate = RetryGate::new(store, GateOptions::default())
+        .unwrap()
+        .with_clock(clock);
+    let order = Target::new(kind, "42");
+    for _ in 0..3 {
+        gate.acquire(&order)
+            .await
+            .unwrap()
+            .failed("upstream 503")
+            .await
+            .unwrap();
+    }
+    gate.acquire(&Target::new(kind, "7"))
+        .await
+        .unwrap()
+        .failed("timeout")
+        .await
+        .unwrap();
+}
+
+fn exercise(db: &str, kind: &str) {
+    let list = steadfast(&["gate", "--db", db, "list", "--type", kind]);
+    assert_eq!(list.status.code(), Some(0), "{list:?}");
+    let text = stdout(&list);
+    assert!(text.starts_with("TARGET"), "{text}");
+    let row = text.lines().find(|l| l.contains("/42")).unwrap();
+    assert!(
+        row.contains("cooling_down") && row.contains("upstream 503"),
+        "{row}"
+    );
+
+    let json = steadfast(&[
+        "gate", "--db", db, "--format", "json", "list", "--type", kind,
+    ]);
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    assert_eq!(rows[0]["target_id"], "42");
+    assert_eq!(rows[0]["attempts"], 3);
+    assert_eq!(rows[0]["decision"]["reason"], "cooling_down");
+    assert_eq!(rows[0]["policy"]["max_retries"], 5);
+
+    let show = steadfast(&["gate", "--db", db, "show", kind, "42"]);
+    let text = stdout(&show);
+    assert!(text.contains("denied (cooling_down) until"), "{text}");
+    assert!(text.contains("2 of 2 retries used"), "{text}");
+
+    let early = steadfast(&[
+        "gate",
+        "--db",
+        db,
+        "--format",
+        "json",
+        "retry-now",
+        kind,
+        "42",
+    ]);
+    assert_eq!(early.status.code(), Some(0), "{early:?}");
+    let d: serde_json::Value = serde_json::from_slice(&early.stdout).unwrap();
+    assert_eq!(d["reason"], "early_retry_granted");
+    let again = steadfast(&["gate", "--db", db, "retry-now", kind, "42"]);
+    assert!(stdout(&again).contains("allowed (early_retry_granted)"));
+    let show = steadfast(&["gate", "--db", db, "show", kind, "42"]);
+    assert!(stdout(&show).contains("requested, not yet taken"));
+
+    let reset = steadfast(&["gate", "--db", db, "reset", kind, "42"]);
+    assert_eq!(reset.status.code(), Some(0));
+    let show = steadfast(&["gate", "--db", db, "--format", "json", "show", kind, "42"]);
+    let r: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(r["attempts"], 0);
+    assert_eq!(r["decision"]["reason"], "first_attempt");
+
+    let missing = steadfast(&["gate", "--db", db, "show", kind, "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no record for"));
+}
+
+#[tokio::test]
+async fn gate_commands_read_and_steer_a_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steadfast.db");
+    seed(SqliteStore::open(&path).await.unwrap(), "order").await;
+    exercise(path.to_str().unwrap(), "order");
+}
+
+#[tokio::test]
+async fn gate_commands_read_and_steer_postgres() {
+    let Ok(url) = std::env::var("STEADFAST_TEST_POSTGRES_URL") else {
+        eprintln!("skipping PostgreSQL: STEADFAST_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let kind = format!("cli-{}-{nanos}", std::process::id());
+    // The CLI uses the default schema, `steadfast`.
+    seed(PostgresStore::connect(&url).await.unwrap(), &kind).await;
+    exercise(&url, &kind);
+}
