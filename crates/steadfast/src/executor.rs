@@ -485,7 +485,7 @@ impl Executor {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let plan = Plan::new(Retry::default()).gate(GateOptions::default())?;
     /// let executor = Executor::builder()
-    ///     .policies(Policies::new().with_plan("orders.*", plan))
+    ///     .policies(Policies::default().with_plan("orders.*", plan)?)
     ///     .gate(Closed)
     ///     .build();
     /// let target = Target::new("order", "42");

@@ -79,7 +79,7 @@ enum Job {
         Target,
         oneshot::Sender<Result<Option<GateRecord>, StoreError>>,
     ),
-    Save(GateRecord, oneshot::Sender<Result<bool, StoreError>>),
+    Save(Box<GateRecord>, oneshot::Sender<Result<bool, StoreError>>),
 }
 
 impl std::fmt::Debug for Job {
@@ -225,7 +225,8 @@ async fn writer(
     }
 }
 
-/// One result of a batch, held until the commit decides.
+/// One result of a batch, held until the commit decides (briefly: boxing would cost more).
+#[allow(clippy::large_enum_variant)]
 enum Done {
     Load(
         Result<Option<GateRecord>, StoreError>,
@@ -297,7 +298,7 @@ impl GateStore for SqliteStore {
     }
 
     fn save<'a>(&'a self, record: &'a GateRecord) -> StoreFuture<'a, bool> {
-        Box::pin(self.submit(|reply| Job::Save(record.clone(), reply)))
+        Box::pin(self.submit(|reply| Job::Save(Box::new(record.clone()), reply)))
     }
 
     fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<GateRecord>> {

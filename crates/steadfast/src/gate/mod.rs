@@ -24,7 +24,7 @@
 //! use std::time::Duration;
 //! use steadfast::gate::GateOptions;
 //!
-//! let options = GateOptions::default().base_retries(3).base_window(Duration::from_secs(600));
+//! let options = GateOptions::default().base_retries(3).base_window(Duration::from_secs(3600));
 //! assert!(options.validate().is_ok());
 //! assert_eq!(options.max_retries, 5);
 //! ```
@@ -187,7 +187,8 @@ impl GateOptions {
     /// use std::time::Duration;
     /// use steadfast::{BackoffOptions, gate::GateOptions};
     ///
-    /// let options = GateOptions::default().spacing(BackoffOptions::exponential(Duration::from_secs(60)));
+    /// let hour = Duration::from_secs(3600);
+    /// let options = GateOptions::default().spacing(BackoffOptions::exponential(Duration::from_secs(60)).max(hour));
     /// assert_eq!(options.spacing_before(1), Duration::from_secs(60));
     /// assert_eq!(options.spacing_before(3), Duration::from_secs(240));
     /// ```
