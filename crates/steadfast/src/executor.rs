@@ -510,13 +510,7 @@ impl Executor {
             return self.run(key, op).await;
         };
         let Some(gate) = &self.inner.gate else {
-            return Err(Error::GateClosed(crate::gate::Decision {
-                allowed: false,
-                reason: crate::gate::Reason::Unavailable,
-                next_allowed_at: None,
-                attempts: 0,
-                retries_left: 0,
-            }));
+            return Err(Error::GateClosed(crate::gate::Decision::unavailable()));
         };
         let attempt = gate
             .acquire_attempt(target, options)

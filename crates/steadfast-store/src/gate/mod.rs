@@ -10,9 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use steadfast::ConfigError;
-use steadfast::gate::{
-    Decision, GateAttempt, GateBackend, GateFuture, GateOptions, Reason, Target,
-};
+use steadfast::gate::{Decision, GateAttempt, GateBackend, GateFuture, GateOptions, Target};
 
 pub use record::{GateRecord, MAX_ERROR_LEN};
 pub(crate) use record::{from_ms, policy_from_json, policy_to_json, to_ms};
@@ -208,8 +206,8 @@ impl RetryGate {
         let mut decided = None;
         let record = self
             .update(target, options, true, |record, now| {
+                // `judge` names a kind exactly when the attempt is allowed.
                 let (decision, kind) = record.judge(now, record.early_requested);
-                let kind = kind.filter(|_| decision.allowed);
                 if let Some(kind) = kind {
                     record.count_attempt(kind, now);
                 }
@@ -435,13 +433,7 @@ impl GateBackend for RetryGate {
             match self.acquire_with(target, options).await {
                 Ok(permit) => Ok(Box::new(permit) as Box<dyn GateAttempt>),
                 Err(GateError::Denied(d)) => Err(d),
-                Err(GateError::Store(_)) => Err(Decision {
-                    allowed: false,
-                    reason: Reason::Unavailable,
-                    next_allowed_at: None,
-                    attempts: 0,
-                    retries_left: 0,
-                }),
+                Err(GateError::Store(_)) => Err(Decision::unavailable()),
             }
         })
     }

@@ -125,18 +125,16 @@ impl GateRecord {
         if self.exhausted() {
             return (verdict(false, Reason::Exhausted, None), None);
         }
-        let Some(window_end) = self.open_window_end(now) else {
+        let window_end = self.open_window_end(now);
+        // No window open (this retry opens one), or the open one has quota left.
+        let Some(window_end) =
+            window_end.filter(|_| self.window_retries >= self.policy.base_retries)
+        else {
             return match self.spaced_until(now) {
                 Some(at) => (verdict(false, Reason::CoolingDown, Some(at)), None),
                 None => (verdict(true, Reason::WithinQuota, None), Some(Kind::Quota)),
             };
         };
-        if self.window_retries < self.policy.base_retries {
-            return match self.spaced_until(now) {
-                Some(at) => (verdict(false, Reason::CoolingDown, Some(at)), None),
-                None => (verdict(true, Reason::WithinQuota, None), Some(Kind::Quota)),
-            };
-        }
         if !early {
             return (verdict(false, Reason::CoolingDown, Some(window_end)), None);
         }

@@ -266,6 +266,28 @@ pub struct Decision {
     pub retries_left: u32,
 }
 
+impl Decision {
+    /// The refusal of a gate that cannot decide: its store is unreachable, or none is
+    /// configured (calls fail closed).
+    ///
+    /// ```
+    /// use steadfast::gate::{Decision, Reason};
+    ///
+    /// let d = Decision::unavailable();
+    /// assert!(!d.allowed);
+    /// assert_eq!(d.reason, Reason::Unavailable);
+    /// ```
+    pub fn unavailable() -> Self {
+        Decision {
+            allowed: false,
+            reason: Reason::Unavailable,
+            next_allowed_at: None,
+            attempts: 0,
+            retries_left: 0,
+        }
+    }
+}
+
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = if self.allowed { "allowed" } else { "denied" };
