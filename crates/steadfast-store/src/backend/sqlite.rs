@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Sqlite;
@@ -71,6 +72,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The writer task's queue: every load and save goes through its held connection.
     jobs: mpsc::UnboundedSender<Job>,
+    sql: Arc<Statements>,
 }
 
 /// A load or save for the writer task, with where to send its result.
@@ -145,9 +147,10 @@ impl SqliteStore {
             .await?;
         migrate(&pool).await?;
         let conn = pool.acquire().await?;
+        let sql = Arc::new(Statements::new(Dialect::Sqlite));
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(writer(conn, Statements::new(Dialect::Sqlite), queue));
-        Ok(SqliteStore { pool, jobs })
+        tokio::spawn(writer(conn, sql.clone(), queue));
+        Ok(SqliteStore { pool, jobs, sql })
     }
 
     /// A pool of one connection (beside the gate's own), for your own queries
@@ -204,20 +207,14 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
 /// holds (group commit: a commit costs more than the statements in it).
 async fn writer(
     mut conn: PoolConnection<Sqlite>,
-    sql: Statements,
+    sql: Arc<Statements>,
     mut queue: mpsc::UnboundedReceiver<Job>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if batch.len() == 1 {
-            match batch.pop() {
-                Some(Job::Load(target, reply)) => {
-                    let _ = reply.send(SqliteStore::load_on(&mut conn, &sql, &target).await);
-                }
-                Some(Job::Save(record, reply)) => {
-                    let _ = reply.send(SqliteStore::save_on(&mut conn, &sql, &record).await);
-                }
-                None => {}
+            if let Some(job) = batch.pop() {
+                job.run(&mut conn, &sql).await.answer();
             }
             continue;
         }
@@ -225,7 +222,7 @@ async fn writer(
     }
 }
 
-/// One result of a batch, held until the commit decides (briefly: boxing would cost more).
+/// A job's result, held until the commit decides (briefly: boxing would cost more).
 #[allow(clippy::large_enum_variant)]
 enum Done {
     Load(
@@ -238,55 +235,66 @@ enum Done {
     ),
 }
 
-async fn run_batch(conn: &mut SqliteConnection, sql: &Statements, batch: &mut Vec<Job>) {
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-        let message = e.to_string();
-        for job in batch.drain(..) {
-            fail(job, &message);
-        }
-        return;
-    }
-    let mut done = Vec::with_capacity(batch.len());
-    for job in batch.drain(..) {
-        done.push(match job {
+impl Job {
+    async fn run(self, conn: &mut SqliteConnection, sql: &Statements) -> Done {
+        match self {
             Job::Load(target, reply) => {
                 Done::Load(SqliteStore::load_on(conn, sql, &target).await, reply)
             }
             Job::Save(record, reply) => {
                 Done::Save(SqliteStore::save_on(conn, sql, &record).await, reply)
             }
-        });
-    }
-    match sqlx::query("COMMIT").execute(&mut *conn).await {
-        Ok(_) => {
-            for d in done {
-                match d {
-                    Done::Load(r, reply) => drop(reply.send(r)),
-                    Done::Save(r, reply) => drop(reply.send(r)),
-                }
-            }
         }
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            let message = e.to_string();
-            for d in done {
-                match d {
-                    Done::Load(_, reply) => {
-                        drop(reply.send(Err(StoreError::Batch(message.clone()))))
-                    }
-                    Done::Save(_, reply) => {
-                        drop(reply.send(Err(StoreError::Batch(message.clone()))))
-                    }
-                }
-            }
+    }
+
+    /// Answers that the batch this job was in did not commit.
+    fn fail(self, message: &str) {
+        match self {
+            Job::Load(_, reply) => drop(reply.send(not_committed(message))),
+            Job::Save(_, reply) => drop(reply.send(not_committed(message))),
         }
     }
 }
 
-fn fail(job: Job, message: &str) {
-    match job {
-        Job::Load(_, reply) => drop(reply.send(Err(StoreError::Batch(message.to_owned())))),
-        Job::Save(_, reply) => drop(reply.send(Err(StoreError::Batch(message.to_owned())))),
+impl Done {
+    /// Sends the result to whoever submitted the job (gone: nothing to do).
+    fn answer(self) {
+        match self {
+            Done::Load(r, reply) => drop(reply.send(r)),
+            Done::Save(r, reply) => drop(reply.send(r)),
+        }
+    }
+
+    /// Answers that the batch did not commit, whatever the statement returned.
+    fn fail(self, message: &str) {
+        match self {
+            Done::Load(_, reply) => drop(reply.send(not_committed(message))),
+            Done::Save(_, reply) => drop(reply.send(not_committed(message))),
+        }
+    }
+}
+
+fn not_committed<T>(message: &str) -> Result<T, StoreError> {
+    Err(StoreError::Batch(message.to_owned()))
+}
+
+async fn run_batch(conn: &mut SqliteConnection, sql: &Statements, batch: &mut Vec<Job>) {
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        let message = e.to_string();
+        batch.drain(..).for_each(|job| job.fail(&message));
+        return;
+    }
+    let mut done = Vec::with_capacity(batch.len());
+    for job in batch.drain(..) {
+        done.push(job.run(conn, sql).await);
+    }
+    match sqlx::query("COMMIT").execute(&mut *conn).await {
+        Ok(_) => done.into_iter().for_each(Done::answer),
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            let message = e.to_string();
+            done.into_iter().for_each(|d| d.fail(&message));
+        }
     }
 }
 
@@ -302,7 +310,8 @@ impl GateStore for SqliteStore {
     }
 
     fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<GateRecord>> {
-        let sql = Statements::new(Dialect::Sqlite);
-        Box::pin(async move { Self::list_on(&mut *self.pool.acquire().await?, &sql, filter).await })
+        Box::pin(
+            async move { Self::list_on(&mut *self.pool.acquire().await?, &self.sql, filter).await },
+        )
     }
 }
