@@ -100,24 +100,13 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
     )))
     .execute(&mut *tx)
     .await?;
-    let (applied,): (i64,) =
-        sqlx::query_as("SELECT COALESCE(MAX(version), 0)::BIGINT FROM steadfast_migrations")
-            .fetch_one(&mut *tx)
-            .await?;
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::Open(format!("migration {version} ({name}): {e}")))?;
-        sqlx::query(
-            "INSERT INTO steadfast_migrations (version, name, applied_ms)
-             VALUES ($1, $2, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)",
-        )
-        .bind(version)
-        .bind(*name)
-        .execute(&mut *tx)
-        .await?;
-    }
+    PostgresStore::apply_migrations(
+        &mut tx,
+        MIGRATIONS,
+        "INSERT INTO steadfast_migrations (version, name, applied_ms)
+         VALUES ($1, $2, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)",
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -179,6 +179,34 @@ macro_rules! sql_gate_store {
         }
 
         impl $store {
+            /// Applies the migrations `conn` lacks, inside the caller's transaction (which
+            /// holds the dialect's lock); `record` inserts a `(version, name)` row into
+            /// `steadfast_migrations`.
+            async fn apply_migrations(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                migrations: &[(i64, &str, &'static str)],
+                record: &'static str,
+            ) -> Result<(), $crate::StoreError> {
+                let (applied,): (i64,) =
+                    sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM steadfast_migrations")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                for (version, name, sql) in migrations.iter().filter(|m| m.0 > applied) {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| {
+                            $crate::StoreError::Open(format!("migration {version} ({name}): {e}"))
+                        })?;
+                    sqlx::query(record)
+                        .bind(version)
+                        .bind(*name)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            }
+
             /// The record of `target`, read on `conn`.
             async fn load_on(
                 conn: &mut <$db as sqlx::Database>::Connection,

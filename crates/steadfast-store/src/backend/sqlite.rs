@@ -180,24 +180,13 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     )
     .execute(&mut *tx)
     .await?;
-    let (applied,): (i64,) =
-        sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM steadfast_migrations")
-            .fetch_one(&mut *tx)
-            .await?;
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::Open(format!("migration {version} ({name}): {e}")))?;
-        sqlx::query(
-            "INSERT INTO steadfast_migrations (version, name, applied_ms)
-             VALUES (?1, ?2, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
-        )
-        .bind(version)
-        .bind(*name)
-        .execute(&mut *tx)
-        .await?;
-    }
+    SqliteStore::apply_migrations(
+        &mut tx,
+        MIGRATIONS,
+        "INSERT INTO steadfast_migrations (version, name, applied_ms)
+         VALUES (?1, ?2, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
