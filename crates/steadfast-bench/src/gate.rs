@@ -66,12 +66,19 @@ impl Drop for TempDb {
     }
 }
 
-/// `iters` pairs spread over `targets` tasks, each on a target of its own.
-fn runner(name: &'static str, rt: Runtime, gate: RetryGate, targets: u64, keep: TempDbs) -> Runner {
+/// `iters` pairs spread over `targets` tasks, each on a target of its own; `db` (a SQLite
+/// file) lives as long as the runner.
+fn runner(
+    name: &'static str,
+    rt: Runtime,
+    gate: RetryGate,
+    targets: u64,
+    db: Option<TempDb>,
+) -> Runner {
     Runner {
         name,
         run: Box::new(move |_shared: &Runtime, iters: u64| {
-            let _keep = &keep;
+            let _db = &db;
             rt.block_on(async {
                 let start = Instant::now();
                 let mut tasks = tokio::task::JoinSet::new();
@@ -94,8 +101,6 @@ fn runner(name: &'static str, rt: Runtime, gate: RetryGate, targets: u64, keep: 
         }),
     }
 }
-
-type TempDbs = Option<TempDb>;
 
 fn gate(store: impl GateStore) -> RetryGate {
     RetryGate::new(store, options()).expect("valid options")
