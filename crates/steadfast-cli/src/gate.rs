@@ -188,20 +188,15 @@ fn record_json(r: &GateRecord, now: SystemTime) -> serde_json::Value {
     })
 }
 
-/// `allowed (within_quota)` or `denied (cooling_down) until <date>, in 12m 3s`.
+/// The decision as `Decision` prints it, and how long until a denied target reopens.
 fn decision_text(d: &Decision, now: SystemTime) -> String {
-    let verdict = if d.allowed { "allowed" } else { "denied" };
-    let mut text = format!("{verdict} ({})", d.reason);
-    if let Some(at) = d.next_allowed_at {
-        let wait = at.duration_since(now).unwrap_or_default().as_secs();
-        text += &format!(
-            " until {} (in {}m {}s)",
-            date(Some(at)),
-            wait / 60,
-            wait % 60
-        );
+    match d.next_allowed_at {
+        Some(at) => {
+            let wait = at.duration_since(now).unwrap_or_default().as_secs();
+            format!("{d}; reopens in {}m {}s", wait / 60, wait % 60)
+        }
+        None => d.to_string(),
     }
-    text + &format!(", {} attempts, {} retries left", d.attempts, d.retries_left)
 }
 
 fn list_text(records: &[GateRecord], now: SystemTime) -> String {
