@@ -129,9 +129,13 @@ fn worker_entry() {
                 for i in 0u64.. {
                     let target = Target::new(target.target_type.clone(), (i % 7).to_string());
                     // Intent before, grant after: a kill between them leaves an intent alone.
-                    writeln!(log, "I {}", target.target_id).unwrap();
+                    // Each line is one `write` (as `writeln!` is not: it writes piece by
+                    // piece), so a kill never leaves half a line for the next worker to finish.
+                    log.write_all(format!("I {}\n", target.target_id).as_bytes())
+                        .unwrap();
                     let permit = gate.acquire(&target).await.unwrap();
-                    writeln!(log, "A {}", target.target_id).unwrap();
+                    log.write_all(format!("A {}\n", target.target_id).as_bytes())
+                        .unwrap();
                     permit.failed(&format!("failure {i}")).await.unwrap();
                 }
             }
