@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{minute, start, subjects, unique};
 use steadfast::BackoffOptions;
 use steadfast::gate::{Decision, GateOptions, Reason, Target};
-use steadfast_store::{Filter, GateError, GateStore, ManualClock, RetryGate};
+use steadfast_store::{Filter, GateError, GateRecord, GateStore, ManualClock, RetryGate};
 
 fn gate(store: &Arc<dyn GateStore>, options: GateOptions, clock: &ManualClock) -> RetryGate {
     RetryGate::new(store.clone(), options)
@@ -364,5 +364,82 @@ async fn sixteen_tasks_racing_for_two_retries_get_exactly_two_permits() {
         }
         assert_eq!(granted, 2, "{store}");
         assert_eq!(gate.get(&target).await.unwrap().unwrap().attempts, 3);
+    }
+}
+
+/// Saves that reach a store together (which SQLite and PostgreSQL write as one batch) each
+/// get their own answer: of two inserts of one target exactly one wins, an update over the
+/// version stored wins, one over a stale version loses, and every field reads back as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_saves_each_win_or_lose_on_their_own_version() {
+    const TARGETS: usize = 40;
+    for s in subjects().await {
+        let store = s.name;
+        let kind = unique("cas");
+        let record = |i: usize, version: u64, error: Option<&str>| {
+            let mut r = GateRecord::new(
+                Target::new(kind.clone(), i.to_string()),
+                GateOptions::default().max_retries(i as u32),
+                minute(i as u64),
+            );
+            r.version = version;
+            r.attempts = version as u32;
+            r.window_start = i.is_multiple_of(2).then(|| minute(1));
+            r.early_requested = i.is_multiple_of(3);
+            r.last_error = error.map(str::to_owned);
+            r
+        };
+        let save_all = |records: Vec<GateRecord>| {
+            let tasks: Vec<_> = records
+                .into_iter()
+                .map(|r| {
+                    let st = s.store.clone();
+                    tokio::spawn(async move { st.save(&r).await })
+                })
+                .collect();
+            async move {
+                let mut won = Vec::new();
+                for t in tasks {
+                    won.push(t.await.unwrap().unwrap());
+                }
+                won
+            }
+        };
+
+        // Every target inserted twice at once: one of each pair wins.
+        let inserts = (0..TARGETS)
+            .flat_map(|i| [record(i, 1, Some("first")), record(i, 1, Some("second"))])
+            .collect();
+        let won = save_all(inserts).await;
+        for i in 0..TARGETS {
+            let (a, b) = (won[2 * i], won[2 * i + 1]);
+            assert!(a ^ b, "{store}: target {i}: insert results {a} and {b}");
+        }
+
+        // At once, per target: version 2 over the stored 1 wins; version 5 (over a 4 that
+        // was never stored) loses.
+        let updates = (0..TARGETS)
+            .flat_map(|i| {
+                let mut fresh = record(i, 2, None);
+                fresh.last_attempt_at = Some(minute(7));
+                [fresh, record(i, 5, Some("stale"))]
+            })
+            .collect();
+        let won = save_all(updates).await;
+        for i in 0..TARGETS {
+            assert_eq!(
+                (won[2 * i], won[2 * i + 1]),
+                (true, false),
+                "{store}: target {i}"
+            );
+            let target = Target::new(kind.clone(), i.to_string());
+            let back = s.store.load(&target).await.unwrap().unwrap();
+            let want = {
+                let mut r = record(i, 2, None);
+                r.last_attempt_at = Some(minute(7));
+                r
+            };
+            assert_eq!(back, want, "{store}: target {i}");
+        }
     }
 }

@@ -19,7 +19,7 @@ pub(crate) struct Statements {
     pub(crate) list_type: String,
 }
 
-const COLUMNS: [&str; 16] = [
+pub(crate) const COLUMNS: [&str; 16] = [
     "target_type",
     "target_id",
     "attempts",

@@ -1,11 +1,17 @@
 //! Gate records in PostgreSQL: one database for the processes of many hosts.
 
+mod batch;
+
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use steadfast::gate::Target;
 
+use tokio::sync::{Mutex, mpsc};
+
+use self::batch::{BatchStatements, Save, Writer};
 use super::sql::{Dialect, Statements, sql_gate_store};
 use super::{Filter, GateStore, StoreFuture};
 use crate::StoreError;
@@ -15,7 +21,7 @@ use crate::gate::GateRecord;
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "gate_records",
-    include_str!("../../migrations/postgres/0001_gate_records.sql"),
+    include_str!("../../../migrations/postgres/0001_gate_records.sql"),
 )];
 
 /// The advisory lock key migrations hold (any fixed number; `steadfast` in ASCII).
@@ -24,8 +30,11 @@ const MIGRATION_LOCK: i64 = 0x7374_6561_6466_6173;
 /// Gate records in PostgreSQL, in a schema of their own (`steadfast` unless told), created
 /// and migrated on connect.
 ///
-/// Each write is one `UPDATE … WHERE version = $n` (or an `INSERT … ON CONFLICT DO NOTHING`),
-/// so processes racing for a target never both win; no row stays locked between statements.
+/// Every write is a compare-and-set: `UPDATE … WHERE version = $n` (or `INSERT … ON CONFLICT
+/// DO NOTHING` for a new record), so processes racing for a target never both win, and no
+/// row stays locked between statements. Writes that arrive together (many targets at once)
+/// go to the server as one statement per kind, the rows passed as arrays (`UNNEST`), each row
+/// still checked on its own version; four writer tasks keep batches in flight.
 ///
 /// ```no_run
 /// use steadfast::gate::{GateOptions, Target};
@@ -42,8 +51,14 @@ const MIGRATION_LOCK: i64 = 0x7374_6561_6466_6173;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    sql: std::sync::Arc<Statements>,
+    /// The writers' queue: saves that arrive together are written together.
+    saves: mpsc::UnboundedSender<Save>,
+    sql: Arc<Statements>,
 }
+
+/// Writer tasks: each has a batch in flight while the next one gathers (16 targets at once:
+/// 1 writer 11 200 pairs/s, 2: 11 500, 4: 12 800).
+const WRITERS: usize = 4;
 
 impl PostgresStore {
     /// Connects to `url` (up to 16 connections) and uses the schema `steadfast`.
@@ -72,10 +87,20 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         migrate(&pool, schema).await?;
-        Ok(PostgresStore {
-            pool,
-            sql: std::sync::Arc::new(Statements::new(Dialect::Postgres)),
-        })
+        let sql = Arc::new(Statements::new(Dialect::Postgres));
+        let batch = Arc::new(BatchStatements::new());
+        let (saves, queue) = mpsc::unbounded_channel();
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..WRITERS {
+            let writer = Writer {
+                pool: pool.clone(),
+                sql: sql.clone(),
+                batch: batch.clone(),
+                queue: queue.clone(),
+            };
+            tokio::spawn(writer.run());
+        }
+        Ok(PostgresStore { pool, saves, sql })
     }
 
     /// The connection pool, for your own queries.
@@ -121,9 +146,15 @@ impl GateStore for PostgresStore {
     }
 
     fn save<'a>(&'a self, record: &'a GateRecord) -> StoreFuture<'a, bool> {
-        Box::pin(
-            async move { Self::save_on(&mut *self.pool.acquire().await?, &self.sql, record).await },
-        )
+        Box::pin(async move {
+            let (reply, result) = tokio::sync::oneshot::channel();
+            let save = Save {
+                record: Box::new(record.clone()),
+                reply,
+            };
+            self.saves.send(save).map_err(|_| StoreError::Closed)?;
+            result.await.map_err(|_| StoreError::Closed)?
+        })
     }
 
     fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<GateRecord>> {
