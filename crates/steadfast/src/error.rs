@@ -86,6 +86,14 @@ pub enum Error<E> {
     /// The durable retry gate refused the target (see [`gate`](crate::gate)): the operation
     /// never ran.
     GateClosed(crate::gate::Decision),
+    /// Adaptive throttling refused the call locally (see [`budget`](crate::budget)): the
+    /// operation never ran. (A retry budget never refuses a first attempt; a refused retry
+    /// ends with [`Error::Operation`] and [`Stop::BudgetExhausted`].)
+    #[non_exhaustive]
+    Throttled {
+        /// The probability an attempt was being refused with.
+        reject_probability: f64,
+    },
 }
 
 /// Why the retry loop stopped on a failure.
@@ -117,6 +125,8 @@ pub enum Stop {
     /// The request could not be cloned for another attempt (see the `tower` layer), so the
     /// failure of its only attempt is final.
     NotCloneable,
+    /// The call's retry [budget](crate::budget) refused the next retry.
+    BudgetExhausted,
 }
 
 impl Stop {
@@ -140,6 +150,7 @@ impl fmt::Display for Stop {
             ),
             Stop::BackoffEnded => f.write_str("the backoff schedule ended"),
             Stop::NotCloneable => f.write_str("the request could not be cloned for a retry"),
+            Stop::BudgetExhausted => f.write_str("the retry budget is exhausted"),
         }
     }
 }
@@ -173,7 +184,8 @@ impl<E> Error<E> {
             | Error::Rejected(_)
             | Error::BulkheadFull { .. }
             | Error::RateLimited { .. }
-            | Error::GateClosed(_) => 0,
+            | Error::GateClosed(_)
+            | Error::Throttled { .. } => 0,
         }
     }
 
@@ -196,6 +208,7 @@ impl<E> Error<E> {
                 | Error::BulkheadFull { .. }
                 | Error::RateLimited { .. }
                 | Error::GateClosed(_)
+                | Error::Throttled { .. }
         )
     }
 
@@ -280,6 +293,7 @@ impl<E> Error<E> {
             Error::BulkheadFull { max_concurrent } => Error::BulkheadFull { max_concurrent },
             Error::RateLimited { retry_after } => Error::RateLimited { retry_after },
             Error::GateClosed(d) => Error::GateClosed(d),
+            Error::Throttled { reject_probability } => Error::Throttled { reject_probability },
         }
     }
 }
@@ -337,6 +351,11 @@ impl<E> fmt::Display for Error<E> {
                 write!(f, "rate limited (retry in {})", fmt_duration(*retry_after))
             }
             Error::GateClosed(d) => write!(f, "retry gate closed: {d}"),
+            Error::Throttled { reject_probability } => write!(
+                f,
+                "throttled locally (adaptive throttling refuses {:.0} % of attempts)",
+                reject_probability * 100.0
+            ),
         }
     }
 }

@@ -185,6 +185,8 @@ impl Bound {
             breaker: self.breaker.as_ref().map(|s| &s.state),
             bulkhead: self.bulkhead.as_ref().map(|s| &s.state),
             limiter: self.limiter.as_ref().map(|s| &s.state),
+            budget: None,
+            hedge: None,
         }
     }
 }

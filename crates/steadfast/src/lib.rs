@@ -51,6 +51,7 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod budget;
 pub mod chain;
 pub mod classify;
 mod config;
@@ -58,6 +59,7 @@ mod error;
 pub mod executor;
 pub mod fallback;
 pub mod gate;
+pub mod hedge;
 pub mod key;
 pub mod limit;
 pub mod observe;

@@ -3,20 +3,22 @@
 
 use crate::classify::Outcome;
 use crate::key::Key;
-use crate::observe::{Event, Observer, RetryReason};
+use crate::observe::{AttemptEnd, Event, Observer, RetryReason};
 
 /// Records every call's attempts, retries and results as metrics.
 ///
 /// | metric | kind | labels |
 /// |---|---|---|
-/// | `steadfast_attempts_total` | counter | `key`, `outcome` (`success`, `retryable`, `non_retryable`, `abort`) |
+/// | `steadfast_attempts_total` | counter | `key`, `outcome` (`success`, `retryable`, `non_retryable`, `abort`, `cancelled`: a hedge race's loser) |
 /// | `steadfast_attempt_duration_seconds` | histogram | `key` |
 /// | `steadfast_retries_total` | counter | `key`, `reason` (`backoff`, `server_delay`) |
 /// | `steadfast_calls_total` | counter | `key`, `result` (`ok`, `error`, `timeout`) |
 /// | `steadfast_call_duration_seconds` | histogram | `key` |
-/// | `steadfast_rejections_total` | counter | `key`, `by` (`breaker`, `bulkhead`, `rate_limiter`) |
+/// | `steadfast_rejections_total` | counter | `key`, `by` (`breaker`, `bulkhead`, `rate_limiter`, `budget`) |
 /// | `steadfast_breaker_transitions_total` | counter | `key`, `from`, `to` (`closed`, `open`, `half_open`, `isolated`) |
 /// | `steadfast_fallbacks_total` | counter | `key` |
+/// | `steadfast_hedges_total` | counter | `key` |
+/// | `steadfast_budget_refusals_total` | counter | `key`, `refused` (`retry`, `hedge`) |
 ///
 /// # Example
 /// ```
@@ -52,9 +54,16 @@ impl Observer for MetricsObserver {
         let key = key.to_string();
         match *event {
             Event::AttemptFinished {
-                outcome, duration, ..
+                outcome,
+                duration,
+                end,
+                ..
             } => {
-                metrics::counter!("steadfast_attempts_total", "key" => key.clone(), "outcome" => outcome_label(outcome))
+                let outcome = match end {
+                    AttemptEnd::Cancelled => "cancelled",
+                    _ => outcome_label(outcome),
+                };
+                metrics::counter!("steadfast_attempts_total", "key" => key.clone(), "outcome" => outcome)
                     .increment(1);
                 metrics::histogram!("steadfast_attempt_duration_seconds", "key" => key)
                     .record(duration.as_secs_f64());
@@ -98,6 +107,14 @@ impl Observer for MetricsObserver {
             }
             Event::FallbackUsed => {
                 metrics::counter!("steadfast_fallbacks_total", "key" => key).increment(1);
+            }
+            Event::HedgeLaunched { .. } => {
+                metrics::counter!("steadfast_hedges_total", "key" => key).increment(1);
+            }
+            Event::BudgetExhausted { hedge, .. } => {
+                let refused = if hedge { "hedge" } else { "retry" };
+                metrics::counter!("steadfast_budget_refusals_total", "key" => key, "refused" => refused)
+                    .increment(1);
             }
             _ => {}
         }

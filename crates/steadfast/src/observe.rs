@@ -56,6 +56,9 @@ pub enum AttemptEnd {
     Err,
     /// It ran out of time (its own timeout, or the call's deadline).
     TimedOut,
+    /// It was dropped unfinished: another attempt of its hedged try won, or failed fatally.
+    /// Its outcome reads `NonRetryable` and means nothing.
+    Cancelled,
 }
 
 /// Why the engine is about to wait.
@@ -78,6 +81,8 @@ pub enum RejectedBy {
     Bulkhead,
     /// A rate limiter.
     RateLimiter,
+    /// Adaptive throttling (a [`budget`](crate::budget)).
+    Budget,
 }
 
 impl RejectedBy {
@@ -87,6 +92,7 @@ impl RejectedBy {
             RejectedBy::Breaker => "breaker",
             RejectedBy::Bulkhead => "bulkhead",
             RejectedBy::RateLimiter => "rate_limiter",
+            RejectedBy::Budget => "budget",
         }
     }
 }
@@ -154,6 +160,22 @@ pub enum Event {
     },
     /// A fallback replaced the call's failure with a value.
     FallbackUsed,
+    /// A hedge began, `at` after the call's start, while earlier attempts of its try run on.
+    /// It counts as an attempt: its `AttemptFinished` follows under the same number.
+    HedgeLaunched {
+        /// Its number among the call's attempts (hedges included).
+        attempt: u32,
+        /// Time since the call started.
+        at: Duration,
+    },
+    /// The retry budget refused a retry (`hedge: false`: the call ends with the last error)
+    /// or a hedge (`hedge: true`: it is not sent).
+    BudgetExhausted {
+        /// Attempts made so far.
+        attempt: u32,
+        /// Whether a hedge was refused.
+        hedge: bool,
+    },
 }
 
 /// Receives the events of calls run by an [`Executor`](crate::Executor).
@@ -353,7 +375,7 @@ impl AttemptRecord {
         self.index
     }
 
-    /// Whether it was a hedge (always `false` until hedging exists).
+    /// Whether it was a hedge (see [`hedge`](crate::hedge)).
     pub fn is_hedge(&self) -> bool {
         self.hedge
     }
@@ -390,6 +412,7 @@ pub struct Timeline {
     attempts: Vec<AttemptRecord>,
     duration: Duration,
     next_delay: Duration,
+    budget_refusals: u32,
 }
 
 impl Timeline {
@@ -402,6 +425,11 @@ impl Timeline {
     pub fn duration(&self) -> Duration {
         self.duration
     }
+
+    /// Retries and hedges the budget refused (at most one retry: the call ends there).
+    pub fn budget_refusals(&self) -> u32 {
+        self.budget_refusals
+    }
 }
 
 impl Probe for Timeline {
@@ -413,15 +441,17 @@ impl Probe for Timeline {
 
     fn event(&mut self, event: &Event) {
         match *event {
-            Event::AttemptStarted { attempt, at } => self.attempts.push(AttemptRecord {
-                index: attempt,
-                hedge: false,
-                start: at,
-                duration: Duration::ZERO,
-                end: AttemptEnd::Ok,
-                outcome: Outcome::Success,
-                delay_before: std::mem::take(&mut self.next_delay),
-            }),
+            Event::AttemptStarted { attempt, at } | Event::HedgeLaunched { attempt, at } => {
+                self.attempts.push(AttemptRecord {
+                    index: attempt,
+                    hedge: matches!(event, Event::HedgeLaunched { .. }),
+                    start: at,
+                    duration: Duration::ZERO,
+                    end: AttemptEnd::Ok,
+                    outcome: Outcome::Success,
+                    delay_before: std::mem::take(&mut self.next_delay),
+                })
+            }
             Event::AttemptFinished {
                 attempt,
                 end,
@@ -436,6 +466,7 @@ impl Probe for Timeline {
             }
             Event::RetryScheduled { delay, .. } => self.next_delay = delay,
             Event::CallFinished { duration, .. } => self.duration = duration,
+            Event::BudgetExhausted { .. } => self.budget_refusals += 1,
             _ => {}
         }
     }

@@ -55,6 +55,12 @@ impl Spans {
                 delay,
                 reason,
             } => tracing::event!(parent: call, Level::INFO, attempt, ?delay, ?reason, "retrying"),
+            Event::HedgeLaunched { attempt, at } => {
+                tracing::event!(parent: call, Level::DEBUG, attempt, ?at, "hedging");
+            }
+            Event::BudgetExhausted { attempt, hedge } => {
+                tracing::event!(parent: call, Level::INFO, attempt, hedge, "retry budget exhausted");
+            }
             Event::CallFinished {
                 attempts,
                 duration,

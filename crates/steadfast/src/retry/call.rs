@@ -11,8 +11,10 @@ use super::hooks::{
 use super::options::Retry;
 use super::{blocking, engine};
 use crate::breaker::Breaker;
+use crate::budget::Budget;
 use crate::classify::{AnyError, Classifier, Outcome, RetryIf};
 use crate::error::Error;
+use crate::hedge::Hedge;
 use crate::limit::{Bulkhead, RateLimiter};
 use crate::observe::{Both, Probe, Timeline};
 
@@ -141,7 +143,31 @@ where
         self.with_guards(guards)
     }
 
-    /// All three at once (the executor's plan).
+    /// Spends retries from `budget` (see [`budget`](crate::budget)): a refused retry ends
+    /// the call with the last error and [`Stop::BudgetExhausted`](crate::Stop); adaptive
+    /// throttling may refuse the call itself ([`Error::Throttled`]).
+    pub fn budget(self, budget: &'p Budget) -> Call<'p, F, C, R, X, P, Guards<'p>>
+    where
+        Gs: Guarded<'p>,
+    {
+        let mut guards = self.guards.guards();
+        guards.budget = Some(budget);
+        self.with_guards(guards)
+    }
+
+    /// Hedges each try (see [`hedge`](crate::hedge)): after the hedge's delay with no
+    /// acceptable result, another attempt runs beside the first, and the first acceptable
+    /// result wins. Calling this marks the operation safe to run twice at once.
+    pub fn hedge(self, hedge: &'p Hedge) -> Call<'p, F, C, R, X, P, Guards<'p>>
+    where
+        Gs: Guarded<'p>,
+    {
+        let mut guards = self.guards.guards();
+        guards.hedge = Some(hedge);
+        self.with_guards(guards)
+    }
+
+    /// All of them at once (the executor's plan).
     pub(crate) fn with_guards(self, guards: Guards<'p>) -> Call<'p, F, C, R, X, P, Guards<'p>> {
         Call {
             policy: self.policy,
@@ -179,7 +205,7 @@ where
         if !R::ACTIVE
             && !X::ACTIVE
             && !P::ACTIVE
-            && (!Gs::ACTIVE || (guards.bulkhead.is_none() && guards.limiter.is_none()))
+            && (!Gs::ACTIVE || guards.only_breaker())
             && engine::fast_path(policy)
         {
             // A breaker alone keeps the fast path: its permit is taken and settled here.

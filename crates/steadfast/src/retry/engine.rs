@@ -4,30 +4,47 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::hedged::{self, TryEnd};
 use super::hooks::{ExhaustedHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};
 use crate::breaker::{Breaker, Open};
+use crate::budget::Budget;
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
+use crate::hedge::Hedge;
 use crate::limit::{Bulkhead, BulkheadPermit, Limited, RateLimiter};
 use crate::observe::{Probe, RejectedBy};
 
 /// The strategies a call runs through: a rate limiter and a bulkhead admit the call once
-/// (outside the retry loop), a breaker admits each attempt. Set with
-/// [`Call::breaker`](super::Call::breaker), [`bulkhead`](super::Call::bulkhead) and
-/// [`rate_limiter`](super::Call::rate_limiter).
+/// (outside the retry loop), a breaker admits each attempt, a budget each retry and hedge,
+/// and a hedge races attempts within each try. Set with
+/// [`Call::breaker`](super::Call::breaker), [`bulkhead`](super::Call::bulkhead),
+/// [`rate_limiter`](super::Call::rate_limiter), [`budget`](super::Call::budget) and
+/// [`hedge`](super::Call::hedge).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Guards<'a> {
     pub(crate) breaker: Option<&'a Breaker>,
     pub(crate) bulkhead: Option<&'a Bulkhead>,
     pub(crate) limiter: Option<&'a RateLimiter>,
+    pub(crate) budget: Option<&'a Budget>,
+    pub(crate) hedge: Option<&'a Hedge>,
 }
 
 impl Guards<'_> {
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.breaker.is_none() && self.bulkhead.is_none() && self.limiter.is_none()
+        self.breaker.is_none() && self.only_breaker()
+    }
+
+    /// Whether nothing but (at most) a breaker is set: the first attempt may run on the
+    /// fast path.
+    #[inline]
+    pub(crate) fn only_breaker(&self) -> bool {
+        self.bulkhead.is_none()
+            && self.limiter.is_none()
+            && self.budget.is_none()
+            && self.hedge.is_none()
     }
 }
 
@@ -72,6 +89,7 @@ pub(crate) enum Refusal {
     Breaker(Open),
     Bulkhead { max_concurrent: u32 },
     RateLimiter(Limited),
+    Throttled { reject_probability: f64 },
 }
 
 impl Refusal {
@@ -86,13 +104,14 @@ impl Refusal {
             Refusal::Breaker(_) => RejectedBy::Breaker,
             Refusal::Bulkhead { .. } => RejectedBy::Bulkhead,
             Refusal::RateLimiter(_) => RejectedBy::RateLimiter,
+            Refusal::Throttled { .. } => RejectedBy::Budget,
         }
     }
 
     pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Refusal::Breaker(open) => open.retry_after,
-            Refusal::Bulkhead { .. } => None,
+            Refusal::Bulkhead { .. } | Refusal::Throttled { .. } => None,
             Refusal::RateLimiter(l) => Some(l.retry_after),
         }
     }
@@ -108,6 +127,7 @@ impl Refusal {
             Refusal::RateLimiter(l) => Error::RateLimited {
                 retry_after: l.retry_after,
             },
+            Refusal::Throttled { reject_probability } => Error::Throttled { reject_probability },
         }
     }
 }
@@ -211,7 +231,24 @@ where
     } else {
         None
     };
+    let _in_flight = match e.guards.budget {
+        None => None,
+        Some(budget) => match budget.call_started() {
+            Some(in_flight) => Some(in_flight),
+            None => {
+                let reject_probability = match budget.snapshot() {
+                    crate::budget::BudgetSnapshot::Adaptive {
+                        reject_probability, ..
+                    } => reject_probability,
+                    _ => 1.0,
+                };
+                let mut run = Run::start(e.policy, needs_clock, e.probe);
+                return Err(run.refused(Refusal::Throttled { reject_probability }));
+            }
+        },
+    };
     let mut run = Run::start(e.policy, needs_clock, e.probe);
+    run.budget = e.guards.budget;
     let mut step = match e.first.take() {
         Some(result) => {
             run.attempts = 1;
@@ -252,6 +289,31 @@ where
         let limit = run.begin_attempt();
         if let Some(p) = e.progress {
             p.store(run.attempts, Ordering::Relaxed);
+        }
+        if let Some(hedge) = e.guards.hedge {
+            let guards = e.guards;
+            let end = Box::pin(hedged::run_try(
+                &mut run,
+                &mut e.op,
+                e.classifier,
+                hedge,
+                &guards,
+                limit,
+                permit,
+            ))
+            .await;
+            step = match end {
+                TryEnd::Settle(last) => run.settle(
+                    last,
+                    e.classifier,
+                    &mut *e.on_retry,
+                    &mut *e.on_exhausted,
+                    &e.restart,
+                    None,
+                ),
+                TryEnd::TotalTimeout => return Err(run.total_timeout()),
+            };
+            continue;
         }
         let last = match limit {
             None => Some(run.wrap((e.op)()).await),

@@ -50,6 +50,7 @@ mod call;
 pub(crate) mod engine;
 #[cfg(feature = "serde")]
 pub(crate) mod file;
+mod hedged;
 mod hooks;
 mod options;
 mod state;

@@ -9,6 +9,7 @@ use super::hooks::{ExhaustedHook, NoHook, OnExhausted, OnRetry, RetryHook};
 use super::options::Retry;
 use crate::backoff::Schedule;
 use crate::breaker::{Permit, Transition};
+use crate::budget::{Budget, Spent, Verdict};
 use crate::classify::Classifier;
 use crate::classify::Outcome;
 use crate::error::{Error, Stop, TimeoutScope};
@@ -31,6 +32,16 @@ pub(crate) enum Next {
     Stop(Stop),
 }
 
+/// How an attempt ended, for a budget.
+pub(crate) fn verdict<T, E>(last: Option<&Result<T, E>>, outcome: &Outcome) -> Verdict {
+    match (last, outcome) {
+        (None, _) => Verdict::TimedOut,
+        (_, Outcome::Success) => Verdict::Success,
+        (_, Outcome::Retryable { .. }) => Verdict::Retryable,
+        _ => Verdict::Final,
+    }
+}
+
 /// The overall deadline of a call that started at `started` (read only when it is needed).
 fn deadline(policy: &Retry, started: Option<Instant>) -> Option<Instant> {
     started.zip(policy.total_timeout).map(|(s, t)| s + t)
@@ -45,6 +56,14 @@ pub(crate) struct Run<'p, P = NoHook> {
     schedule: Option<Schedule>,
     probe: P,
     attempt_started: Option<Instant>,
+    /// Hedges among `attempts` (`max_attempts` counts the tries, not their hedges).
+    pub(crate) hedges: u32,
+    /// The call's retry budget, if it has one.
+    pub(crate) budget: Option<&'p Budget>,
+    /// What the attempt in flight took from the budget (a retry's spend).
+    pub(crate) spent: Option<Spent<'p>>,
+    /// The attempt just finished was settled by the hedged try (events, breaker, budget).
+    pub(crate) settled_elsewhere: bool,
 }
 
 impl<'p, P: Probe> Run<'p, P> {
@@ -61,13 +80,17 @@ impl<'p, P: Probe> Run<'p, P> {
             schedule: None,
             probe,
             attempt_started: None,
+            hedges: 0,
+            budget: None,
+            spent: None,
+            settled_elsewhere: false,
         };
         run.emit(Event::CallStarted);
         run
     }
 
     #[inline]
-    fn emit(&mut self, event: Event) {
+    pub(crate) fn emit(&mut self, event: Event) {
         if P::ACTIVE {
             self.probe.event(&event);
         }
@@ -111,8 +134,48 @@ impl<'p, P: Probe> Run<'p, P> {
         self.probe.attempt(self.attempts, fut)
     }
 
+    /// Counts a hedge of the current try and returns the instant it must end by, like
+    /// [`begin_attempt`](Self::begin_attempt).
+    pub(crate) fn begin_hedge(&mut self) -> Option<(Instant, TimeoutScope)> {
+        self.attempts += 1;
+        self.hedges += 1;
+        let now = Instant::now();
+        if P::ACTIVE {
+            let at = self.started.map_or(Duration::ZERO, |s| now - s);
+            self.emit(Event::HedgeLaunched {
+                attempt: self.attempts,
+                at,
+            });
+        }
+        let own = self.policy.attempt_timeout.map(|t| now + t);
+        match (own, self.deadline) {
+            (Some(a), Some(d)) if a < d => Some((a, TimeoutScope::Attempt)),
+            (_, Some(d)) => Some((d, TimeoutScope::Total)),
+            (Some(a), None) => Some((a, TimeoutScope::Attempt)),
+            (None, None) => None,
+        }
+    }
+
+    /// Reports the end of attempt `attempt`, which started at `started`.
+    pub(crate) fn attempt_ended(
+        &mut self,
+        attempt: u32,
+        started: Instant,
+        end: AttemptEnd,
+        outcome: Outcome,
+    ) {
+        if P::ACTIVE {
+            self.emit(Event::AttemptFinished {
+                attempt,
+                end,
+                outcome,
+                duration: started.elapsed(),
+            });
+        }
+    }
+
     /// The outcome of an attempt that ran out of its own time.
-    fn timeout_outcome(&self) -> Outcome {
+    pub(crate) fn timeout_outcome(&self) -> Outcome {
         if self.policy.retry_on_timeout {
             Outcome::RETRYABLE
         } else {
@@ -124,14 +187,18 @@ impl<'p, P: Probe> Run<'p, P> {
         self.started.map_or(Duration::ZERO, |s| s.elapsed())
     }
 
-    /// Decides what follows a failed attempt.
-    fn after_failure(&mut self, outcome: &Outcome) -> Next {
+    /// Decides what follows a failed attempt (`after_timeout`: it timed out).
+    fn after_failure(&mut self, outcome: &Outcome, after_timeout: bool) -> Next {
         let after = match *outcome {
             Outcome::Retryable { after } => after,
             Outcome::Abort => return Next::Stop(Stop::Aborted),
             Outcome::Success | Outcome::NonRetryable => return Next::Stop(Stop::NonRetryable),
         };
-        if self.policy.max_attempts.is_some_and(|m| self.attempts >= m) {
+        if self
+            .policy
+            .max_attempts
+            .is_some_and(|m| self.attempts - self.hedges >= m)
+        {
             return Next::Stop(Stop::Exhausted);
         }
         let delay = match after {
@@ -161,6 +228,18 @@ impl<'p, P: Probe> Run<'p, P> {
             && Instant::now() + delay >= deadline
         {
             return Next::Stop(Stop::Deadline);
+        }
+        if let Some(budget) = self.budget {
+            match budget.try_spend(after_timeout) {
+                Some(spent) => self.spent = Some(spent),
+                None => {
+                    self.emit(Event::BudgetExhausted {
+                        attempt: self.attempts,
+                        hedge: false,
+                    });
+                    return Next::Stop(Stop::BudgetExhausted);
+                }
+            }
         }
         Next::Retry(delay)
     }
@@ -192,13 +271,20 @@ impl<'p, P: Probe> Run<'p, P> {
             let change = p.record(last.is_some().then_some(&outcome));
             self.breaker_changed(change);
         }
-        if P::ACTIVE {
-            let end = match &last {
-                Some(Ok(_)) => AttemptEnd::Ok,
-                Some(Err(_)) => AttemptEnd::Err,
-                None => AttemptEnd::TimedOut,
-            };
-            self.attempt_finished(end, outcome);
+        if std::mem::take(&mut self.settled_elsewhere) {
+            // A hedged try reported and accounted for each of its attempts.
+        } else {
+            if let Some(budget) = self.budget {
+                budget.attempt_ended(verdict(last.as_ref(), &outcome), self.spent.take());
+            }
+            if P::ACTIVE {
+                let end = match &last {
+                    Some(Ok(_)) => AttemptEnd::Ok,
+                    Some(Err(_)) => AttemptEnd::Err,
+                    None => AttemptEnd::TimedOut,
+                };
+                self.attempt_finished(end, outcome);
+            }
         }
         if outcome.is_success() {
             if let Some(Ok(value)) = &last
@@ -209,7 +295,7 @@ impl<'p, P: Probe> Run<'p, P> {
             }
             return Step::Done(self.finish(on_exhausted, last, Stop::NonRetryable));
         }
-        match self.after_failure(&outcome) {
+        match self.after_failure(&outcome, last.is_none()) {
             Next::Retry(delay) => {
                 self.notify_retry(on_retry, last.as_ref(), outcome, delay);
                 let reason = match outcome.server_delay() {
