@@ -10,9 +10,11 @@
 //! - a *fatal* one (not retryable, or abort) drops the others and ends the try;
 //! - when every attempt of the try failed non-fatally, the retry policy decides what follows.
 //!
-//! The delay is fixed, or latency-aware: the p-th percentile of the recent successful
-//! attempts' latencies (a sliding histogram over `window`, lock-free on record), with a
-//! fallback delay until `min_samples` have been seen. Each hedge spends from the call's
+//! The delay is fixed, or latency-aware: the p-th percentile of recent tries' first-attempt
+//! latencies (a sliding histogram over `window`, lock-free on record), with a fallback delay
+//! until `min_samples` have been seen. A first attempt a hedge beat counts with the time it
+//! had run (it would have taken at least that): leaving it out would hide exactly the slow
+//! attempts, and the percentile would sink, sending more hedges than it says. Each hedge spends from the call's
 //! [budget](crate::budget) like a retry.
 //!
 //! # Example
@@ -59,7 +61,7 @@ use crate::config::{ConfigError, FieldError};
 pub enum HedgeDelay {
     /// After this long without an acceptable result.
     Fixed(Duration),
-    /// After the `percentile`-th percentile of recent successful attempts' latencies, once
+    /// After the `percentile`-th percentile of recent first attempts' latencies, once
     /// `min_samples` have been recorded; `fallback` until then.
     Percentile {
         /// 0 < p < 100 (95 for p95).
@@ -215,7 +217,7 @@ impl Hedge {
         }
     }
 
-    /// Records a successful attempt's latency (the engine does, for every call it hedges).
+    /// Records a latency (the engine does: each hedged try's first attempt).
     pub fn record(&self, latency: Duration) {
         if matches!(self.inner.options.delay, HedgeDelay::Percentile { .. }) {
             self.inner.latencies.record(latency);

@@ -69,6 +69,11 @@ where
         permit,
         spent: run.spent.take(),
     };
+    // The latency history learns from each try's first attempt only: its latency when it
+    // succeeds, and when a hedge beats it, how long it had run (it would have taken at
+    // least that). Without those, the slow attempts hedges cut short would never be seen,
+    // and the percentile would sink below itself.
+    let primary = first.attempt;
     let mut flights = vec![first];
     let max_hedges = hedge.options().max_hedged_attempts;
     let mut hedges = 0u32;
@@ -101,7 +106,7 @@ where
             Woke::Done(i, result) => {
                 let flight = flights.swap_remove(i);
                 let outcome = classifier.classify(&result);
-                if outcome.is_success() {
+                if outcome.is_success() && flight.attempt == primary {
                     hedge.record(flight.started.elapsed());
                 }
                 let end = if result.is_ok() {
@@ -111,6 +116,11 @@ where
                 };
                 settle(run, flight, Some(&result), end, outcome);
                 if !matches!(outcome, Outcome::Retryable { .. }) {
+                    if outcome.is_success()
+                        && let Some(p) = flights.iter().find(|f| f.attempt == primary)
+                    {
+                        hedge.record(p.started.elapsed());
+                    }
                     cancel(run, flights);
                     return TryEnd::Settle(Some(result));
                 }
