@@ -395,11 +395,7 @@ impl Budget {
                 percent,
                 reserve,
                 slots,
-            } => {
-                let mut s = lock(slots);
-                s.advance(Instant::now());
-                BudgetSnapshot::Balance(s.balance(*percent, *reserve))
-            }
+            } => BudgetSnapshot::Balance(lock(slots).balance_now(*percent, *reserve)),
             State::Quota { left, .. } => BudgetSnapshot::Quota(left.load(Ordering::Acquire)),
             State::Concurrency { calls, retries, .. } => BudgetSnapshot::InFlight {
                 calls: calls.load(Ordering::Acquire),
@@ -452,8 +448,7 @@ impl Budget {
                 slots,
             } => {
                 let mut s = lock(slots);
-                s.advance(Instant::now());
-                if s.balance(*percent, *reserve) < 1.0 {
+                if s.balance_now(*percent, *reserve) < 1.0 {
                     return None;
                 }
                 s.current().1 += 1.0;
@@ -611,9 +606,10 @@ impl Slots {
             .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y))
     }
 
-    /// Ratio budget: the reserve plus `percent` of the calls deposited, less the retries
-    /// withdrawn.
-    fn balance(&self, percent: f64, reserve: f64) -> f64 {
+    /// Ratio budget, as of now: the reserve plus `percent` of the calls deposited, less the
+    /// retries withdrawn.
+    fn balance_now(&mut self, percent: f64, reserve: f64) -> f64 {
+        self.advance(Instant::now());
         let (calls, retries) = self.sums();
         reserve + percent * calls - retries
     }
