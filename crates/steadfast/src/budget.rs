@@ -415,8 +415,8 @@ impl Budget {
     }
 
     /// A call begins: counted where the budget counts calls; adaptive throttling may refuse
-    /// it (`None`).
-    pub(crate) fn call_started(&self) -> Option<InFlight<'_>> {
+    /// it (`Err`: the probability it refused with).
+    pub(crate) fn call_started(&self) -> Result<InFlight<'_>, f64> {
         match &self.inner.state {
             State::Ratio { slots, .. } => {
                 let mut s = lock(slots);
@@ -426,10 +426,10 @@ impl Budget {
             State::Concurrency { calls, .. } => {
                 calls.fetch_add(1, Ordering::AcqRel);
             }
-            State::Adaptive { .. } if !self.throttle_allows() => return None,
+            State::Adaptive { .. } => self.throttle()?,
             _ => {}
         }
-        Some(InFlight(self))
+        Ok(InFlight(self))
     }
 
     /// Asks for a retry (or a hedge) after a failure (`after_timeout`: the failure was a
@@ -488,9 +488,7 @@ impl Budget {
                 0
             }
             State::Adaptive { .. } => {
-                if !self.throttle_allows() {
-                    return None;
-                }
+                self.throttle().ok()?;
                 0
             }
         };
@@ -530,10 +528,11 @@ impl Budget {
         drop(spent);
     }
 
-    /// Counts an attempt wanted and draws whether adaptive throttling lets it through.
-    fn throttle_allows(&self) -> bool {
+    /// Counts an attempt wanted and draws whether adaptive throttling lets it through; a
+    /// refusal carries the probability it was drawn with.
+    fn throttle(&self) -> Result<(), f64> {
         let State::Adaptive { k, slots } = &self.inner.state else {
-            return true;
+            return Ok(());
         };
         let mut guard = lock(slots);
         let (window, rng) = &mut *guard;
@@ -541,7 +540,11 @@ impl Budget {
         window.current().0 += 1.0;
         let (requests, accepts) = window.sums();
         let p = reject_probability(requests, accepts, *k);
-        p <= 0.0 || rng.f64() >= p
+        if p <= 0.0 || rng.f64() >= p {
+            Ok(())
+        } else {
+            Err(p)
+        }
     }
 }
 
@@ -677,7 +680,7 @@ mod tests {
         let b = BudgetOptions::adaptive(2.0).seed(7).build().unwrap();
         let mut sent = 0;
         for i in 0..10_000 {
-            if b.call_started().is_some() {
+            if b.call_started().is_ok() {
                 sent += 1;
                 // The backend accepts one attempt in five of those wanted.
                 let verdict = if i % 5 == 0 {

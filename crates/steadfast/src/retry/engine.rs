@@ -231,21 +231,13 @@ where
     } else {
         None
     };
-    let _in_flight = match e.guards.budget {
+    let _in_flight = match e.guards.budget.map(Budget::call_started) {
         None => None,
-        Some(budget) => match budget.call_started() {
-            Some(in_flight) => Some(in_flight),
-            None => {
-                let reject_probability = match budget.snapshot() {
-                    crate::budget::BudgetSnapshot::Adaptive {
-                        reject_probability, ..
-                    } => reject_probability,
-                    _ => 1.0,
-                };
-                let mut run = Run::start(e.policy, needs_clock, e.probe);
-                return Err(run.refused(Refusal::Throttled { reject_probability }));
-            }
-        },
+        Some(Ok(in_flight)) => Some(in_flight),
+        Some(Err(reject_probability)) => {
+            let mut run = Run::start(e.policy, needs_clock, e.probe);
+            return Err(run.refused(Refusal::Throttled { reject_probability }));
+        }
     };
     let mut run = Run::start(e.policy, needs_clock, e.probe);
     run.budget = e.guards.budget;
@@ -276,15 +268,10 @@ where
             }
             Step::Again => {}
         }
-        let permit = match e.guards.breaker {
+        let permit = match e.guards.breaker.map(|b| run.breaker_permit(b)) {
             None => None,
-            Some(b) => match b.try_acquire() {
-                Ok(p) => {
-                    run.breaker_changed(p.transition());
-                    Some(p)
-                }
-                Err(open) => return Err(run.refused(Refusal::Breaker(open))),
-            },
+            Some(Ok(p)) => Some(p),
+            Some(Err(open)) => return Err(run.refused(Refusal::Breaker(open))),
         };
         let limit = run.begin_attempt();
         if let Some(p) = e.progress {

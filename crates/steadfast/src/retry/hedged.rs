@@ -15,7 +15,7 @@ use crate::budget::Spent;
 use crate::classify::{Classifier, Outcome};
 use crate::error::TimeoutScope;
 use crate::hedge::Hedge;
-use crate::observe::{AttemptEnd, Event, Probe};
+use crate::observe::{AttemptEnd, Probe};
 
 /// How a hedged try ended.
 pub(crate) enum TryEnd<T, E> {
@@ -185,28 +185,10 @@ where
     Fut: Future<Output = Result<T, E>>,
     P: Probe,
 {
-    let spent = match guards.budget {
-        None => None,
-        Some(b) => match b.try_spend(false) {
-            Some(s) => Some(s),
-            None => {
-                run.emit(Event::BudgetExhausted {
-                    attempt: run.attempts,
-                    hedge: true,
-                });
-                return None;
-            }
-        },
-    };
+    let spent = run.spend(false, true).ok()?;
     let permit = match guards.breaker {
         None => None,
-        Some(b) => match b.try_acquire() {
-            Ok(p) => {
-                run.breaker_changed(p.transition());
-                Some(p)
-            }
-            Err(_) => return None,
-        },
+        Some(b) => Some(run.breaker_permit(b).ok()?),
     };
     let ends = run.begin_hedge();
     Some(Flight {
@@ -243,7 +225,7 @@ fn settle<T, E, P: Probe>(
     if let Some(b) = run.budget {
         b.attempt_ended(verdict(result, &outcome), spent);
     }
-    run.attempt_ended(attempt, started, end, outcome);
+    run.attempt_ended(attempt, Some(started), end, outcome);
 }
 
 /// Drops the attempts still in flight, reporting each as cancelled.
@@ -253,7 +235,7 @@ fn cancel<P: Probe>(run: &mut Run<'_, P>, flights: Vec<Flight<'_, impl Future>>)
         drop(f);
         run.attempt_ended(
             attempt,
-            started,
+            Some(started),
             AttemptEnd::Cancelled,
             Outcome::NonRetryable,
         );

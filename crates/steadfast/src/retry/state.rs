@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::hooks::{ExhaustedHook, NoHook, OnExhausted, OnRetry, RetryHook};
 use super::options::Retry;
 use crate::backoff::Schedule;
-use crate::breaker::{Permit, Transition};
+use crate::breaker::{Breaker, Open, Permit, Transition};
 use crate::budget::{Budget, Spent, Verdict};
 use crate::classify::Classifier;
 use crate::classify::Outcome;
@@ -119,6 +119,13 @@ impl<'p, P: Probe> Run<'p, P> {
                 at,
             });
         }
+        self.attempt_limit()
+    }
+
+    /// The instant an attempt starting now must end by, if any, and which timeout that
+    /// instant belongs to: its own timeout or the call's deadline, whichever is first.
+    #[inline]
+    fn attempt_limit(&self) -> Option<(Instant, TimeoutScope)> {
         let own = self.policy.attempt_timeout.map(|t| Instant::now() + t);
         match (own, self.deadline) {
             (Some(a), Some(d)) if a < d => Some((a, TimeoutScope::Attempt)),
@@ -139,28 +146,52 @@ impl<'p, P: Probe> Run<'p, P> {
     pub(crate) fn begin_hedge(&mut self) -> Option<(Instant, TimeoutScope)> {
         self.attempts += 1;
         self.hedges += 1;
-        let now = Instant::now();
         if P::ACTIVE {
-            let at = self.started.map_or(Duration::ZERO, |s| now - s);
+            let at = self.elapsed();
             self.emit(Event::HedgeLaunched {
                 attempt: self.attempts,
                 at,
             });
         }
-        let own = self.policy.attempt_timeout.map(|t| now + t);
-        match (own, self.deadline) {
-            (Some(a), Some(d)) if a < d => Some((a, TimeoutScope::Attempt)),
-            (_, Some(d)) => Some((d, TimeoutScope::Total)),
-            (Some(a), None) => Some((a, TimeoutScope::Attempt)),
-            (None, None) => None,
+        self.attempt_limit()
+    }
+
+    /// A permit of `breaker` for the next attempt, the breaker's change of state reported.
+    #[inline]
+    pub(crate) fn breaker_permit<'b>(&mut self, breaker: &'b Breaker) -> Result<Permit<'b>, Open> {
+        let permit = breaker.try_acquire()?;
+        self.breaker_changed(permit.transition());
+        Ok(permit)
+    }
+
+    /// Spends a retry (or a hedge) from the call's budget, if it has one; a refusal is
+    /// reported (`Event::BudgetExhausted`) and is `Err`.
+    pub(crate) fn spend(
+        &mut self,
+        after_timeout: bool,
+        hedge: bool,
+    ) -> Result<Option<Spent<'p>>, ()> {
+        let Some(budget) = self.budget else {
+            return Ok(None);
+        };
+        match budget.try_spend(after_timeout) {
+            Some(spent) => Ok(Some(spent)),
+            None => {
+                self.emit(Event::BudgetExhausted {
+                    attempt: self.attempts,
+                    hedge,
+                });
+                Err(())
+            }
         }
     }
 
-    /// Reports the end of attempt `attempt`, which started at `started`.
+    /// Reports the end of attempt `attempt`, which started at `started` (if the clock was
+    /// read then).
     pub(crate) fn attempt_ended(
         &mut self,
         attempt: u32,
-        started: Instant,
+        started: Option<Instant>,
         end: AttemptEnd,
         outcome: Outcome,
     ) {
@@ -169,7 +200,7 @@ impl<'p, P: Probe> Run<'p, P> {
                 attempt,
                 end,
                 outcome,
-                duration: started.elapsed(),
+                duration: started.map_or(Duration::ZERO, |s| s.elapsed()),
             });
         }
     }
@@ -229,17 +260,9 @@ impl<'p, P: Probe> Run<'p, P> {
         {
             return Next::Stop(Stop::Deadline);
         }
-        if let Some(budget) = self.budget {
-            match budget.try_spend(after_timeout) {
-                Some(spent) => self.spent = Some(spent),
-                None => {
-                    self.emit(Event::BudgetExhausted {
-                        attempt: self.attempts,
-                        hedge: false,
-                    });
-                    return Next::Stop(Stop::BudgetExhausted);
-                }
-            }
+        match self.spend(after_timeout, false) {
+            Ok(spent) => self.spent = spent,
+            Err(()) => return Next::Stop(Stop::BudgetExhausted),
         }
         Next::Retry(delay)
     }
@@ -330,13 +353,7 @@ impl<'p, P: Probe> Run<'p, P> {
     }
 
     fn attempt_finished(&mut self, end: AttemptEnd, outcome: Outcome) {
-        let duration = self.attempt_started.map_or(Duration::ZERO, |s| s.elapsed());
-        self.emit(Event::AttemptFinished {
-            attempt: self.attempts,
-            end,
-            outcome,
-            duration,
-        });
+        self.attempt_ended(self.attempts, self.attempt_started, end, outcome);
     }
 
     fn call_finished(&mut self, ok: bool, stop: Option<Stop>, timeout: Option<TimeoutScope>) {
