@@ -117,9 +117,7 @@ where
     where
         Gs: Guarded<'p>,
     {
-        let mut guards = self.guards.guards();
-        guards.breaker = Some(breaker);
-        self.with_guards(guards)
+        self.guard(|g| g.breaker = Some(breaker))
     }
 
     /// Runs the call (all its attempts) in a place of `bulkhead`, or fails with
@@ -128,9 +126,7 @@ where
     where
         Gs: Guarded<'p>,
     {
-        let mut guards = self.guards.guards();
-        guards.bulkhead = Some(bulkhead);
-        self.with_guards(guards)
+        self.guard(|g| g.bulkhead = Some(bulkhead))
     }
 
     /// Admits the call through `limiter` first, or fails with [`Error::RateLimited`].
@@ -138,9 +134,7 @@ where
     where
         Gs: Guarded<'p>,
     {
-        let mut guards = self.guards.guards();
-        guards.limiter = Some(limiter);
-        self.with_guards(guards)
+        self.guard(|g| g.limiter = Some(limiter))
     }
 
     /// Spends retries from `budget` (see [`budget`](crate::budget)): a refused retry ends
@@ -150,9 +144,7 @@ where
     where
         Gs: Guarded<'p>,
     {
-        let mut guards = self.guards.guards();
-        guards.budget = Some(budget);
-        self.with_guards(guards)
+        self.guard(|g| g.budget = Some(budget))
     }
 
     /// Hedges each try (see [`hedge`](crate::hedge)): after the hedge's delay with no
@@ -162,8 +154,16 @@ where
     where
         Gs: Guarded<'p>,
     {
+        self.guard(|g| g.hedge = Some(hedge))
+    }
+
+    /// The guards so far, with `set` applied.
+    fn guard(self, set: impl FnOnce(&mut Guards<'p>)) -> Call<'p, F, C, R, X, P, Guards<'p>>
+    where
+        Gs: Guarded<'p>,
+    {
         let mut guards = self.guards.guards();
-        guards.hedge = Some(hedge);
+        set(&mut guards);
         self.with_guards(guards)
     }
 
