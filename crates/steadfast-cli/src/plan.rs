@@ -165,6 +165,8 @@ pub(crate) fn run(
             strategy("breaker", explained.breaker()),
             strategy("bulkhead", explained.bulkhead()),
             strategy("rate_limit", explained.rate_limit()),
+            strategy("hedge", explained.hedge()),
+            strategy("budget", explained.budget()),
         ]
         .into_iter()
         .flatten()

@@ -44,9 +44,11 @@ use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
 use crate::breaker::Breaker;
+use crate::budget::Budget;
 use crate::chain::{self, Properties, Registry};
 use crate::classify::{AnyError, Classifier};
 use crate::error::Error;
+use crate::hedge::Hedge;
 use crate::key::{Key, KeyError};
 use crate::limit::{Bulkhead, RateLimiter};
 use crate::observe::{Both, Observer, Observers, Probe, Timeline};
@@ -91,6 +93,7 @@ struct SharedStates {
     breakers: std::collections::HashMap<String, Breaker>,
     bulkheads: std::collections::HashMap<String, Bulkhead>,
     limiters: std::collections::HashMap<String, RateLimiter>,
+    budgets: std::collections::HashMap<String, Budget>,
 }
 
 /// A strategy whose runtime state the executor keeps apart from plans.
@@ -127,6 +130,16 @@ impl Stateful for RateLimiter {
     }
     fn options(&self) -> &Self::Options {
         RateLimiter::options(self)
+    }
+}
+
+impl Stateful for Budget {
+    type Options = crate::budget::BudgetOptions;
+    fn make(options: Self::Options) -> Option<Self> {
+        options.build().ok()
+    }
+    fn options(&self) -> &Self::Options {
+        Budget::options(self)
     }
 }
 
@@ -176,6 +189,9 @@ pub(crate) struct Bound {
     breaker: Option<Slot<Breaker>>,
     bulkhead: Option<Slot<Bulkhead>>,
     limiter: Option<Slot<RateLimiter>>,
+    budget: Option<Slot<Budget>>,
+    /// The key's own latency history (hedges are never shared).
+    hedge: Option<Hedge>,
 }
 
 impl Bound {
@@ -185,8 +201,8 @@ impl Bound {
             breaker: self.breaker.as_ref().map(|s| &s.state),
             bulkhead: self.bulkhead.as_ref().map(|s| &s.state),
             limiter: self.limiter.as_ref().map(|s| &s.state),
-            budget: None,
-            hedge: None,
+            budget: self.budget.as_ref().map(|s| &s.state),
+            hedge: self.hedge.as_ref(),
         }
     }
 }
@@ -808,14 +824,24 @@ impl Inner {
         if plan.breaker_options().is_none()
             && plan.bulkhead_options().is_none()
             && plan.rate_limit_options().is_none()
+            && plan.budget_options().is_none()
+            && plan.hedge_options().is_none()
         {
             return Bound {
                 plan,
                 breaker: None,
                 bulkhead: None,
                 limiter: None,
+                budget: None,
+                hedge: None,
             };
         }
+        let hedge = plan.hedge_options().and_then(|options| {
+            match previous.and_then(|p| p.hedge.as_ref()) {
+                Some(h) if h.options() == options => Some(h.clone()),
+                _ => options.clone().build().ok(),
+            }
+        });
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
         let shared = &mut *shared;
         Bound {
@@ -834,6 +860,12 @@ impl Inner {
                 previous.and_then(|p| p.limiter.as_ref()),
                 &mut shared.limiters,
             ),
+            budget: bind_slot(
+                plan.budget_options(),
+                previous.and_then(|p| p.budget.as_ref()),
+                &mut shared.budgets,
+            ),
+            hedge,
             plan,
         }
     }

@@ -282,3 +282,60 @@ async fn a_million_hedged_calls_leave_nothing_running() {
     assert_eq!(launched, 1_500_000, "half the calls hedged once");
     assert_eq!(alive.count(), 0, "every attempt future was dropped");
 }
+
+/// A key's plan hedges through the executor, each key keeping its own latency history, and a
+/// budget shared by name is spent by the retries of every key that names it.
+#[tokio::test(start_paused = true)]
+async fn plans_hedge_by_key_and_share_a_budget_by_name() {
+    use steadfast::Executor;
+    use steadfast::policy::{Plan, Policies};
+
+    let quota = BudgetOptions::quota(10, 5, 10);
+    let policies = Policies::default()
+        .with_plan(
+            "search.*",
+            Plan::new(retry(3))
+                .idempotent(true)
+                .hedge(HedgeOptions::fixed(ms(30)))
+                .unwrap()
+                .shared_budget("backend", quota.clone())
+                .unwrap(),
+        )
+        .unwrap()
+        .with_plan(
+            "index.*",
+            Plan::new(retry(3)).shared_budget("backend", quota).unwrap(),
+        )
+        .unwrap();
+    let executor = Executor::builder().policies(policies).build();
+
+    // The first attempt stalls; the hedge, sent at 30 ms, answers at 40 ms.
+    let mut n = 0;
+    let (result, timeline) = executor
+        .run_with_timeline("search.Query", || {
+            n += 1;
+            let latency = if n == 1 { 1_000 } else { 10 };
+            async move {
+                tokio::time::sleep(ms(latency)).await;
+                Ok::<_, ()>(n)
+            }
+        })
+        .await;
+    assert_eq!(result.unwrap(), 2);
+    assert_eq!(timeline.duration(), ms(40));
+    assert!(timeline.attempts()[1].is_hedge());
+
+    // The hedge cost 5 and, as it won, was refunded (a successful retry gives its cost back),
+    // so index.Put's two retries take the whole shared quota…
+    let failing = || async { Err::<(), _>("down") };
+    let (result, timeline) = executor.run_with_timeline("index.Put", failing).await;
+    assert!(result.is_err());
+    assert_eq!(timeline.attempts().len(), 3);
+    assert_eq!(timeline.budget_refusals(), 0);
+    // …and search.Query finds it empty: the hedge its failure would send at once is refused,
+    // then the retry.
+    let (result, timeline) = executor.run_with_timeline("search.Query", failing).await;
+    assert!(result.is_err());
+    assert_eq!(timeline.attempts().len(), 1);
+    assert_eq!(timeline.budget_refusals(), 2);
+}

@@ -6,7 +6,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use steadfast::backoff::{BackoffOptions, Jitter};
 use steadfast::breaker::{BreakerOptions, Failures, Window};
+use steadfast::budget::BudgetOptions;
 use steadfast::chain::{Policy, Registry};
+use steadfast::hedge::HedgeOptions;
 use steadfast::limit::{BulkheadOptions, RateLimitOptions};
 use steadfast::policy::{Format, Origin, PolicyDocument, Scoped, Source, TableSpec};
 use steadfast::{Retry, RetryOptions};
@@ -143,6 +145,103 @@ breaker = { min_calls = 3 }
             Format::Toml
         ),
         ["policies:2:11: defaults.breaker: min_calls: only failure_rate breakers have it"]
+    );
+}
+
+#[test]
+fn hedge_and_budget_tables_compile_and_hedging_needs_an_idempotent_key() {
+    let text = r#"[defaults]
+budget = { kind = "ratio", percent_can_retry = 0.2, ttl = "10s", min_retries_per_sec = 10, shared = "all" }
+
+[policies."search.*"]
+idempotent = true
+hedge = { percentile = 95, min_samples = 50, fallback = "20ms" }
+
+[policies."search.Suggest"]
+hedge = { delay = "15ms", max_hedged_attempts = 2 }
+budget = { kind = "token_bucket", max_tokens = 10, token_ratio = 0.1 }
+"#;
+    let doc = PolicyDocument::parse(text, Format::Toml, "policies.toml").unwrap();
+    let policies = doc.compile(&Registry::new()).unwrap();
+    let query = policies.resolve("search.Query").plan().clone();
+    assert!(query.is_idempotent());
+    assert_eq!(
+        query.hedge_options(),
+        Some(
+            &HedgeOptions::percentile(95.0)
+                .min_samples(50)
+                .fallback(Duration::from_millis(20))
+        )
+    );
+    let budget = query.budget_options().unwrap();
+    assert_eq!(
+        (&budget.options, budget.shared.as_deref()),
+        (&BudgetOptions::ratio_default(), Some("all"))
+    );
+    let suggest = policies.resolve("search.Suggest").plan().clone();
+    assert_eq!(
+        suggest.hedge_options(),
+        Some(&HedgeOptions::fixed(Duration::from_millis(15)).max_hedged_attempts(2))
+    );
+    assert_eq!(
+        suggest.budget_options().unwrap().options,
+        BudgetOptions::token_bucket(10.0, 0.1)
+    );
+    let other = policies.resolve("payments.Charge").plan().clone();
+    assert!(!other.is_idempotent() && other.hedge_options().is_none());
+    let explained = doc.explain("search.Suggest").unwrap();
+    assert!(explained.idempotent());
+    assert_eq!(
+        explained.budget().unwrap().1,
+        &Origin::Table("search.Suggest".into())
+    );
+
+    // Every budget kind reads with its defaults.
+    for (kind, expected) in [
+        ("token_bucket", BudgetOptions::token_bucket(10.0, 0.1)),
+        ("ratio", BudgetOptions::ratio_default()),
+        ("quota", BudgetOptions::quota(500, 5, 10)),
+        ("concurrency", BudgetOptions::concurrency(3, 0.2)),
+        ("adaptive", BudgetOptions::adaptive(2.0)),
+    ] {
+        let doc = PolicyDocument::parse(
+            &format!("[defaults]\nbudget = {{ kind = \"{kind}\" }}\n"),
+            Format::Toml,
+            "p",
+        )
+        .unwrap();
+        let plan = doc.compile(&Registry::new()).unwrap();
+        let plan = plan.resolve("a.B").plan();
+        assert_eq!(plan.budget_options().unwrap().options, expected, "{kind}");
+    }
+
+    let bad = r#"[defaults]
+hedge = { delay = "10ms" }
+
+[policies."a.*"]
+idempotent = true
+hedge = { delay = "10ms", percentile = 90 }
+budget = { kind = "quota", capacity = 0, k = 3 }
+
+[policies."b.*"]
+idempotent = true
+hedge = { percentile = 100, window = "0s" }
+budget = { kind = "ratio", percent_can_retry = 0 }
+
+[policies."c.*"]
+idempotent = false
+"#;
+    assert_eq!(
+        check(bad, Format::Toml),
+        [
+            r#"policies:2:9: defaults.hedge: the operation must be marked idempotent to be hedged (a hedge runs it twice at once): set `idempotent = true` if it is safe to duplicate"#,
+            r#"policies:6:9: policies."a.*".hedge: percentile: cannot be given together with delay"#,
+            r#"policies:7:10: policies."a.*".budget: k: only adaptive budgets have it"#,
+            r#"policies:11:24: policies."b.*".hedge.percentile: must be between 0 and 100 (exclusive), got 100"#,
+            r#"policies:11:38: policies."b.*".hedge.window: must be > 0, got 0ms"#,
+            r#"policies:12:48: policies."b.*".budget.percent_can_retry: must be > 0, got 0"#,
+            r#"policies:15:14: policies."c.*".idempotent: is false, but this table inherits a `hedge` (which runs the operation twice at once) from a less specific table: put the hedge only in the tables of idempotent keys"#,
+        ]
     );
 }
 
@@ -447,6 +546,39 @@ fn rate_limit() -> impl Strategy<Value = Scoped<RateLimitOptions>> {
         })
 }
 
+fn hedge() -> impl Strategy<Value = HedgeOptions> {
+    prop_oneof![
+        (duration(), 0u32..4).prop_map(|(d, n)| HedgeOptions::fixed(d).max_hedged_attempts(n)),
+        (1u32..100, 0u32..500, duration(), 1u64..100, 0u32..4).prop_map(
+            |(p, samples, fallback, window, n)| HedgeOptions::percentile(f64::from(p))
+                .min_samples(samples)
+                .fallback(fallback)
+                .window(Duration::from_secs(window))
+                .max_hedged_attempts(n)
+        ),
+    ]
+}
+
+fn budget() -> impl Strategy<Value = Scoped<BudgetOptions>> {
+    let fraction = (1u32..100).prop_map(|p| f64::from(p) / 100.0);
+    let options = prop_oneof![
+        (1u32..100, fraction.clone())
+            .prop_map(|(m, r)| BudgetOptions::token_bucket(f64::from(m), r)),
+        (fraction.clone(), 1u64..60, 0u32..100).prop_map(|(p, ttl, min)| BudgetOptions::ratio(
+            p,
+            Duration::from_secs(ttl),
+            min
+        )),
+        (1u32..1000, 1u32..10, 1u32..20).prop_map(|(c, r, t)| BudgetOptions::quota(c, r, t)),
+        (0u32..10, fraction.clone()).prop_map(|(m, p)| BudgetOptions::concurrency(m, p)),
+        (1u32..5).prop_map(|k| BudgetOptions::adaptive(f64::from(k))),
+    ];
+    (options, shared()).prop_map(|(o, shared)| match shared {
+        Some(name) => Scoped::shared(name, o),
+        None => Scoped::per_key(o),
+    })
+}
+
 fn table() -> impl Strategy<Value = TableSpec> {
     (
         proptest::option::of(retry_options()),
@@ -454,16 +586,24 @@ fn table() -> impl Strategy<Value = TableSpec> {
         proptest::option::of(breaker()),
         proptest::option::of(bulkhead()),
         proptest::option::of(rate_limit()),
+        proptest::option::of(hedge()),
+        proptest::option::of(budget()),
     )
-        .prop_map(|(retry, chain, breaker, bulkhead, rate_limit)| {
-            let mut t = TableSpec::new();
-            t.retry = retry;
-            t.chain = chain.map(|c| c.into_iter().collect());
-            t.breaker = breaker;
-            t.bulkhead = bulkhead;
-            t.rate_limit = rate_limit;
-            t
-        })
+        .prop_map(
+            |(retry, chain, breaker, bulkhead, rate_limit, hedge, budget)| {
+                let mut t = TableSpec::new();
+                t.retry = retry;
+                t.chain = chain.map(|c| c.into_iter().collect());
+                t.breaker = breaker;
+                t.bulkhead = bulkhead;
+                t.rate_limit = rate_limit;
+                // Every table idempotent or silent about it: a hedge then always applies.
+                t.idempotent = hedge.is_some().then_some(true);
+                t.hedge = hedge;
+                t.budget = budget;
+                t
+            },
+        )
 }
 
 proptest! {

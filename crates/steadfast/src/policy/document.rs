@@ -8,13 +8,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::breaker::BreakerOptions;
+use crate::budget::BudgetOptions;
 use crate::chain::Registry;
 use crate::config::ConfigError;
+use crate::hedge::HedgeOptions;
 use crate::key::{KeyError, Pattern};
 use crate::limit::{BulkheadOptions, RateLimitOptions};
-use crate::policy::Policies;
 use crate::policy::format::{self, Format};
 use crate::policy::node::{self, Found, Node, Position, Segment, fmt_path};
+use crate::policy::{NOT_IDEMPOTENT, Policies};
 use crate::policy::{Plan, Scoped, validate_scoped};
 use crate::retry::RetryOptions;
 
@@ -60,6 +62,15 @@ pub struct TableSpec {
     /// The durable retry gate of calls made for a target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<crate::gate::GateOptions>,
+    /// Whether the operation is safe to run more than once at a time; `hedge` requires it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotent: Option<bool>,
+    /// Hedging of each try (only with `idempotent = true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<HedgeOptions>,
+    /// The budget retries and hedges spend from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Scoped<BudgetOptions>>,
 }
 
 impl TableSpec {
@@ -104,6 +115,24 @@ impl TableSpec {
         self
     }
 
+    /// Marks the operation safe to duplicate (or not).
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.idempotent = Some(yes);
+        self
+    }
+
+    /// Sets the hedging (the table, or one it inherits from, must be idempotent).
+    pub fn hedge(mut self, hedge: HedgeOptions) -> Self {
+        self.hedge = Some(hedge);
+        self
+    }
+
+    /// Sets the budget.
+    pub fn budget(mut self, budget: Scoped<BudgetOptions>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
     /// This table's strategies, each taken from `lower` where this one does not name it.
     fn over(&self, lower: &TableSpec) -> TableSpec {
         TableSpec {
@@ -113,6 +142,9 @@ impl TableSpec {
             bulkhead: self.bulkhead.clone().or_else(|| lower.bulkhead.clone()),
             rate_limit: self.rate_limit.clone().or_else(|| lower.rate_limit.clone()),
             gate: self.gate.clone().or_else(|| lower.gate.clone()),
+            idempotent: self.idempotent.or(lower.idempotent),
+            hedge: self.hedge.clone().or_else(|| lower.hedge.clone()),
+            budget: self.budget.clone().or_else(|| lower.budget.clone()),
         }
     }
 
@@ -124,6 +156,8 @@ impl TableSpec {
             self.bulkhead.as_ref().map(validate_scoped),
             self.rate_limit.as_ref().map(validate_scoped),
             self.gate.as_ref().map(crate::gate::GateOptions::validate),
+            self.hedge.as_ref().map(HedgeOptions::validate),
+            self.budget.as_ref().map(validate_scoped),
         ]
         .into_iter()
         .flatten()
@@ -386,6 +420,9 @@ pub struct Explanation {
     bulkhead: Option<(Scoped<BulkheadOptions>, Origin)>,
     rate_limit: Option<(Scoped<RateLimitOptions>, Origin)>,
     gate: Option<(crate::gate::GateOptions, Origin)>,
+    idempotent: bool,
+    hedge: Option<(HedgeOptions, Origin)>,
+    budget: Option<(Scoped<BudgetOptions>, Origin)>,
 }
 
 impl Explanation {
@@ -427,6 +464,21 @@ impl Explanation {
     /// The retry gate, if any, and the table it comes from.
     pub fn gate(&self) -> Option<(&crate::gate::GateOptions, &Origin)> {
         self.gate.as_ref().map(|(s, o)| (s, o))
+    }
+
+    /// Whether the key's operation is marked safe to duplicate.
+    pub fn idempotent(&self) -> bool {
+        self.idempotent
+    }
+
+    /// The hedging, if any, and the table it comes from.
+    pub fn hedge(&self) -> Option<(&HedgeOptions, &Origin)> {
+        self.hedge.as_ref().map(|(s, o)| (s, o))
+    }
+
+    /// The budget, if any, and the table it comes from.
+    pub fn budget(&self) -> Option<(&Scoped<BudgetOptions>, &Origin)> {
+        self.budget.as_ref().map(|(s, o)| (s, o))
     }
 }
 
@@ -596,6 +648,35 @@ impl PolicyDocument {
                     }
                 }
             }
+            if (table.hedge.is_some() || table.idempotent == Some(false))
+                && !broken(&path, &["hedge"])
+                && !broken(&path, &["idempotent"])
+            {
+                // What the key (or keys) of this table run under, inheritance included.
+                let effective = match pattern.map(|p| Pattern::parse(p)) {
+                    None => table.clone(),
+                    Some(Ok(parsed)) => self
+                        .lineage(&parsed)
+                        .iter()
+                        .rev()
+                        .fold(TableSpec::default(), |acc, (_, t)| t.over(&acc)),
+                    Some(Err(_)) => TableSpec::default(),
+                };
+                if effective.hedge.is_some() && effective.idempotent != Some(true) {
+                    if table.hedge.is_some() {
+                        let mut at = path.clone();
+                        at.push("hedge");
+                        out.push(self.diagnostic(&at, NOT_IDEMPOTENT));
+                    } else {
+                        let mut at = path.clone();
+                        at.push("idempotent");
+                        out.push(self.diagnostic(
+                            &at,
+                            "is false, but this table inherits a `hedge` (which runs the operation twice at once) from a less specific table: put the hedge only in the tables of idempotent keys",
+                        ));
+                    }
+                }
+            }
         }
         out
     }
@@ -712,6 +793,13 @@ impl PolicyDocument {
             gate: lineage
                 .iter()
                 .find_map(|(o, t)| t.gate.clone().map(|g| (g, o.clone()))),
+            idempotent: lineage.iter().find_map(|(_, t)| t.idempotent) == Some(true),
+            hedge: lineage
+                .iter()
+                .find_map(|(o, t)| t.hedge.clone().map(|h| (h, o.clone()))),
+            budget: lineage
+                .iter()
+                .find_map(|(o, t)| t.budget.clone().map(|b| (b, o.clone()))),
         })
     }
 
@@ -769,6 +857,13 @@ impl PolicyDocument {
             }
             if let Some(g) = table.gate {
                 plan = plan.gate(g).map_err(|e| unplaced(e.to_string()))?;
+            }
+            plan = plan.idempotent(table.idempotent == Some(true));
+            if let Some(h) = table.hedge {
+                plan = plan.hedge(h).map_err(|e| unplaced(e.to_string()))?;
+            }
+            if let Some(b) = table.budget {
+                plan = plan.scoped_budget(b).map_err(|e| unplaced(e.to_string()))?;
             }
             let chain = table.chain.unwrap_or_default();
             let names: Vec<&str> = chain.iter().map(String::as_str).collect();

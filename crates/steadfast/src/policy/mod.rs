@@ -103,8 +103,10 @@ pub fn json_schema() -> serde_json::Value {
 use std::sync::Arc;
 
 use crate::breaker::BreakerOptions;
+use crate::budget::BudgetOptions;
 use crate::chain::{Chain, Policy, Registry};
 use crate::config::{ConfigError, Problems};
+use crate::hedge::HedgeOptions;
 use crate::key::{KeyError, Pattern};
 use crate::limit::{BulkheadOptions, RateLimitOptions};
 use crate::retry::Retry;
@@ -140,6 +142,9 @@ pub struct Plan {
     bulkhead: Option<Scoped<BulkheadOptions>>,
     rate_limit: Option<Scoped<RateLimitOptions>>,
     gate: Option<crate::gate::GateOptions>,
+    idempotent: bool,
+    hedge: Option<HedgeOptions>,
+    budget: Option<Scoped<BudgetOptions>>,
 }
 
 /// A strategy's options, and the name its state is shared under (`None`: each key has its
@@ -194,6 +199,13 @@ impl StrategyOptions for BulkheadOptions {
     }
 }
 
+impl StrategyOptions for BudgetOptions {
+    const FIELD: &'static str = "budget";
+    fn check(&self, p: &mut Problems<'_>) {
+        BudgetOptions::check(self, p)
+    }
+}
+
 impl StrategyOptions for RateLimitOptions {
     const FIELD: &'static str = "rate_limit";
     fn check(&self, p: &mut Problems<'_>) {
@@ -221,6 +233,9 @@ impl Plan {
             bulkhead: None,
             rate_limit: None,
             gate: None,
+            idempotent: false,
+            hedge: None,
+            budget: None,
         }
     }
 
@@ -299,6 +314,85 @@ impl Plan {
         Ok(self)
     }
 
+    /// Marks the key's operation safe to run more than once at a time (idempotent), which
+    /// [`hedge`](Self::hedge) requires.
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.idempotent = yes;
+        self
+    }
+
+    /// Whether the plan marks the operation safe to duplicate.
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent
+    }
+
+    /// Hedges each try ([`hedge`](crate::hedge)); the key's calls keep their own latency
+    /// history. Only for an operation marked [`idempotent`](Self::idempotent): a hedge runs
+    /// it twice at once.
+    ///
+    /// ```
+    /// use steadfast::{hedge::HedgeOptions, policy::Plan, Retry};
+    ///
+    /// let hedge = HedgeOptions::percentile(95.0);
+    /// let err = Plan::new(Retry::default()).hedge(hedge.clone()).unwrap_err();
+    /// assert!(err.to_string().starts_with("hedge: the operation must be marked idempotent"));
+    /// let plan = Plan::new(Retry::default()).idempotent(true).hedge(hedge)?;
+    /// assert!(plan.hedge_options().is_some());
+    /// # Ok::<(), steadfast::ConfigError>(())
+    /// ```
+    pub fn hedge(mut self, options: HedgeOptions) -> Result<Self, ConfigError> {
+        options.validate()?;
+        if !self.idempotent {
+            let mut p = Problems::new("");
+            p.push("hedge", NOT_IDEMPOTENT);
+            p.finish()?;
+        }
+        self.hedge = Some(options);
+        Ok(self)
+    }
+
+    /// Charges the key's retries and hedges to a [budget](crate::budget) of its own.
+    pub fn budget(self, options: BudgetOptions) -> Result<Self, ConfigError> {
+        self.scoped_budget(Scoped::per_key(options))
+    }
+
+    /// Charges the key's retries and hedges to the budget named `name`, shared with every
+    /// key whose plan names it.
+    ///
+    /// ```
+    /// use steadfast::{budget::BudgetOptions, policy::Plan, Retry};
+    ///
+    /// let plan = Plan::new(Retry::default()).shared_budget("search", BudgetOptions::ratio_default())?;
+    /// assert_eq!(plan.budget_options().unwrap().shared.as_deref(), Some("search"));
+    /// # Ok::<(), steadfast::ConfigError>(())
+    /// ```
+    pub fn shared_budget(
+        self,
+        name: impl Into<String>,
+        options: BudgetOptions,
+    ) -> Result<Self, ConfigError> {
+        self.scoped_budget(Scoped::shared(name, options))
+    }
+
+    pub(crate) fn scoped_budget(
+        mut self,
+        budget: Scoped<BudgetOptions>,
+    ) -> Result<Self, ConfigError> {
+        validate_scoped(&budget)?;
+        self.budget = Some(budget);
+        Ok(self)
+    }
+
+    /// The hedging options, if the plan hedges.
+    pub fn hedge_options(&self) -> Option<&HedgeOptions> {
+        self.hedge.as_ref()
+    }
+
+    /// The budget's options, if the plan has one.
+    pub fn budget_options(&self) -> Option<&Scoped<BudgetOptions>> {
+        self.budget.as_ref()
+    }
+
     /// The circuit breaker's options, if the plan has one.
     pub fn breaker_options(&self) -> Option<&Scoped<BreakerOptions>> {
         self.breaker.as_ref()
@@ -350,6 +444,9 @@ impl Plan {
         &self.chain
     }
 }
+
+/// Why a hedge needs an idempotent operation.
+pub(crate) const NOT_IDEMPOTENT: &str = "the operation must be marked idempotent to be hedged (a hedge runs it twice at once): set `idempotent = true` if it is safe to duplicate";
 
 /// A policy table that cannot be built.
 ///

@@ -47,13 +47,16 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "serde")]
+mod file;
+
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{ConfigError, FieldError};
+use crate::config::{ConfigError, Problems};
 
 /// When a hedge is sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -140,19 +143,24 @@ impl HedgeOptions {
 
     /// Every problem with these options, each naming its field (`hedge.percentile`).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut errors = Vec::new();
+        let mut p = Problems::new("hedge");
+        self.check(&mut p);
+        p.finish()
+    }
+
+    /// Pushes every problem, each under its field's name.
+    pub(crate) fn check(&self, p: &mut Problems<'_>) {
         if let HedgeDelay::Percentile { percentile, .. } = self.delay
             && !(percentile > 0.0 && percentile < 100.0)
         {
-            errors.push(FieldError::new(
-                "hedge.percentile",
+            p.push(
+                "percentile",
                 format!("must be between 0 and 100 (exclusive), got {percentile}"),
-            ));
+            );
         }
         if self.window.is_zero() {
-            errors.push(FieldError::new("hedge.window", "must be > 0, got 0ms"));
+            p.push("window", "must be > 0, got 0ms");
         }
-        ConfigError::from_errors(errors)
     }
 
     /// The hedge, with an empty latency history.

@@ -35,13 +35,16 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "serde")]
+mod file;
+
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{ConfigError, FieldError};
+use crate::config::{ConfigError, Problems};
 
 /// Which budget, with its settings. Build it once ([`build`](Self::build)) and share the
 /// [`Budget`] (a clone is the same budget).
@@ -159,13 +162,16 @@ impl BudgetOptions {
 
     /// Every problem with these options, each naming its field (`budget.max_tokens`).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut errors = Vec::new();
+        let mut p = Problems::new("budget");
+        self.check(&mut p);
+        p.finish()
+    }
+
+    /// Pushes every problem, each under its field's name.
+    pub(crate) fn check(&self, p: &mut Problems<'_>) {
         let mut positive = |field: &str, v: f64| {
             if !(v.is_finite() && v > 0.0) {
-                errors.push(FieldError::new(
-                    format!("budget.{field}"),
-                    format!("must be > 0, got {v}"),
-                ));
+                p.push(field, format!("must be > 0, got {v}"));
             }
         };
         match *self {
@@ -199,7 +205,6 @@ impl BudgetOptions {
                 positive("window", window.as_secs_f64());
             }
         }
-        ConfigError::from_errors(errors)
     }
 
     /// The budget, its state fresh.
