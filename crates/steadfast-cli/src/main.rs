@@ -79,22 +79,14 @@ enum Command {
     },
     /// Run the library's retry, hedging and budgets against a simulated dependency
     ///
-    /// Virtual time: no real sleeps, and one seed gives one result. Each scenario runs a
-    /// baseline and the policies under test: hedge-p95 (hedging at the p95 against 1 % stalls),
-    /// outage (every attempt fails; each budget's amplification), easy (1 % and 5 % failures;
-    /// no budget may get in the way), adaptive-throttle (1 000 calls/s at a dependency taking
-    /// 200/s).
-    Simulate {
-        /// The built-in scenario.
-        #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(simulate::SCENARIOS))]
-        scenario: String,
-        /// The seed of every random draw.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        format: Output,
-    },
+    /// Virtual time: no real sleeps, and one seed gives one result. A built-in scenario
+    /// (--scenario) runs a baseline and the policies under test: hedge-p95 (hedging at the
+    /// p95 against 1 % stalls), outage (every attempt fails; each budget's amplification),
+    /// easy (1 % and 5 % failures; no budget may get in the way), adaptive-throttle (1 000
+    /// calls/s at a dependency taking 200/s). Without one, a key's plan from a policy file
+    /// (--policy, --key) or the plan flags (--max-attempts, --hedge, --budget) runs against
+    /// the dependency the other flags describe, beside a one-attempt baseline.
+    Simulate(Box<simulate::Args>),
     /// Print the JSON Schema of policy files, for editors
     ///
     /// Point your editor's YAML, TOML or JSON language server at it.
@@ -131,11 +123,7 @@ fn main() -> ExitCode {
             format,
         } => plan::run(&file, &key, samples, max_rows, format),
         Command::Gate { db, format, action } => gate::run(&db, action, format),
-        Command::Simulate {
-            scenario,
-            seed,
-            format,
-        } => simulate::run(&scenario, seed, format),
+        Command::Simulate(args) => simulate::run(&args),
         Command::Schema => serde_json::to_string_pretty(&steadfast::policy::json_schema())
             .map(|s| {
                 emit(&(s + "\n"));

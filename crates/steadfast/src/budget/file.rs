@@ -18,6 +18,7 @@ use crate::policy::Scoped;
 /// Which budget, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "BudgetKind"))]
 #[serde(rename_all = "snake_case")]
 enum KindName {
     /// gRPC `retryThrottling`: a failure costs a token, a success earns `token_ratio`.

@@ -14,6 +14,7 @@
 //! simulated time.
 
 use std::cell::RefCell;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
@@ -22,12 +23,15 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use steadfast::budget::{Budget, BudgetOptions};
 use steadfast::classify::Outcome;
-use steadfast::hedge::{Hedge, HedgeOptions};
+use steadfast::hedge::{Hedge, HedgeDelay, HedgeOptions};
 use steadfast::observe::{AttemptEnd, Timeline};
-use steadfast::{Error, Jitter, Retry};
+use steadfast::policy::{PolicyDocument, parse_duration};
+use steadfast::{Error, Jitter, Retry, RetryOptions};
 use tokio::time::Instant;
 
 use crate::{Output, emit};
+
+mod plot;
 
 /// The scenarios `--scenario` knows.
 pub(crate) const SCENARIOS: [&str; 4] = ["hedge-p95", "outage", "easy", "adaptive-throttle"];
@@ -47,6 +51,8 @@ struct Dependency {
     fail_after: Duration,
     /// Attempts accepted per second at most; the rest fail fast (overloaded).
     capacity: Option<u32>,
+    /// Spans (from the run's start) in which every attempt fails fast.
+    outages: Vec<(Duration, Duration)>,
 }
 
 impl Dependency {
@@ -59,6 +65,7 @@ impl Dependency {
             failure: 0.0,
             fail_after: Duration::from_millis(1),
             capacity: None,
+            outages: Vec::new(),
         }
     }
 }
@@ -66,15 +73,19 @@ impl Dependency {
 /// The policy a run's calls run under.
 #[derive(Debug, Clone)]
 struct Policy {
-    max_attempts: u32,
+    retry: RetryOptions,
     hedge: Option<HedgeOptions>,
     budget: Option<BudgetOptions>,
 }
 
 impl Policy {
+    /// `n` attempts, exponential backoff from 10 ms to 1 s with full jitter.
     fn attempts(n: u32) -> Self {
         Policy {
-            max_attempts: n,
+            retry: Retry::exponential(ms(10))
+                .max_delay(ms(1000))
+                .jitter(Jitter::Full)
+                .max_attempts(n),
             hedge: None,
             budget: None,
         }
@@ -86,14 +97,25 @@ impl Policy {
     }
 }
 
+/// When calls arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrivals {
+    /// Open-loop Poisson: exponential gaps of mean 1/rate.
+    Poisson,
+    /// Exactly every 1/rate.
+    Paced,
+}
+
 /// One run of a scenario.
 #[derive(Debug, Clone)]
 struct Run {
     name: String,
     dependency: Dependency,
     policy: Policy,
-    /// Calls per second (Poisson).
+    /// Calls per second.
     rate: f64,
+    /// How they arrive.
+    arrivals: Arrivals,
     duration: Duration,
     /// `backend_rps` counts from here on (after a budget's window fills).
     warmup: Duration,
@@ -111,6 +133,8 @@ pub(crate) struct Report {
     /// The highest amplification over the whole 10 s windows of the run (attempts reaching
     /// the dependency in the window over calls arriving in it).
     pub(crate) max_amplification_10s: f64,
+    /// Each whole 10 s window's calls arriving and attempts reaching the dependency.
+    pub(crate) windows_10s: Vec<[u64; 2]>,
     pub(crate) success_rate: f64,
     pub(crate) p50_ms: f64,
     pub(crate) p90_ms: f64,
@@ -142,6 +166,7 @@ fn scenario(name: &str) -> anyhow::Result<Vec<Run>> {
                 dependency: dep,
                 policy: Policy::attempts(1),
                 rate: 1000.0,
+                arrivals: Arrivals::Poisson,
                 duration: minute,
                 warmup: Duration::ZERO,
                 scale: 1000,
@@ -165,16 +190,20 @@ fn scenario(name: &str) -> anyhow::Result<Vec<Run>> {
                 dependency: dep.clone(),
                 policy,
                 rate: 1000.0,
+                arrivals: Arrivals::Poisson,
                 duration: minute,
                 warmup: Duration::ZERO,
                 scale: 1,
             };
+            let ratio = Policy::attempts(3).budget(BudgetOptions::ratio_default());
+            // The ratio budget's bound, 1 + 20 % + 10/s ÷ 1 000/s = 1.21, assumes exactly
+            // 1 000 calls a second; this run has them, the Poisson one has 1 000 on average.
+            let mut paced = run("ratio-paced", ratio.clone());
+            paced.arrivals = Arrivals::Paced;
             vec![
                 run("no-budget", Policy::attempts(3)),
-                run(
-                    "ratio",
-                    Policy::attempts(3).budget(BudgetOptions::ratio_default()),
-                ),
+                run("ratio", ratio),
+                paced,
                 run(
                     "token-bucket",
                     Policy::attempts(3).budget(BudgetOptions::token_bucket(10.0, 0.1)),
@@ -207,6 +236,7 @@ fn scenario(name: &str) -> anyhow::Result<Vec<Run>> {
                         dependency: dep.clone(),
                         policy,
                         rate: 1000.0,
+                        arrivals: Arrivals::Poisson,
                         duration: Duration::from_secs(30),
                         warmup: Duration::ZERO,
                         scale: 1,
@@ -224,6 +254,7 @@ fn scenario(name: &str) -> anyhow::Result<Vec<Run>> {
                 dependency: dep.clone(),
                 policy,
                 rate: 1000.0,
+                arrivals: Arrivals::Poisson,
                 duration: Duration::from_secs(240),
                 warmup: Duration::from_secs(120),
                 scale: 1,
@@ -261,6 +292,8 @@ struct Counts {
     attempts: Vec<u64>,
     /// Calls arriving, per 10 s window.
     arrivals: Vec<u64>,
+    /// Attempts reaching the dependency, per second (for plots).
+    per_second: Vec<u64>,
     /// Attempts after the warm-up.
     after_warmup: u64,
     /// Accepted in the current second: (second, count).
@@ -312,6 +345,7 @@ impl Sim {
         let overloaded = {
             let mut c = self.counts.borrow_mut();
             bump(&mut c.attempts, (now.as_secs() / 10) as usize);
+            bump(&mut c.per_second, now.as_secs() as usize);
             if now >= self.run.warmup {
                 c.after_warmup += 1;
             }
@@ -331,7 +365,12 @@ impl Sim {
                 }
             }
         };
-        let failed = !overloaded && dep.failure > 0.0 && self.rng.borrow_mut().f64() < dep.failure;
+        let down = dep
+            .outages
+            .iter()
+            .any(|&(from, to)| from <= now && now < to);
+        let failed = !overloaded
+            && (down || (dep.failure > 0.0 && self.rng.borrow_mut().f64() < dep.failure));
         if overloaded || failed {
             tokio::time::sleep(self.stretch(dep.fail_after)).await;
             return Err(if overloaded {
@@ -390,8 +429,46 @@ impl Sim {
     }
 }
 
+/// The retry options with every duration stretched by `s` (see the module).
+fn stretch_retry(mut o: RetryOptions, s: u32) -> RetryOptions {
+    o.backoff.base *= s;
+    o.backoff.max *= s;
+    o.attempt_timeout = o.attempt_timeout.map(|d| d * s);
+    o.total_timeout = o.total_timeout.map(|d| d * s);
+    o.max_server_delay *= s;
+    o
+}
+
+/// The hedging options with every duration stretched by `s`.
+fn stretch_hedge(mut h: HedgeOptions, s: u32) -> HedgeOptions {
+    h.window *= s;
+    h.delay = match h.delay {
+        HedgeDelay::Fixed(d) => HedgeDelay::Fixed(d * s),
+        HedgeDelay::Percentile {
+            percentile,
+            min_samples,
+            fallback,
+        } => HedgeDelay::Percentile {
+            percentile,
+            min_samples,
+            fallback: fallback * s,
+        },
+        other => other,
+    };
+    h
+}
+
+/// What a run measured, and the series its plot draws.
+struct Measured {
+    report: Report,
+    /// Each call's latency in simulated milliseconds, sorted.
+    latencies_ms: Vec<f64>,
+    /// Attempts reaching the dependency in each second.
+    per_second: Vec<u64>,
+}
+
 /// Runs one run on a paused clock; deterministic for a seed.
-fn simulate(run: &Run, seed: u64) -> anyhow::Result<Report> {
+fn simulate(run: &Run, seed: u64) -> anyhow::Result<Measured> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -400,37 +477,16 @@ fn simulate(run: &Run, seed: u64) -> anyhow::Result<Report> {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
         let s = run.scale;
-        let retry = Retry::exponential(ms(10) * s)
-            .max_delay(ms(1000) * s)
-            .jitter(Jitter::Full)
-            .seed(seed)
-            .max_attempts(run.policy.max_attempts)
-            .build()?;
+        let mut retry = stretch_retry(run.policy.retry.clone(), s);
+        retry.seed = retry.seed.or(Some(seed));
+        let retry = retry.build()?;
         let hedge = match &run.policy.hedge {
             None => None,
-            Some(h) => {
-                let mut h = h.clone();
-                h.window *= s;
-                h.delay = match h.delay {
-                    steadfast::hedge::HedgeDelay::Fixed(d) => {
-                        steadfast::hedge::HedgeDelay::Fixed(d * s)
-                    }
-                    steadfast::hedge::HedgeDelay::Percentile {
-                        percentile,
-                        min_samples,
-                        fallback,
-                    } => steadfast::hedge::HedgeDelay::Percentile {
-                        percentile,
-                        min_samples,
-                        fallback: fallback * s,
-                    },
-                    other => other,
-                };
-                Some(h.build()?)
-            }
+            Some(h) => Some(stretch_hedge(h.clone(), s).build()?),
         };
         let budget = match &run.policy.budget {
             None => None,
+            // Budgets count per second: never stretched (`scale_for` keeps such runs at 1).
             Some(b) => Some(b.clone().seed(seed).build()?),
         };
         let sim = Rc::new(Sim {
@@ -443,11 +499,20 @@ fn simulate(run: &Run, seed: u64) -> anyhow::Result<Report> {
             counts: RefCell::new(Counts::default()),
         });
         let end = run.duration * s;
+        let gap = Duration::from_secs_f64(1.0 / run.rate) * s;
         let mut at = Duration::ZERO;
         let mut calls = Vec::new();
+        // Arrivals draw from their own stream, so every run of a scenario (and the baseline)
+        // meets the same calls at the same instants, whatever its attempts draw.
+        let mut arrivals = fastrand::Rng::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15);
         loop {
-            let u = sim.rng.borrow_mut().f64().max(f64::MIN_POSITIVE);
-            at += Duration::from_secs_f64(-u.ln() / run.rate) * s;
+            at += match run.arrivals {
+                Arrivals::Poisson => {
+                    let u = arrivals.f64().max(f64::MIN_POSITIVE);
+                    Duration::from_secs_f64(-u.ln() / run.rate) * s
+                }
+                Arrivals::Paced => gap,
+            };
             if at >= end {
                 break;
             }
@@ -457,7 +522,15 @@ fn simulate(run: &Run, seed: u64) -> anyhow::Result<Report> {
         for c in calls {
             c.await.context("a simulated call")?;
         }
-        Ok(report(run, &sim))
+        let report = report(run, &sim);
+        let mut counts = sim.counts.borrow_mut();
+        // Whole seconds of the run only: attempts after the last arrival tail off.
+        counts.per_second.truncate(run.duration.as_secs() as usize);
+        Ok(Measured {
+            report,
+            latencies_ms: std::mem::take(&mut counts.latencies_ms),
+            per_second: std::mem::take(&mut counts.per_second),
+        })
     })
 }
 
@@ -485,6 +558,9 @@ fn report(run: &Run, sim: &Sim) -> Report {
         .filter(|&i| c.arrivals[i] > 0)
         .map(|i| c.attempts[i] as f64 / c.arrivals[i] as f64)
         .fold(0.0, f64::max);
+    let windows_10s = (0..windows)
+        .map(|i| [c.arrivals[i], c.attempts[i]])
+        .collect();
     let counted = (run.duration - run.warmup).as_secs_f64();
     let round = |v: f64, places: i32| {
         let f = 10f64.powi(places);
@@ -496,6 +572,7 @@ fn report(run: &Run, sim: &Sim) -> Report {
         attempts,
         amplification: round(attempts as f64 / requests.max(1) as f64, 4),
         max_amplification_10s: round(max_window, 4),
+        windows_10s,
         success_rate: round(c.ok as f64 / requests.max(1) as f64, 5),
         p50_ms: round(percentile(l, 50.0), 3),
         p90_ms: round(percentile(l, 90.0), 3),
@@ -509,20 +586,205 @@ fn report(run: &Run, sim: &Sim) -> Report {
     }
 }
 
-/// `steadfast simulate --scenario NAME --seed N`.
-pub(crate) fn run(name: &str, seed: u64, format: Output) -> anyhow::Result<ExitCode> {
-    let mut reports = Vec::new();
-    for r in scenario(name)? {
-        reports.push(simulate(&r, seed).with_context(|| r.name.clone())?);
+/// `steadfast simulate`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A built-in scenario: its runs, dependencies and policies (the flags below are ignored).
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS), conflicts_with_all = ["policy", "max_attempts", "hedge", "budget"])]
+    scenario: Option<String>,
+    /// The seed of every random draw.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    format: Output,
+    /// Also draw each run's latency distribution and its attempts per second into this SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+
+    /// The plan: what this policy file gives --key (retry, hedge, budget).
+    #[arg(long, value_name = "FILE", requires = "key", conflicts_with_all = ["max_attempts", "hedge", "budget"])]
+    policy: Option<PathBuf>,
+    /// The call site's key in --policy, e.g. search.Query.
+    #[arg(long, value_name = "KEY", requires = "policy")]
+    key: Option<String>,
+    /// The plan by flags: attempts in total (exponential backoff 10 ms → 1 s, full jitter).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    max_attempts: u32,
+    /// The plan by flags: hedge at a percentile of recent latencies ("p95") or after a fixed
+    /// delay ("20ms").
+    #[arg(long, value_name = "pP|DELAY")]
+    hedge: Option<String>,
+    /// The plan by flags: a budget with its default parameters.
+    #[arg(long, value_name = "KIND", value_parser = clap::builder::PossibleValuesParser::new(["token-bucket", "ratio", "quota", "concurrency", "adaptive"]))]
+    budget: Option<String>,
+
+    /// Calls a second.
+    #[arg(long, value_name = "N", default_value_t = 1000.0)]
+    rate: f64,
+    /// Calls arrive as a Poisson process, or paced exactly 1/rate apart.
+    #[arg(long, default_value_t = false)]
+    paced: bool,
+    /// How long calls arrive for.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// backend_rps counts attempts from this point on.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// The dependency's median latency (lognormal).
+    #[arg(long, value_name = "DURATION", default_value = "2ms", value_parser = parse_duration)]
+    median: Duration,
+    /// The lognormal's σ.
+    #[arg(long, value_name = "SIGMA", default_value_t = 0.4)]
+    sigma: f64,
+    /// The chance an attempt stalls.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    stall: f64,
+    /// How long a stall adds, uniformly drawn.
+    #[arg(long, value_name = "MIN..MAX", default_value = "50ms..1s", value_parser = parse_span)]
+    stall_range: (Duration, Duration),
+    /// The chance an attempt fails (fast).
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    failure: f64,
+    /// A span of the run in which every attempt fails fast, e.g. 10s..20s (repeatable).
+    #[arg(long, value_name = "FROM..TO", value_parser = parse_span)]
+    outage: Vec<(Duration, Duration)>,
+    /// Attempts the dependency takes a second; the rest fail fast, overloaded.
+    #[arg(long, value_name = "N")]
+    capacity: Option<u32>,
+}
+
+/// `10s..20s`.
+fn parse_span(text: &str) -> Result<(Duration, Duration), String> {
+    let (from, to) = text
+        .split_once("..")
+        .ok_or_else(|| format!("expected FROM..TO, like 10s..20s, got {text:?}"))?;
+    let (from, to) = (parse_duration(from)?, parse_duration(to)?);
+    if to < from {
+        return Err(format!("{text:?} ends before it starts"));
     }
-    match format {
+    Ok((from, to))
+}
+
+/// The budget a `--budget` kind names, with its default parameters.
+fn budget_named(kind: &str) -> BudgetOptions {
+    match kind {
+        "token-bucket" => BudgetOptions::token_bucket(10.0, 0.1),
+        "quota" => BudgetOptions::quota(500, 5, 10),
+        "concurrency" => BudgetOptions::concurrency(3, 0.2),
+        "adaptive" => BudgetOptions::adaptive(2.0),
+        _ => BudgetOptions::ratio_default(),
+    }
+}
+
+/// Time runs stretched when latencies are too short for tokio's millisecond timer, unless a
+/// budget counts per second (its rates would be stretched too).
+fn scale_for(dependency: &Dependency, policy: &Policy) -> u32 {
+    if policy.budget.is_none() && dependency.median < Duration::from_millis(100) {
+        1000
+    } else {
+        1
+    }
+}
+
+/// The runs the flags describe: a one-attempt baseline and the plan under test.
+fn custom(args: &Args) -> anyhow::Result<Vec<Run>> {
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        bail!("--rate must be > 0, got {}", args.rate);
+    }
+    for (flag, p) in [("--stall", args.stall), ("--failure", args.failure)] {
+        if !(0.0..=1.0).contains(&p) {
+            bail!("{flag} is a probability in [0, 1], got {p}");
+        }
+    }
+    if !(args.sigma.is_finite() && args.sigma >= 0.0) {
+        bail!("--sigma must be >= 0, got {}", args.sigma);
+    }
+    let (name, policy) = match (&args.policy, &args.key) {
+        (Some(file), Some(key)) => {
+            let doc = PolicyDocument::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let explained = doc.explain(key)?;
+            let policy = Policy {
+                retry: explained.retry().clone(),
+                hedge: explained.hedge().map(|(h, _)| h.clone()),
+                budget: explained.budget().map(|(b, _)| b.options.clone()),
+            };
+            (key.clone(), policy)
+        }
+        _ => {
+            let mut policy = Policy::attempts(args.max_attempts);
+            policy.hedge = match args.hedge.as_deref() {
+                None => None,
+                Some(h) => Some(match h.strip_prefix('p') {
+                    Some(p) => HedgeOptions::percentile(
+                        p.parse()
+                            .with_context(|| format!("--hedge {h:?}: p95 or a delay like 20ms"))?,
+                    ),
+                    None => HedgeOptions::fixed(parse_duration(h).map_err(|e| {
+                        anyhow::anyhow!("--hedge {h:?}: p95 or a delay like 20ms ({e})")
+                    })?),
+                }),
+            };
+            policy.budget = args.budget.as_deref().map(budget_named);
+            ("flags".to_owned(), policy)
+        }
+    };
+    let mut dependency = Dependency::lognormal(args.median.as_secs_f64() * 1e3, args.sigma);
+    dependency.stall = args.stall;
+    dependency.stall_range = args.stall_range;
+    dependency.failure = args.failure;
+    dependency.capacity = args.capacity;
+    dependency.outages = args.outage.clone();
+    let baseline = Policy::attempts(1);
+    // One time scale for both runs, so their latencies compare alike.
+    let scale = scale_for(&dependency, &policy);
+    let run = |name: String, policy: Policy| Run {
+        name,
+        scale,
+        dependency: dependency.clone(),
+        policy,
+        rate: args.rate,
+        arrivals: if args.paced {
+            Arrivals::Paced
+        } else {
+            Arrivals::Poisson
+        },
+        duration: args.duration,
+        warmup: args.warmup,
+    };
+    Ok(vec![
+        run("baseline".to_owned(), baseline),
+        run(name, policy),
+    ])
+}
+
+/// `steadfast simulate`.
+pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let runs = match &args.scenario {
+        Some(name) => scenario(name)?,
+        None => custom(args)?,
+    };
+    let mut measured = Vec::new();
+    for r in &runs {
+        measured.push(simulate(r, args.seed).with_context(|| r.name.clone())?);
+    }
+    if let Some(path) = &args.plot {
+        let title = match &args.scenario {
+            Some(name) => format!("steadfast simulate --scenario {name} --seed {}", args.seed),
+            None => format!("steadfast simulate --seed {}", args.seed),
+        };
+        plot::draw(path, &title, &measured)
+            .with_context(|| format!("drawing {}", path.display()))?;
+    }
+    let reports: Vec<&Report> = measured.iter().map(|m| &m.report).collect();
+    match args.format {
         Output::Json => emit(&(serde_json::to_string_pretty(&reports)? + "\n")),
         Output::Text => emit(&table(&reports)),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn table(reports: &[Report]) -> String {
+fn table(reports: &[&Report]) -> String {
     let header = [
         "run",
         "requests",
