@@ -41,6 +41,7 @@ mod backend;
 mod clock;
 mod error;
 pub mod gate;
+pub mod queue;
 
 #[cfg(feature = "postgres")]
 pub use backend::PostgresStore;

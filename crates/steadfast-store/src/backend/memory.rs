@@ -25,6 +25,8 @@ use crate::gate::GateRecord;
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     records: Arc<Mutex<BTreeMap<Target, GateRecord>>>,
+    /// The retry queue's messages and dead letters.
+    pub(super) queue: Arc<Mutex<super::memory_queue::Messages>>,
 }
 
 impl MemoryStore {

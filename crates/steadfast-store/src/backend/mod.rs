@@ -2,8 +2,11 @@
 //! every store (and every process sharing one) runs the same rules.
 
 mod memory;
+mod memory_queue;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod queue_sql;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]

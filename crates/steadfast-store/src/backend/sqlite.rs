@@ -15,17 +15,25 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::queue_sql::{QueueStatements, sql_queue_store};
 use super::sql::{Dialect, Statements, sql_gate_store};
 use super::{Filter, GateStore, StoreFuture};
 use crate::StoreError;
 use crate::gate::GateRecord;
 
 /// The migrations, in order; each runs once per file, inside `BEGIN IMMEDIATE`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "gate_records",
-    include_str!("../../migrations/sqlite/0001_gate_records.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "gate_records",
+        include_str!("../../migrations/sqlite/0001_gate_records.sql"),
+    ),
+    (
+        2,
+        "queue",
+        include_str!("../../migrations/sqlite/0002_queue.sql"),
+    ),
+];
 
 /// How hard SQLite works to keep a commit through a power cut (its `synchronous` pragma, in
 /// WAL mode).
@@ -73,6 +81,7 @@ pub struct SqliteStore {
     /// The writer task's queue: every load and save goes through its held connection.
     jobs: mpsc::UnboundedSender<Job>,
     sql: Arc<Statements>,
+    queue_sql: Arc<QueueStatements>,
 }
 
 /// A load or save for the writer task, with where to send its result.
@@ -150,7 +159,12 @@ impl SqliteStore {
         let sql = Arc::new(Statements::new(Dialect::Sqlite));
         let (jobs, queue) = mpsc::unbounded_channel();
         tokio::spawn(writer(conn, sql.clone(), queue));
-        Ok(SqliteStore { pool, jobs, sql })
+        Ok(SqliteStore {
+            pool,
+            jobs,
+            sql,
+            queue_sql: Arc::new(QueueStatements::new(Dialect::Sqlite)),
+        })
     }
 
     /// A pool of one connection (beside the gate's own), for your own queries
@@ -288,6 +302,14 @@ async fn run_batch(conn: &mut SqliteConnection, sql: &Statements, batch: &mut Ve
 }
 
 sql_gate_store!(SqliteStore, sqlx::Sqlite);
+sql_queue_store!(SqliteStore);
+
+impl SqliteStore {
+    /// A transaction holding the write lock from its start (no upgrade deadlock).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
 
 impl GateStore for SqliteStore {
     fn load<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<GateRecord>> {

@@ -77,3 +77,50 @@ pub fn minute(m: u64) -> SystemTime {
 pub fn start() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_800_000_000)
 }
+
+/// A queue store under test and what keeps it alive.
+pub struct QueueSubject {
+    pub name: &'static str,
+    pub store: Arc<dyn steadfast_store::queue::QueueStore>,
+    pub _dir: Option<tempfile::TempDir>,
+}
+
+/// Every queue store this machine can run.
+pub async fn queue_subjects() -> Vec<QueueSubject> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(dir.path().join("steadfast.db"))
+        .await
+        .unwrap();
+    let mut all = vec![
+        QueueSubject {
+            name: "memory",
+            store: Arc::new(MemoryStore::new()),
+            _dir: None,
+        },
+        QueueSubject {
+            name: "sqlite",
+            store: Arc::new(sqlite),
+            _dir: Some(dir),
+        },
+    ];
+    if let Some(url) = postgres_url() {
+        let pg = PostgresStore::connect_in_schema(&url, SCHEMA)
+            .await
+            .unwrap();
+        all.push(QueueSubject {
+            name: "postgres",
+            store: Arc::new(pg),
+            _dir: None,
+        });
+    }
+    all
+}
+
+/// A topic (a steadfast key) no other test or run has used: `q<pid>x<nanos>.<name>`.
+pub fn topic(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("q{}x{nanos}.{name}", std::process::id())
+}

@@ -12,17 +12,25 @@ use steadfast::gate::Target;
 use tokio::sync::{Mutex, mpsc};
 
 use self::batch::{BatchStatements, Save, Writer};
+use super::queue_sql::{QueueStatements, sql_queue_store};
 use super::sql::{Dialect, Statements, sql_gate_store};
 use super::{Filter, GateStore, StoreFuture};
 use crate::StoreError;
 use crate::gate::GateRecord;
 
 /// The migrations, in order; each runs once per schema, under an advisory lock.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "gate_records",
-    include_str!("../../../migrations/postgres/0001_gate_records.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "gate_records",
+        include_str!("../../../migrations/postgres/0001_gate_records.sql"),
+    ),
+    (
+        2,
+        "queue",
+        include_str!("../../../migrations/postgres/0002_queue.sql"),
+    ),
+];
 
 /// The advisory lock key migrations hold (any fixed number; `steadfast` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7374_6561_6466_6173;
@@ -54,6 +62,7 @@ pub struct PostgresStore {
     /// The writers' queue: saves that arrive together are written together.
     saves: mpsc::UnboundedSender<Save>,
     sql: Arc<Statements>,
+    queue_sql: Arc<QueueStatements>,
 }
 
 /// Writer tasks: each has a batch in flight while the next one gathers (16 targets at once:
@@ -100,7 +109,12 @@ impl PostgresStore {
             };
             tokio::spawn(writer.run());
         }
-        Ok(PostgresStore { pool, saves, sql })
+        Ok(PostgresStore {
+            pool,
+            saves,
+            sql,
+            queue_sql: Arc::new(QueueStatements::new(Dialect::Postgres)),
+        })
     }
 
     /// The connection pool, for your own queries.
@@ -137,6 +151,13 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
 }
 
 sql_gate_store!(PostgresStore, sqlx::Postgres);
+sql_queue_store!(PostgresStore);
+
+impl PostgresStore {
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+}
 
 impl GateStore for PostgresStore {
     fn load<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<GateRecord>> {

@@ -1,0 +1,293 @@
+//! The retry queue in memory: the same rules as the SQL stores, under one mutex.
+
+use std::collections::BTreeMap;
+use std::sync::PoisonError;
+
+use super::{MemoryStore, StoreFuture};
+use crate::gate::{from_ms, to_ms};
+use crate::queue::{
+    AttemptRecord, DeadLetter, DeadLetterFilter, Leased, NewMessage, QueueStore, TopicStats,
+};
+
+/// Queued messages and dead letters.
+#[derive(Debug, Default)]
+pub(crate) struct Messages {
+    next_id: i64,
+    next_dead: i64,
+    live: BTreeMap<i64, Message>,
+    dead: BTreeMap<i64, DeadLetter>,
+}
+
+#[derive(Debug, Clone)]
+struct Message {
+    new: NewMessage,
+    attempts: u32,
+    visible_at_ms: i64,
+    leased: bool,
+    history: Vec<AttemptRecord>,
+}
+
+impl Messages {
+    fn bury(&mut self, id: i64, reason: String, died_at_ms: i64) -> Option<i64> {
+        let m = self.live.remove(&id)?;
+        self.next_dead += 1;
+        let dead = DeadLetter {
+            id: self.next_dead,
+            message_id: id,
+            topic: m.new.topic,
+            dedupe_key: m.new.dedupe_key,
+            payload: m.new.payload,
+            attempts: m.attempts,
+            enqueued_at: from_ms(m.new.enqueued_at_ms),
+            died_at: from_ms(died_at_ms),
+            reason,
+            history: m.history,
+        };
+        self.dead.insert(dead.id, dead);
+        Some(self.next_dead)
+    }
+
+    fn leased_for(&mut self, id: i64, attempt: u32) -> Option<&mut Message> {
+        self.live
+            .get_mut(&id)
+            .filter(|m| m.leased && m.attempts == attempt)
+    }
+}
+
+fn picks(filter: &DeadLetterFilter, d: &DeadLetter) -> bool {
+    filter.id.is_none_or(|id| id == d.id)
+        && filter.topic.as_ref().is_none_or(|t| *t == d.topic)
+        && filter.older_than.is_none_or(|at| d.died_at < at)
+}
+
+impl MemoryStore {
+    fn queue<T>(&self, f: impl FnOnce(&mut Messages) -> T) -> T {
+        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut q)
+    }
+}
+
+impl QueueStore for MemoryStore {
+    fn enqueue<'a>(&'a self, message: &'a NewMessage) -> StoreFuture<'a, (i64, bool)> {
+        let r = self.queue(|q| {
+            if let Some(key) = &message.dedupe_key
+                && let Some((id, _)) = q.live.iter().find(|(_, m)| {
+                    m.new.topic == message.topic && m.new.dedupe_key.as_ref() == Some(key)
+                })
+            {
+                return (*id, false);
+            }
+            q.next_id += 1;
+            let m = Message {
+                new: message.clone(),
+                attempts: 0,
+                visible_at_ms: message.visible_at_ms,
+                leased: false,
+                history: Vec::new(),
+            };
+            q.live.insert(q.next_id, m);
+            (q.next_id, true)
+        });
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn lease<'a>(
+        &'a self,
+        topic: &'a str,
+        n: u32,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreFuture<'a, Vec<Leased>> {
+        let r = self.queue(|q| {
+            let mut ready: Vec<(i64, i64)> = q
+                .live
+                .iter()
+                .filter(|(_, m)| m.new.topic == topic && m.visible_at_ms <= now_ms)
+                .map(|(id, m)| (m.visible_at_ms, *id))
+                .collect();
+            ready.sort_unstable();
+            let mut out = Vec::new();
+            for (_, id) in ready {
+                if out.len() >= n as usize {
+                    break;
+                }
+                let Some(m) = q.live.get_mut(&id) else {
+                    continue;
+                };
+                if m.leased {
+                    m.history.push(AttemptRecord {
+                        attempt: m.attempts,
+                        at_ms: m.visible_at_ms,
+                        error: "lease expired".into(),
+                    });
+                    if m.attempts >= m.new.max_attempts {
+                        let reason = format!("{} attempts failed; last: lease expired", m.attempts);
+                        q.bury(id, reason, now_ms);
+                        continue;
+                    }
+                }
+                m.attempts += 1;
+                m.leased = true;
+                m.visible_at_ms = until_ms;
+                out.push(Leased {
+                    id,
+                    topic: m.new.topic.clone(),
+                    dedupe_key: m.new.dedupe_key.clone(),
+                    payload: m.new.payload.clone(),
+                    attempt: m.attempts,
+                    max_attempts: m.new.max_attempts,
+                    enqueued_at_ms: m.new.enqueued_at_ms,
+                });
+            }
+            out
+        });
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn ack(&self, id: i64, attempt: u32) -> StoreFuture<'_, bool> {
+        let r = self.queue(|q| q.leased_for(id, attempt).is_some() && q.live.remove(&id).is_some());
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn extend(&self, id: i64, attempt: u32, until_ms: i64) -> StoreFuture<'_, bool> {
+        let r = self.queue(|q| match q.leased_for(id, attempt) {
+            Some(m) => {
+                m.visible_at_ms = until_ms;
+                true
+            }
+            None => false,
+        });
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn retry_later<'a>(
+        &'a self,
+        id: i64,
+        failure: &'a AttemptRecord,
+        visible_at_ms: i64,
+    ) -> StoreFuture<'a, bool> {
+        let r = self.queue(|q| match q.leased_for(id, failure.attempt) {
+            Some(m) => {
+                m.history.push(failure.clone());
+                m.leased = false;
+                m.visible_at_ms = visible_at_ms;
+                true
+            }
+            None => false,
+        });
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn bury<'a>(
+        &'a self,
+        id: i64,
+        failure: &'a AttemptRecord,
+        reason: &'a str,
+    ) -> StoreFuture<'a, Option<i64>> {
+        let r = self.queue(|q| {
+            q.leased_for(id, failure.attempt)?
+                .history
+                .push(failure.clone());
+            q.bury(id, reason.to_owned(), failure.at_ms)
+        });
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn dead_letters<'a>(
+        &'a self,
+        filter: &'a DeadLetterFilter,
+    ) -> StoreFuture<'a, Vec<DeadLetter>> {
+        let r = self.queue(|q| {
+            q.dead
+                .values()
+                .filter(|d| picks(filter, d))
+                .take(filter.limit.map_or(usize::MAX, |n| n as usize))
+                .cloned()
+                .collect()
+        });
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn redrive<'a>(
+        &'a self,
+        filter: &'a DeadLetterFilter,
+        now_ms: i64,
+        max_attempts: &'a (dyn Fn(&str) -> u32 + Sync),
+    ) -> StoreFuture<'a, u64> {
+        let r = self.queue(|q| {
+            let ids: Vec<i64> = q
+                .dead
+                .values()
+                .filter(|d| picks(filter, d))
+                .take(filter.limit.map_or(usize::MAX, |n| n as usize))
+                .map(|d| d.id)
+                .collect();
+            for id in &ids {
+                let Some(d) = q.dead.remove(id) else { continue };
+                q.next_id += 1;
+                let m = Message {
+                    new: NewMessage {
+                        max_attempts: max_attempts(&d.topic),
+                        topic: d.topic,
+                        dedupe_key: d.dedupe_key,
+                        payload: d.payload,
+                        visible_at_ms: now_ms,
+                        enqueued_at_ms: to_ms(d.enqueued_at),
+                    },
+                    attempts: 0,
+                    visible_at_ms: now_ms,
+                    leased: false,
+                    history: Vec::new(),
+                };
+                q.live.insert(q.next_id, m);
+            }
+            ids.len() as u64
+        });
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn purge<'a>(&'a self, filter: &'a DeadLetterFilter) -> StoreFuture<'a, u64> {
+        let r = self.queue(|q| {
+            let ids: Vec<i64> = q
+                .dead
+                .values()
+                .filter(|d| picks(filter, d))
+                .take(filter.limit.map_or(usize::MAX, |n| n as usize))
+                .map(|d| d.id)
+                .collect();
+            ids.iter().filter(|id| q.dead.remove(id).is_some()).count() as u64
+        });
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn stats<'a>(
+        &'a self,
+        topic: Option<&'a str>,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Vec<TopicStats>> {
+        let r = self.queue(|q| {
+            let mut by: BTreeMap<String, TopicStats> = BTreeMap::new();
+            let wanted = |t: &str| topic.is_none_or(|w| w == t);
+            for m in q.live.values().filter(|m| wanted(&m.new.topic)) {
+                let s = by.entry(m.new.topic.clone()).or_default();
+                if m.visible_at_ms <= now_ms {
+                    s.ready += 1;
+                } else if m.leased {
+                    s.leased += 1;
+                } else {
+                    s.scheduled += 1;
+                }
+            }
+            for d in q.dead.values().filter(|d| wanted(&d.topic)) {
+                by.entry(d.topic.clone()).or_default().dead += 1;
+            }
+            by.into_iter()
+                .map(|(topic, mut s)| {
+                    s.topic = topic;
+                    s
+                })
+                .collect()
+        });
+        Box::pin(async move { Ok(r) })
+    }
+}

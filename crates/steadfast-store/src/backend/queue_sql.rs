@@ -1,0 +1,505 @@
+//! The retry queue on SQLite and PostgreSQL: the statements (one text per dialect) and the
+//! `QueueStore` implementation written once for both by `sql_queue_store!`.
+//!
+//! A lease names itself by `(id, attempts)`: every statement that answers one checks both
+//! and `leased`, so the answer of a consumer whose lease expired (and was leased again, which
+//! counted another attempt) changes nothing.
+
+use super::sql::Dialect;
+
+/// Every statement of the queue, in a dialect.
+#[derive(Debug)]
+pub(crate) struct QueueStatements {
+    pub(crate) insert: String,
+    pub(crate) find_dedupe: String,
+    pub(crate) bury_expired: String,
+    pub(crate) delete_expired: String,
+    pub(crate) lease: String,
+    pub(crate) ack: String,
+    pub(crate) extend: String,
+    pub(crate) retry_later: String,
+    pub(crate) bury: String,
+    pub(crate) delete: String,
+    pub(crate) dead_letters: String,
+    pub(crate) redrive: String,
+    pub(crate) delete_dead: String,
+    pub(crate) purge: String,
+    pub(crate) stats: String,
+    pub(crate) stats_dead: String,
+    /// `LIMIT` for "no limit".
+    pub(crate) no_limit: i64,
+}
+
+impl QueueStatements {
+    pub(crate) fn new(dialect: Dialect) -> Self {
+        let pg = dialect == Dialect::Postgres;
+        // `$n` reads the same in both: SQLite numbers `?n`, PostgreSQL `$n`.
+        let p = |s: &str| -> String {
+            if pg {
+                return s.to_owned();
+            }
+            // `$n` placeholders only: JSON paths (`'$[#]'`) keep their `$`.
+            let mut out = String::with_capacity(s.len());
+            let mut chars = s.chars().peekable();
+            while let Some(c) = chars.next() {
+                let placeholder = c == '$' && chars.peek().is_some_and(char::is_ascii_digit);
+                out.push(if placeholder { '?' } else { c });
+            }
+            out
+        };
+        // Appends a JSON value (an expression) to the history.
+        let append = |value: &str| -> String {
+            if pg {
+                format!("history || jsonb_build_array({value})")
+            } else {
+                format!("json_insert(history, '$[#]', {value})")
+            }
+        };
+        let object = if pg {
+            "jsonb_build_object"
+        } else {
+            "json_object"
+        };
+        let expired = format!(
+            "{object}('attempt', attempts, 'at_ms', visible_at_ms, 'error', 'lease expired')"
+        );
+        let param_json = |n: u8| {
+            if pg {
+                format!("${n}::jsonb")
+            } else {
+                format!("json(${n})")
+            }
+        };
+        let history_out = if pg { "history::text" } else { "history" };
+        let skip_locked = if pg { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let filter = if pg {
+            "($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR topic = $2) AND ($3::bigint IS NULL OR died_at_ms < $3)"
+        } else {
+            "(?1 IS NULL OR id = ?1) AND (?2 IS NULL OR topic = ?2) AND (?3 IS NULL OR died_at_ms < ?3)"
+        };
+        let exhausted =
+            "topic = $1 AND leased AND visible_at_ms <= $2 AND attempts >= max_attempts";
+        QueueStatements {
+            insert: p("INSERT INTO queue_messages
+                         (topic, dedupe_key, payload, max_attempts, visible_at_ms, enqueued_at_ms)
+                       VALUES ($1, $2, $3, $4, $5, $6)
+                       ON CONFLICT (topic, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+                       RETURNING id"),
+            find_dedupe: p("SELECT id FROM queue_messages WHERE topic = $1 AND dedupe_key = $2"),
+            bury_expired: p(&format!(
+                "INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts,
+                                           enqueued_at_ms, died_at_ms, reason, history)
+                 SELECT id, topic, dedupe_key, payload, attempts, enqueued_at_ms, $2,
+                        attempts || ' attempts failed; last: lease expired', {}
+                 FROM queue_messages WHERE {exhausted}",
+                append(&expired)
+            )),
+            delete_expired: p(&format!("DELETE FROM queue_messages WHERE {exhausted}")),
+            lease: p(&format!(
+                "UPDATE queue_messages
+                 SET attempts = attempts + 1, leased = TRUE, visible_at_ms = $3,
+                     history = CASE WHEN leased THEN {} ELSE history END
+                 WHERE id IN (SELECT id FROM queue_messages
+                              WHERE topic = $1 AND visible_at_ms <= $2
+                              ORDER BY visible_at_ms, id LIMIT $4{skip_locked})
+                 RETURNING id, topic, dedupe_key, payload, attempts, max_attempts, enqueued_at_ms",
+                append(&expired)
+            )),
+            ack: p("DELETE FROM queue_messages WHERE id = $1 AND attempts = $2 AND leased"),
+            extend: p("UPDATE queue_messages SET visible_at_ms = $3
+                       WHERE id = $1 AND attempts = $2 AND leased"),
+            retry_later: p(&format!(
+                "UPDATE queue_messages SET leased = FALSE, visible_at_ms = $3, history = {}
+                 WHERE id = $1 AND attempts = $2 AND leased",
+                append(&param_json(4))
+            )),
+            bury: p(&format!(
+                "INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts,
+                                           enqueued_at_ms, died_at_ms, reason, history)
+                 SELECT id, topic, dedupe_key, payload, attempts, enqueued_at_ms, $3, $4, {}
+                 FROM queue_messages WHERE id = $1 AND attempts = $2 AND leased
+                 RETURNING id",
+                append(&param_json(5))
+            )),
+            delete: p("DELETE FROM queue_messages WHERE id = $1"),
+            dead_letters: format!(
+                "SELECT id, message_id, topic, dedupe_key, payload, attempts, enqueued_at_ms,
+                        died_at_ms, reason, {history_out}
+                 FROM dead_letters WHERE {filter} ORDER BY id LIMIT {}",
+                p("$4")
+            ),
+            redrive: p("INSERT INTO queue_messages
+                          (topic, dedupe_key, payload, max_attempts, visible_at_ms, enqueued_at_ms)
+                        SELECT topic, dedupe_key, payload, $2, $3, enqueued_at_ms
+                        FROM dead_letters WHERE id = $1
+                        ON CONFLICT (topic, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+                        RETURNING id"),
+            delete_dead: p("DELETE FROM dead_letters WHERE id = $1"),
+            purge: format!(
+                "DELETE FROM dead_letters WHERE id IN
+                   (SELECT id FROM dead_letters WHERE {filter} ORDER BY id LIMIT {})",
+                p("$4")
+            ),
+            stats: p("SELECT topic,
+                        SUM(CASE WHEN visible_at_ms <= $1 THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN visible_at_ms > $1 AND NOT leased THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN visible_at_ms > $1 AND leased THEN 1 ELSE 0 END)
+                      FROM queue_messages WHERE ($2 IS NULL OR topic = $2)
+                      GROUP BY topic ORDER BY topic")
+            .replace(
+                if pg { "($2 IS NULL" } else { "(?2 IS NULL" },
+                if pg {
+                    "($2::text IS NULL"
+                } else {
+                    "(?2 IS NULL"
+                },
+            ),
+            stats_dead: p("SELECT topic, COUNT(*) FROM dead_letters
+                           WHERE ($1 IS NULL OR topic = $1) GROUP BY topic")
+            .replace(
+                "($1 IS NULL",
+                if pg {
+                    "($1::text IS NULL"
+                } else {
+                    "(?1 IS NULL"
+                },
+            ),
+            no_limit: if pg { i64::MAX } else { -1 },
+        }
+    }
+}
+
+/// Implements `QueueStore` for `$store` (which has `pool`, `queue_sql` and `begin_write`,
+/// opening a write transaction).
+macro_rules! sql_queue_store {
+    ($store:ty) => {
+        impl $store {
+            fn dead_letter_args(
+                filter: &$crate::queue::DeadLetterFilter,
+                no_limit: i64,
+            ) -> (Option<i64>, Option<String>, Option<i64>, i64) {
+                (
+                    filter.id,
+                    filter.topic.clone(),
+                    filter.older_than.map($crate::gate::to_ms),
+                    filter.limit.map_or(no_limit, i64::from),
+                )
+            }
+        }
+
+        impl $crate::queue::QueueStore for $store {
+            fn enqueue<'a>(
+                &'a self,
+                m: &'a $crate::queue::NewMessage,
+            ) -> $crate::backend::StoreFuture<'a, (i64, bool)> {
+                Box::pin(async move {
+                    let q = &self.queue_sql;
+                    // A dedupe key whose message is acked between the insert and the find
+                    // is free again: insert once more.
+                    for _ in 0..3 {
+                        let id: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(&*q.insert))
+                            .bind(&m.topic)
+                            .bind(&m.dedupe_key)
+                            .bind(&m.payload)
+                            .bind(i64::from(m.max_attempts))
+                            .bind(m.visible_at_ms)
+                            .bind(m.enqueued_at_ms)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                        if let Some((id,)) = id {
+                            return Ok((id, true));
+                        }
+                        let found: Option<(i64,)> =
+                            sqlx::query_as(sqlx::AssertSqlSafe(&*q.find_dedupe))
+                                .bind(&m.topic)
+                                .bind(&m.dedupe_key)
+                                .fetch_optional(&self.pool)
+                                .await?;
+                        if let Some((id,)) = found {
+                            return Ok((id, false));
+                        }
+                    }
+                    Err($crate::StoreError::Batch(
+                        "the dedupe key kept being freed and taken".into(),
+                    ))
+                })
+            }
+
+            fn lease<'a>(
+                &'a self,
+                topic: &'a str,
+                n: u32,
+                now_ms: i64,
+                until_ms: i64,
+            ) -> $crate::backend::StoreFuture<'a, Vec<$crate::queue::Leased>> {
+                Box::pin(async move {
+                    let q = &self.queue_sql;
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(sqlx::AssertSqlSafe(&*q.bury_expired))
+                        .bind(topic)
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(sqlx::AssertSqlSafe(&*q.delete_expired))
+                        .bind(topic)
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                    let rows: Vec<(i64, String, Option<String>, Vec<u8>, i64, i64, i64)> =
+                        sqlx::query_as(sqlx::AssertSqlSafe(&*q.lease))
+                            .bind(topic)
+                            .bind(now_ms)
+                            .bind(until_ms)
+                            .bind(i64::from(n))
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    tx.commit().await?;
+                    let mut out: Vec<$crate::queue::Leased> = rows
+                        .into_iter()
+                        .map(
+                            |(id, topic, dedupe_key, payload, attempts, max, enqueued)| {
+                                $crate::queue::Leased {
+                                    id,
+                                    topic,
+                                    dedupe_key,
+                                    payload,
+                                    attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
+                                    max_attempts: u32::try_from(max).unwrap_or(u32::MAX),
+                                    enqueued_at_ms: enqueued,
+                                }
+                            },
+                        )
+                        .collect();
+                    out.sort_by_key(|l| l.id);
+                    Ok(out)
+                })
+            }
+
+            fn ack(&self, id: i64, attempt: u32) -> $crate::backend::StoreFuture<'_, bool> {
+                Box::pin(async move {
+                    let done = sqlx::query(sqlx::AssertSqlSafe(&*self.queue_sql.ack))
+                        .bind(id)
+                        .bind(i64::from(attempt))
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            }
+
+            fn extend(
+                &self,
+                id: i64,
+                attempt: u32,
+                until_ms: i64,
+            ) -> $crate::backend::StoreFuture<'_, bool> {
+                Box::pin(async move {
+                    let done = sqlx::query(sqlx::AssertSqlSafe(&*self.queue_sql.extend))
+                        .bind(id)
+                        .bind(i64::from(attempt))
+                        .bind(until_ms)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            }
+
+            fn retry_later<'a>(
+                &'a self,
+                id: i64,
+                failure: &'a $crate::queue::AttemptRecord,
+                visible_at_ms: i64,
+            ) -> $crate::backend::StoreFuture<'a, bool> {
+                Box::pin(async move {
+                    let entry = serde_json::to_string(failure)
+                        .map_err(|e| $crate::StoreError::Batch(e.to_string()))?;
+                    let done = sqlx::query(sqlx::AssertSqlSafe(&*self.queue_sql.retry_later))
+                        .bind(id)
+                        .bind(i64::from(failure.attempt))
+                        .bind(visible_at_ms)
+                        .bind(entry)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            }
+
+            fn bury<'a>(
+                &'a self,
+                id: i64,
+                failure: &'a $crate::queue::AttemptRecord,
+                reason: &'a str,
+            ) -> $crate::backend::StoreFuture<'a, Option<i64>> {
+                Box::pin(async move {
+                    let q = &self.queue_sql;
+                    let entry = serde_json::to_string(failure)
+                        .map_err(|e| $crate::StoreError::Batch(e.to_string()))?;
+                    let mut tx = self.begin_write().await?;
+                    let dead: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(&*q.bury))
+                        .bind(id)
+                        .bind(i64::from(failure.attempt))
+                        .bind(failure.at_ms)
+                        .bind(reason)
+                        .bind(entry)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if dead.is_some() {
+                        sqlx::query(sqlx::AssertSqlSafe(&*q.delete))
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(dead.map(|(d,)| d))
+                })
+            }
+
+            fn dead_letters<'a>(
+                &'a self,
+                filter: &'a $crate::queue::DeadLetterFilter,
+            ) -> $crate::backend::StoreFuture<'a, Vec<$crate::queue::DeadLetter>> {
+                Box::pin(async move {
+                    let (id, topic, older, limit) =
+                        Self::dead_letter_args(filter, self.queue_sql.no_limit);
+                    type Row = (
+                        i64,
+                        i64,
+                        String,
+                        Option<String>,
+                        Vec<u8>,
+                        i64,
+                        i64,
+                        i64,
+                        String,
+                        String,
+                    );
+                    let rows: Vec<Row> =
+                        sqlx::query_as(sqlx::AssertSqlSafe(&*self.queue_sql.dead_letters))
+                            .bind(id)
+                            .bind(topic)
+                            .bind(older)
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?;
+                    rows.into_iter()
+                        .map(|r| {
+                            let history = serde_json::from_str(&r.9).map_err(|e| {
+                                $crate::StoreError::Batch(format!(
+                                    "dead letter {}: its history is unreadable: {e}",
+                                    r.0
+                                ))
+                            })?;
+                            Ok($crate::queue::DeadLetter {
+                                id: r.0,
+                                message_id: r.1,
+                                topic: r.2,
+                                dedupe_key: r.3,
+                                payload: r.4,
+                                attempts: u32::try_from(r.5).unwrap_or(u32::MAX),
+                                enqueued_at: $crate::gate::from_ms(r.6),
+                                died_at: $crate::gate::from_ms(r.7),
+                                reason: r.8,
+                                history,
+                            })
+                        })
+                        .collect()
+                })
+            }
+
+            fn redrive<'a>(
+                &'a self,
+                filter: &'a $crate::queue::DeadLetterFilter,
+                now_ms: i64,
+                max_attempts: &'a (dyn Fn(&str) -> u32 + Sync),
+            ) -> $crate::backend::StoreFuture<'a, u64> {
+                Box::pin(async move {
+                    let q = &self.queue_sql;
+                    let picked = self.dead_letters(filter).await?;
+                    let mut tx = self.begin_write().await?;
+                    let mut moved = 0;
+                    for d in picked {
+                        let back: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(&*q.redrive))
+                            .bind(d.id)
+                            .bind(i64::from(max_attempts(&d.topic)))
+                            .bind(now_ms)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        // A live message with its dedupe key: it stays a dead letter.
+                        if back.is_some() {
+                            sqlx::query(sqlx::AssertSqlSafe(&*q.delete_dead))
+                                .bind(d.id)
+                                .execute(&mut *tx)
+                                .await?;
+                            moved += 1;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(moved)
+                })
+            }
+
+            fn purge<'a>(
+                &'a self,
+                filter: &'a $crate::queue::DeadLetterFilter,
+            ) -> $crate::backend::StoreFuture<'a, u64> {
+                Box::pin(async move {
+                    let (id, topic, older, limit) =
+                        Self::dead_letter_args(filter, self.queue_sql.no_limit);
+                    let done = sqlx::query(sqlx::AssertSqlSafe(&*self.queue_sql.purge))
+                        .bind(id)
+                        .bind(topic)
+                        .bind(older)
+                        .bind(limit)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected())
+                })
+            }
+
+            fn stats<'a>(
+                &'a self,
+                topic: Option<&'a str>,
+                now_ms: i64,
+            ) -> $crate::backend::StoreFuture<'a, Vec<$crate::queue::TopicStats>> {
+                Box::pin(async move {
+                    let q = &self.queue_sql;
+                    let live: Vec<(String, i64, i64, i64)> =
+                        sqlx::query_as(sqlx::AssertSqlSafe(&*q.stats))
+                            .bind(now_ms)
+                            .bind(topic)
+                            .fetch_all(&self.pool)
+                            .await?;
+                    let dead: Vec<(String, i64)> =
+                        sqlx::query_as(sqlx::AssertSqlSafe(&*q.stats_dead))
+                            .bind(topic)
+                            .fetch_all(&self.pool)
+                            .await?;
+                    let mut by = std::collections::BTreeMap::new();
+                    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+                    for (t, ready, scheduled, leased) in live {
+                        by.insert(
+                            t.clone(),
+                            $crate::queue::TopicStats {
+                                topic: t,
+                                ready: n(ready),
+                                scheduled: n(scheduled),
+                                leased: n(leased),
+                                dead: 0,
+                            },
+                        );
+                    }
+                    for (t, count) in dead {
+                        by.entry(t.clone())
+                            .or_insert_with(|| $crate::queue::TopicStats {
+                                topic: t,
+                                ..Default::default()
+                            })
+                            .dead = n(count);
+                    }
+                    Ok(by.into_values().collect())
+                })
+            }
+        }
+    };
+}
+
+pub(crate) use sql_queue_store;

@@ -1,0 +1,775 @@
+//! The durable retry queue: work that failed is retried later by its topic's policy, and what
+//! cannot succeed lands in a dead-letter queue with its whole history, where an operator can
+//! read it and send it back.
+//!
+//! - [`Queue::enqueue`] stores a message for a topic (bytes or JSON; an optional dedupe key,
+//!   unique among the topic's live messages; an optional not-before time).
+//! - [`Queue::lease`] hands out up to `n` ready messages, each hidden from other consumers for
+//!   the visibility timeout and counted as a delivery. A lease that expires (its worker died)
+//!   makes the message visible again: that delivery counts as a failed attempt.
+//! - [`Queue::ack`] removes it; [`Queue::nack`] schedules the next attempt after the topic's
+//!   backoff or, for a non-retryable error or the last attempt, moves it to the dead letters in
+//!   the same transaction, with every attempt's time and error.
+//! - [`Queue::dead_letters`]: list, read, redrive (back to the topic with counters reset),
+//!   purge.
+//!
+//! Delivery is at least once: a handler may see a message again after its lease expired
+//! (the ack of the late lease then reports [`QueueError::LeaseLost`]).
+//!
+//! The topic is a steadfast key (`emails.Send`): its plan in the queue's
+//! [`Policies`](steadfast::policy::Policies) gives the attempts (`max_attempts`, counting the
+//! first delivery), the backoff between them and the handler's timeout.
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast_store::queue::{EnqueueOptions, Nacked, Queue};
+//! use steadfast_store::MemoryStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let queue = Queue::new(MemoryStore::new());
+//! queue.enqueue("emails.Send", b"to: ada@example.com".to_vec(), EnqueueOptions::new()).await?;
+//!
+//! let leases = queue.lease("emails.Send", 10, Duration::from_secs(30)).await?;
+//! assert_eq!(leases.len(), 1);
+//! match queue.nack(&leases[0], "smtp: 421 try later", true).await? {
+//!     Nacked::Retry { .. } => {}           // back in the queue after the backoff
+//!     Nacked::DeadLettered { .. } => unreachable!("3 attempts by default"),
+//! }
+//! # Ok(()) }
+//! ```
+
+mod worker;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use steadfast::backoff::Backoff;
+use steadfast::key::Key;
+use steadfast::policy::Policies;
+
+use crate::StoreError;
+use crate::backend::StoreFuture;
+use crate::clock::{Clock, SystemClock};
+use crate::gate::{from_ms, to_ms};
+
+pub use worker::{Failure, Worker, WorkerReport};
+
+/// How a message is enqueued.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use steadfast_store::queue::EnqueueOptions;
+///
+/// let options = EnqueueOptions::new()
+///     .dedupe_key("order-42")
+///     .not_before(SystemTime::now() + Duration::from_secs(60));
+/// assert_eq!(options.dedupe_key.as_deref(), Some("order-42"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EnqueueOptions {
+    /// While a message with this key is in the topic (not yet acked or dead-lettered), another
+    /// enqueue with it is a [`Enqueued::Duplicate`].
+    pub dedupe_key: Option<String>,
+    /// Not delivered before this time.
+    pub not_before: Option<SystemTime>,
+}
+
+impl EnqueueOptions {
+    /// Deliver now, no dedupe key.
+    pub fn new() -> Self {
+        EnqueueOptions::default()
+    }
+
+    /// Sets the dedupe key.
+    pub fn dedupe_key(mut self, key: impl Into<String>) -> Self {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+
+    /// Delivers no earlier than `at`.
+    pub fn not_before(mut self, at: SystemTime) -> Self {
+        self.not_before = Some(at);
+        self
+    }
+}
+
+/// What an enqueue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored under this id.
+    New(i64),
+    /// A live message of the topic already has the dedupe key: this id, left as it was.
+    Duplicate(i64),
+}
+
+impl Enqueued {
+    /// The message's id, new or not.
+    pub fn id(self) -> i64 {
+        match self {
+            Enqueued::New(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+}
+
+/// A message handed to one consumer until `until` (or until it is acked or nacked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The message.
+    pub id: i64,
+    /// Its topic.
+    pub topic: String,
+    /// What was enqueued.
+    pub payload: Vec<u8>,
+    /// Which delivery this is, from 1.
+    pub attempt: u32,
+    /// Deliveries it may have in all.
+    pub max_attempts: u32,
+    /// Its dedupe key, if it had one.
+    pub dedupe_key: Option<String>,
+    /// When it was enqueued.
+    pub enqueued_at: SystemTime,
+    /// When the lease ends and the message becomes visible again.
+    pub until: SystemTime,
+}
+
+impl Lease {
+    /// The payload read as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.payload)
+    }
+}
+
+/// What a nack did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nacked {
+    /// The message will be delivered again at `at`.
+    Retry {
+        /// When.
+        at: SystemTime,
+    },
+    /// It was moved to the dead letters under this id.
+    DeadLettered {
+        /// The dead letter's id.
+        id: i64,
+    },
+}
+
+/// One failed delivery in a message's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Which delivery, from 1.
+    pub attempt: u32,
+    /// When it failed (for an expired lease: when the lease ended), ms since the Unix epoch.
+    pub at_ms: i64,
+    /// The error text (`lease expired` when the consumer never answered).
+    pub error: String,
+}
+
+/// A message that could not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The dead letter's id.
+    pub id: i64,
+    /// The message's id when it was queued.
+    pub message_id: i64,
+    /// Its topic.
+    pub topic: String,
+    /// Its dedupe key.
+    pub dedupe_key: Option<String>,
+    /// What was enqueued.
+    pub payload: Vec<u8>,
+    /// Deliveries it had.
+    pub attempts: u32,
+    /// When it was enqueued.
+    pub enqueued_at: SystemTime,
+    /// When it was dead-lettered.
+    pub died_at: SystemTime,
+    /// Why: the last error, or that the attempts ran out.
+    pub reason: String,
+    /// Every failed delivery, in order.
+    pub history: Vec<AttemptRecord>,
+}
+
+/// Which dead letters an operation names.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use steadfast_store::queue::DeadLetterFilter;
+///
+/// let old = DeadLetterFilter::all()
+///     .topic("emails.Send")
+///     .older_than(SystemTime::now() - Duration::from_secs(7 * 86_400));
+/// assert_eq!(old.topic.as_deref(), Some("emails.Send"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadLetterFilter {
+    /// Only this one.
+    pub id: Option<i64>,
+    /// Only this topic's.
+    pub topic: Option<String>,
+    /// Only those dead-lettered before this time.
+    pub older_than: Option<SystemTime>,
+    /// At most this many (oldest first).
+    pub limit: Option<u32>,
+}
+
+impl DeadLetterFilter {
+    /// Every dead letter.
+    pub fn all() -> Self {
+        DeadLetterFilter::default()
+    }
+
+    /// The dead letter `id`.
+    pub fn id(id: i64) -> Self {
+        DeadLetterFilter {
+            id: Some(id),
+            ..Self::default()
+        }
+    }
+
+    /// Only `topic`'s.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// Only those dead-lettered before `at`.
+    pub fn older_than(mut self, at: SystemTime) -> Self {
+        self.older_than = Some(at);
+        self
+    }
+
+    /// At most `n`.
+    pub fn limit(mut self, n: u32) -> Self {
+        self.limit = Some(n);
+        self
+    }
+}
+
+/// A topic's counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TopicStats {
+    /// The topic.
+    pub topic: String,
+    /// Messages deliverable now.
+    pub ready: u64,
+    /// Messages waiting for their not-before time or their next attempt.
+    pub scheduled: u64,
+    /// Messages leased to a consumer.
+    pub leased: u64,
+    /// Dead letters.
+    pub dead: u64,
+}
+
+/// A message as a store receives it (times in ms since the Unix epoch).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Its topic.
+    pub topic: String,
+    /// Its dedupe key.
+    pub dedupe_key: Option<String>,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// Deliveries it may have.
+    pub max_attempts: u32,
+    /// When it may first be delivered.
+    pub visible_at_ms: i64,
+    /// Now.
+    pub enqueued_at_ms: i64,
+}
+
+/// A message leased by a store: a [`Lease`] with ms times.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    /// Its id.
+    pub id: i64,
+    /// Its topic.
+    pub topic: String,
+    /// Its dedupe key.
+    pub dedupe_key: Option<String>,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// This delivery, from 1.
+    pub attempt: u32,
+    /// Deliveries it may have.
+    pub max_attempts: u32,
+    /// When it was enqueued.
+    pub enqueued_at_ms: i64,
+}
+
+/// Where queued messages and dead letters live: memory, SQLite, PostgreSQL, or your own.
+///
+/// Every change to a leased message names the lease by `(id, attempt)`: it applies only if the
+/// message is still leased for that delivery, so a consumer whose lease expired changes
+/// nothing. Each method is one transaction.
+pub trait QueueStore: Send + Sync + 'static {
+    /// Stores a message; `(id, true)`, or the live message with its dedupe key and `false`.
+    fn enqueue<'a>(&'a self, message: &'a NewMessage) -> StoreFuture<'a, (i64, bool)>;
+
+    /// Leases up to `n` of `topic`'s messages visible at `now_ms` (oldest first) until
+    /// `until_ms`, counting a delivery each. A message whose lease expired first gets a
+    /// `lease expired` entry in its history; one whose lease expired on its last delivery is
+    /// dead-lettered instead of delivered.
+    fn lease<'a>(
+        &'a self,
+        topic: &'a str,
+        n: u32,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreFuture<'a, Vec<Leased>>;
+
+    /// Removes the message if still leased for `attempt`.
+    fn ack(&self, id: i64, attempt: u32) -> StoreFuture<'_, bool>;
+
+    /// Extends the lease for `attempt` to `until_ms`.
+    fn extend(&self, id: i64, attempt: u32, until_ms: i64) -> StoreFuture<'_, bool>;
+
+    /// Records the failure and makes the message visible again at `visible_at_ms`.
+    fn retry_later<'a>(
+        &'a self,
+        id: i64,
+        failure: &'a AttemptRecord,
+        visible_at_ms: i64,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Records the failure and moves the message to the dead letters (one transaction);
+    /// the dead letter's id.
+    fn bury<'a>(
+        &'a self,
+        id: i64,
+        failure: &'a AttemptRecord,
+        reason: &'a str,
+    ) -> StoreFuture<'a, Option<i64>>;
+
+    /// The dead letters `filter` names, oldest first.
+    fn dead_letters<'a>(&'a self, filter: &'a DeadLetterFilter)
+    -> StoreFuture<'a, Vec<DeadLetter>>;
+
+    /// Moves the dead letters `filter` names back to their topics as new messages (no
+    /// attempts, no history, visible at `now_ms`, `max_attempts` each); how many.
+    fn redrive<'a>(
+        &'a self,
+        filter: &'a DeadLetterFilter,
+        now_ms: i64,
+        max_attempts: &'a (dyn Fn(&str) -> u32 + Sync),
+    ) -> StoreFuture<'a, u64>;
+
+    /// Deletes the dead letters `filter` names; how many.
+    fn purge<'a>(&'a self, filter: &'a DeadLetterFilter) -> StoreFuture<'a, u64>;
+
+    /// Counts per topic (`topic`: only that one).
+    fn stats<'a>(&'a self, topic: Option<&'a str>, now_ms: i64)
+    -> StoreFuture<'a, Vec<TopicStats>>;
+}
+
+impl<S: QueueStore + ?Sized> QueueStore for Arc<S> {
+    fn enqueue<'a>(&'a self, message: &'a NewMessage) -> StoreFuture<'a, (i64, bool)> {
+        (**self).enqueue(message)
+    }
+    fn lease<'a>(
+        &'a self,
+        topic: &'a str,
+        n: u32,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> StoreFuture<'a, Vec<Leased>> {
+        (**self).lease(topic, n, now_ms, until_ms)
+    }
+    fn ack(&self, id: i64, attempt: u32) -> StoreFuture<'_, bool> {
+        (**self).ack(id, attempt)
+    }
+    fn extend(&self, id: i64, attempt: u32, until_ms: i64) -> StoreFuture<'_, bool> {
+        (**self).extend(id, attempt, until_ms)
+    }
+    fn retry_later<'a>(
+        &'a self,
+        id: i64,
+        failure: &'a AttemptRecord,
+        visible_at_ms: i64,
+    ) -> StoreFuture<'a, bool> {
+        (**self).retry_later(id, failure, visible_at_ms)
+    }
+    fn bury<'a>(
+        &'a self,
+        id: i64,
+        failure: &'a AttemptRecord,
+        reason: &'a str,
+    ) -> StoreFuture<'a, Option<i64>> {
+        (**self).bury(id, failure, reason)
+    }
+    fn dead_letters<'a>(
+        &'a self,
+        filter: &'a DeadLetterFilter,
+    ) -> StoreFuture<'a, Vec<DeadLetter>> {
+        (**self).dead_letters(filter)
+    }
+    fn redrive<'a>(
+        &'a self,
+        filter: &'a DeadLetterFilter,
+        now_ms: i64,
+        max_attempts: &'a (dyn Fn(&str) -> u32 + Sync),
+    ) -> StoreFuture<'a, u64> {
+        (**self).redrive(filter, now_ms, max_attempts)
+    }
+    fn purge<'a>(&'a self, filter: &'a DeadLetterFilter) -> StoreFuture<'a, u64> {
+        (**self).purge(filter)
+    }
+    fn stats<'a>(
+        &'a self,
+        topic: Option<&'a str>,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Vec<TopicStats>> {
+        (**self).stats(topic, now_ms)
+    }
+}
+
+/// What can go wrong with the queue.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The store failed.
+    Store(StoreError),
+    /// The topic is not a key (`emails.Send`).
+    Topic(steadfast::key::KeyError),
+    /// The lease is no longer held: it expired and the message went to another delivery (or
+    /// was dead-lettered). At-least-once: the work may be done twice.
+    LeaseLost {
+        /// The message.
+        id: i64,
+        /// The delivery the lease was for.
+        attempt: u32,
+    },
+    /// The payload could not be written as JSON.
+    Json(serde_json::Error),
+}
+
+impl std::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueueError::Store(e) => write!(f, "{e}"),
+            QueueError::Topic(e) => write!(f, "topic: {e}"),
+            QueueError::LeaseLost { id, attempt } => write!(
+                f,
+                "the lease of message {id} (delivery {attempt}) is no longer held: it expired"
+            ),
+            QueueError::Json(e) => write!(f, "payload: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for QueueError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            QueueError::Store(e) => Some(e),
+            QueueError::Topic(e) => Some(e),
+            QueueError::Json(e) => Some(e),
+            QueueError::LeaseLost { .. } => None,
+        }
+    }
+}
+
+impl From<StoreError> for QueueError {
+    fn from(e: StoreError) -> Self {
+        QueueError::Store(e)
+    }
+}
+
+/// The retry queue over a [`QueueStore`]; cheap to clone (shared).
+///
+/// See the [module docs](self).
+pub struct Queue<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Queue<S> {
+    fn clone(&self) -> Self {
+        Queue {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Queue<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").finish_non_exhaustive()
+    }
+}
+
+struct Inner<S> {
+    store: S,
+    policies: Policies,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S: QueueStore> Queue<S> {
+    /// A queue over `store`, every topic under the library's default plan (3 attempts,
+    /// exponential backoff from 100 ms to 10 s, full jitter).
+    pub fn new(store: S) -> Self {
+        Queue {
+            inner: Arc::new(Inner {
+                store,
+                policies: Policies::default(),
+                clock: Arc::new(SystemClock),
+            }),
+        }
+    }
+
+    /// Topics resolve to their plans in `policies` (exact key, namespace, defaults).
+    pub fn with_policies(self, policies: Policies) -> Self {
+        self.rebuild(|i| i.policies = policies)
+    }
+
+    /// Reads the time from `clock` (tests: a [`ManualClock`](crate::ManualClock)).
+    pub fn with_clock(self, clock: impl Clock) -> Self {
+        self.rebuild(|i| i.clock = Arc::new(clock))
+    }
+
+    fn rebuild(self, f: impl FnOnce(&mut Inner<S>)) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                f(&mut inner);
+                Queue {
+                    inner: Arc::new(inner),
+                }
+            }
+            // Shared already: configuration belongs before the first clone.
+            Err(inner) => Queue { inner },
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    fn now_ms(&self) -> i64 {
+        to_ms(self.inner.clock.now())
+    }
+
+    fn plan(&self, topic: &str) -> Result<&steadfast::policy::Plan, QueueError> {
+        Key::parse(topic).map_err(QueueError::Topic)?;
+        Ok(self.inner.policies.resolve(topic).plan())
+    }
+
+    /// Deliveries a message of `topic` may have (its plan's `max_attempts`).
+    pub fn max_attempts(&self, topic: &str) -> u32 {
+        self.inner
+            .policies
+            .resolve(topic)
+            .plan()
+            .retry()
+            .max_attempts()
+            .unwrap_or(u32::MAX)
+    }
+
+    /// The time limit of a handler for `topic`, if its plan has an attempt timeout.
+    pub fn attempt_timeout(&self, topic: &str) -> Option<Duration> {
+        self.inner
+            .policies
+            .resolve(topic)
+            .plan()
+            .retry()
+            .attempt_timeout()
+    }
+
+    /// Stores `payload` for `topic`.
+    pub async fn enqueue(
+        &self,
+        topic: &str,
+        payload: impl Into<Vec<u8>>,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, QueueError> {
+        self.plan(topic)?;
+        let now = self.now_ms();
+        let message = NewMessage {
+            topic: topic.to_owned(),
+            dedupe_key: options.dedupe_key,
+            payload: payload.into(),
+            max_attempts: self.max_attempts(topic).max(1),
+            visible_at_ms: options.not_before.map_or(now, to_ms),
+            enqueued_at_ms: now,
+        };
+        let (id, new) = self.inner.store.enqueue(&message).await?;
+        Ok(if new {
+            Enqueued::New(id)
+        } else {
+            Enqueued::Duplicate(id)
+        })
+    }
+
+    /// Stores `value` as JSON for `topic`.
+    pub async fn enqueue_json<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        value: &T,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, QueueError> {
+        let payload = serde_json::to_vec(value).map_err(QueueError::Json)?;
+        self.enqueue(topic, payload, options).await
+    }
+
+    /// Leases up to `n` ready messages of `topic` for `visibility`.
+    pub async fn lease(
+        &self,
+        topic: &str,
+        n: u32,
+        visibility: Duration,
+    ) -> Result<Vec<Lease>, QueueError> {
+        self.plan(topic)?;
+        let now = self.now_ms();
+        let until = now.saturating_add(i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX));
+        let leased = self.inner.store.lease(topic, n, now, until).await?;
+        Ok(leased
+            .into_iter()
+            .map(|l| Lease {
+                id: l.id,
+                topic: l.topic,
+                payload: l.payload,
+                attempt: l.attempt,
+                max_attempts: l.max_attempts,
+                dedupe_key: l.dedupe_key,
+                enqueued_at: from_ms(l.enqueued_at_ms),
+                until: from_ms(until),
+            })
+            .collect())
+    }
+
+    /// Done: removes the message.
+    pub async fn ack(&self, lease: &Lease) -> Result<(), QueueError> {
+        if self.inner.store.ack(lease.id, lease.attempt).await? {
+            Ok(())
+        } else {
+            Err(lost(lease))
+        }
+    }
+
+    /// Keeps the message hidden for `visibility` from now (a long handler).
+    pub async fn extend(&self, lease: &mut Lease, visibility: Duration) -> Result<(), QueueError> {
+        let until = self
+            .now_ms()
+            .saturating_add(i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX));
+        if self
+            .inner
+            .store
+            .extend(lease.id, lease.attempt, until)
+            .await?
+        {
+            lease.until = from_ms(until);
+            Ok(())
+        } else {
+            Err(lost(lease))
+        }
+    }
+
+    /// Failed: delivers it again after the topic's backoff, or, when `retryable` is false or
+    /// this was its last delivery, dead-letters it with its history.
+    pub async fn nack(
+        &self,
+        lease: &Lease,
+        error: &str,
+        retryable: bool,
+    ) -> Result<Nacked, QueueError> {
+        let plan = self.plan(&lease.topic)?;
+        let now = self.now_ms();
+        let failure = AttemptRecord {
+            attempt: lease.attempt,
+            at_ms: now,
+            error: error.to_owned(),
+        };
+        let delay = if retryable && lease.attempt < lease.max_attempts {
+            delay_before(plan.retry().backoff().clone(), lease.attempt)
+        } else {
+            None
+        };
+        match delay {
+            Some(delay) => {
+                let at = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                if self.inner.store.retry_later(lease.id, &failure, at).await? {
+                    Ok(Nacked::Retry { at: from_ms(at) })
+                } else {
+                    Err(lost(lease))
+                }
+            }
+            None => {
+                let reason = if !retryable {
+                    format!("not retryable: {error}")
+                } else if lease.attempt >= lease.max_attempts {
+                    format!("{} attempts failed; last: {error}", lease.attempt)
+                } else {
+                    format!("the backoff stopped; last: {error}")
+                };
+                match self.inner.store.bury(lease.id, &failure, &reason).await? {
+                    Some(id) => Ok(Nacked::DeadLettered { id }),
+                    None => Err(lost(lease)),
+                }
+            }
+        }
+    }
+
+    /// The dead letters `filter` names, oldest first.
+    pub async fn dead_letters(
+        &self,
+        filter: &DeadLetterFilter,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        Ok(self.inner.store.dead_letters(filter).await?)
+    }
+
+    /// The dead letter `id`, with its payload and history.
+    pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, QueueError> {
+        Ok(self
+            .inner
+            .store
+            .dead_letters(&DeadLetterFilter::id(id))
+            .await?
+            .pop())
+    }
+
+    /// Sends the dead letters `filter` names back to their topics, counters reset; how many.
+    pub async fn redrive(&self, filter: &DeadLetterFilter) -> Result<u64, QueueError> {
+        let max = |topic: &str| self.max_attempts(topic).max(1);
+        Ok(self
+            .inner
+            .store
+            .redrive(filter, self.now_ms(), &max)
+            .await?)
+    }
+
+    /// Deletes the dead letters `filter` names; how many.
+    pub async fn purge(&self, filter: &DeadLetterFilter) -> Result<u64, QueueError> {
+        Ok(self.inner.store.purge(filter).await?)
+    }
+
+    /// Deletes dead letters older than `retention`; how many.
+    pub async fn purge_older_than(&self, retention: Duration) -> Result<u64, QueueError> {
+        let cutoff = self.inner.clock.now() - retention;
+        self.purge(&DeadLetterFilter::all().older_than(cutoff))
+            .await
+    }
+
+    /// Counts per topic, or for one.
+    pub async fn stats(&self, topic: Option<&str>) -> Result<Vec<TopicStats>, QueueError> {
+        Ok(self.inner.store.stats(topic, self.now_ms()).await?)
+    }
+}
+
+fn lost(lease: &Lease) -> QueueError {
+    QueueError::LeaseLost {
+        id: lease.id,
+        attempt: lease.attempt,
+    }
+}
+
+/// The wait after delivery `attempt` failed: the topic's backoff, its `attempt`-th delay
+/// (`None`: the backoff stops).
+fn delay_before(options: steadfast::backoff::BackoffOptions, attempt: u32) -> Option<Duration> {
+    let mut backoff = Backoff::new(options).ok()?;
+    let mut delay = None;
+    for _ in 0..attempt {
+        delay = Some(backoff.next_after(None)?);
+    }
+    delay
+}

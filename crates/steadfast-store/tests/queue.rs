@@ -1,0 +1,387 @@
+//! The retry queue's rules, the same on every store (memory, a SQLite file, PostgreSQL when
+//! `STEADFAST_TEST_POSTGRES_URL` is set): exactly `max_attempts` deliveries then one dead
+//! letter with its whole history, expired leases counted as attempts, redrive with counters
+//! reset, purge of only what is named, dedupe keys, and a worker that loses nothing on
+//! shutdown.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{minute, queue_subjects, topic};
+use steadfast::Retry;
+use steadfast::policy::{Plan, Policies};
+use steadfast_store::ManualClock;
+use steadfast_store::queue::{
+    DeadLetterFilter, EnqueueOptions, Enqueued, Failure, Nacked, Queue, QueueError, QueueStore,
+    Worker,
+};
+
+type Store = Arc<dyn QueueStore>;
+
+/// A queue whose topics get `attempts` deliveries 10 s apart, on a clock the test moves.
+fn queue(store: &Store, attempts: u32, clock: &ManualClock) -> Queue<Store> {
+    let retry = Retry::fixed(Duration::from_secs(10))
+        .jitter(steadfast::Jitter::None)
+        .max_attempts(attempts)
+        .build()
+        .unwrap();
+    Queue::new(store.clone())
+        .with_policies(
+            Policies::new(retry.clone())
+                .with_plan("*", Plan::new(retry))
+                .unwrap(),
+        )
+        .with_clock(clock.clone())
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn exactly_max_attempts_deliveries_then_one_dead_letter_with_its_history() {
+    for s in queue_subjects().await {
+        let name = s.name;
+        let clock = ManualClock::at(minute(0));
+        let q = queue(&s.store, 3, &clock);
+        let t = topic("Send");
+        let id = q
+            .enqueue(&t, b"payload".to_vec(), EnqueueOptions::new())
+            .await
+            .unwrap()
+            .id();
+        let mut deliveries = 0;
+        let mut dead = None;
+        for round in 1..=10u32 {
+            let leases = q.lease(&t, 10, LEASE).await.unwrap();
+            if leases.is_empty() {
+                clock.advance(Duration::from_secs(10));
+                continue;
+            }
+            assert_eq!(leases.len(), 1, "{name}");
+            assert_eq!(leases[0].id, id, "{name}");
+            deliveries += 1;
+            assert_eq!(leases[0].attempt, deliveries, "{name}: round {round}");
+            match q
+                .nack(&leases[0], &format!("boom {deliveries}"), true)
+                .await
+                .unwrap()
+            {
+                Nacked::Retry { at } => {
+                    assert_eq!(at, clock.now_plus(Duration::from_secs(10)), "{name}")
+                }
+                Nacked::DeadLettered { id } => {
+                    dead = Some(id);
+                    break;
+                }
+            }
+            // Not before the backoff.
+            assert!(q.lease(&t, 10, LEASE).await.unwrap().is_empty(), "{name}");
+            clock.advance(Duration::from_secs(10));
+        }
+        assert_eq!(deliveries, 3, "{name}");
+        let d = q.dead_letter(dead.unwrap()).await.unwrap().unwrap();
+        assert_eq!((d.message_id, d.attempts), (id, 3), "{name}");
+        assert_eq!(d.payload, b"payload", "{name}");
+        assert_eq!(d.reason, "3 attempts failed; last: boom 3", "{name}");
+        let errors: Vec<_> = d
+            .history
+            .iter()
+            .map(|h| (h.attempt, h.error.as_str()))
+            .collect();
+        assert_eq!(
+            errors,
+            [(1, "boom 1"), (2, "boom 2"), (3, "boom 3")],
+            "{name}"
+        );
+        assert!(
+            q.lease(&t, 10, LEASE).await.unwrap().is_empty(),
+            "{name}: gone"
+        );
+        let all = q
+            .dead_letters(&DeadLetterFilter::all().topic(&t))
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 1, "{name}: dead-lettered once");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_counts_as_an_attempt_and_the_last_one_dead_letters() {
+    for s in queue_subjects().await {
+        let name = s.name;
+        let clock = ManualClock::at(minute(0));
+        let q = queue(&s.store, 2, &clock);
+        let t = topic("Charge");
+        q.enqueue(&t, b"x".to_vec(), EnqueueOptions::new())
+            .await
+            .unwrap();
+        let first = q.lease(&t, 1, LEASE).await.unwrap().remove(0);
+        // Hidden while leased…
+        clock.advance(Duration::from_secs(29));
+        assert!(q.lease(&t, 1, LEASE).await.unwrap().is_empty(), "{name}");
+        // …visible again once the lease ends, as the next delivery.
+        clock.advance(Duration::from_secs(1));
+        let second = q.lease(&t, 1, LEASE).await.unwrap().remove(0);
+        assert_eq!(second.attempt, 2, "{name}");
+        // The first consumer's late answer changes nothing.
+        assert!(
+            matches!(
+                q.ack(&first).await,
+                Err(QueueError::LeaseLost { attempt: 1, .. })
+            ),
+            "{name}"
+        );
+        assert!(matches!(
+            q.nack(&first, "late", true).await,
+            Err(QueueError::LeaseLost { .. })
+        ));
+        // The second consumer dies too: its lease was the last delivery.
+        clock.advance(LEASE);
+        assert!(q.lease(&t, 1, LEASE).await.unwrap().is_empty(), "{name}");
+        let dead = q
+            .dead_letters(&DeadLetterFilter::all().topic(&t))
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1, "{name}");
+        let errors: Vec<_> = dead[0]
+            .history
+            .iter()
+            .map(|h| (h.attempt, h.error.as_str()))
+            .collect();
+        assert_eq!(
+            errors,
+            [(1, "lease expired"), (2, "lease expired")],
+            "{name}"
+        );
+        assert_eq!(dead[0].attempts, 2, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_permanent_failure_dead_letters_at_once_and_redrive_resets_it() {
+    for s in queue_subjects().await {
+        let name = s.name;
+        let clock = ManualClock::at(minute(0));
+        let q = queue(&s.store, 5, &clock);
+        let t = topic("Import");
+        let id = q
+            .enqueue_json(&t, &serde_json::json!({"row": 7}), EnqueueOptions::new())
+            .await
+            .unwrap()
+            .id();
+        let lease = q.lease(&t, 1, LEASE).await.unwrap().remove(0);
+        let Nacked::DeadLettered { id: dead } = q.nack(&lease, "invalid row", false).await.unwrap()
+        else {
+            panic!("{name}: expected a dead letter");
+        };
+        let d = q.dead_letter(dead).await.unwrap().unwrap();
+        assert_eq!((d.message_id, d.attempts), (id, 1), "{name}");
+        assert_eq!(d.reason, "not retryable: invalid row", "{name}");
+
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(
+            q.redrive(&DeadLetterFilter::id(dead)).await.unwrap(),
+            1,
+            "{name}"
+        );
+        assert!(q.dead_letter(dead).await.unwrap().is_none(), "{name}");
+        let again = q.lease(&t, 1, LEASE).await.unwrap().remove(0);
+        assert_eq!(again.attempt, 1, "{name}: counters reset");
+        assert_eq!(again.max_attempts, 5, "{name}");
+        assert_eq!(
+            again.json::<serde_json::Value>().unwrap()["row"],
+            7,
+            "{name}"
+        );
+        q.ack(&again).await.unwrap();
+        let stats = q.stats(Some(&t)).await.unwrap();
+        assert!(stats.is_empty(), "{name}: {stats:?}");
+    }
+}
+
+#[tokio::test]
+async fn purge_removes_only_what_it_names() {
+    for s in queue_subjects().await {
+        let name = s.name;
+        let clock = ManualClock::at(minute(0));
+        let q = queue(&s.store, 1, &clock);
+        let (a, b) = (topic("A"), topic("B"));
+        let mut dead = Vec::new();
+        // Two dead letters in each topic, at minutes 0 and 10.
+        for (m, t) in [(0, &a), (0, &b), (10, &a), (10, &b)] {
+            clock.set(minute(m));
+            q.enqueue(t, b"x".to_vec(), EnqueueOptions::new())
+                .await
+                .unwrap();
+            let lease = q.lease(t, 1, LEASE).await.unwrap().remove(0);
+            match q.nack(&lease, "no", true).await.unwrap() {
+                Nacked::DeadLettered { id } => dead.push(id),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let count = |t: &str| {
+            let q = q.clone();
+            let t = t.to_owned();
+            async move {
+                q.dead_letters(&DeadLetterFilter::all().topic(t))
+                    .await
+                    .unwrap()
+                    .len()
+            }
+        };
+        assert_eq!((count(&a).await, count(&b).await), (2, 2), "{name}");
+        // By id: that one only.
+        assert_eq!(
+            q.purge(&DeadLetterFilter::id(dead[0])).await.unwrap(),
+            1,
+            "{name}"
+        );
+        assert_eq!((count(&a).await, count(&b).await), (1, 2), "{name}");
+        // Older than minute 5, in topic B: B's first only.
+        let old_b = DeadLetterFilter::all().topic(&b).older_than(minute(5));
+        assert_eq!(q.purge(&old_b).await.unwrap(), 1, "{name}");
+        assert_eq!((count(&a).await, count(&b).await), (1, 1), "{name}");
+        // A whole topic.
+        assert_eq!(
+            q.purge(&DeadLetterFilter::all().topic(&a)).await.unwrap(),
+            1
+        );
+        assert_eq!((count(&a).await, count(&b).await), (0, 1), "{name}");
+        // Retention: what died more than 5 minutes ago (at minute 10, now 20).
+        clock.set(minute(20));
+        // (Every topic's: on a shared database, earlier runs' dead letters go too.)
+        let purged = q.purge_older_than(Duration::from_secs(300)).await.unwrap();
+        assert!(purged >= 1, "{name}");
+        assert_eq!(count(&b).await, 0, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn dedupe_keys_and_not_before() {
+    for s in queue_subjects().await {
+        let name = s.name;
+        let clock = ManualClock::at(minute(0));
+        let q = queue(&s.store, 3, &clock);
+        let t = topic("Notify");
+        let keyed = || EnqueueOptions::new().dedupe_key("order-42");
+        let first = q.enqueue(&t, b"1".to_vec(), keyed()).await.unwrap();
+        let Enqueued::New(id) = first else {
+            panic!("{name}: {first:?}")
+        };
+        assert_eq!(
+            q.enqueue(&t, b"2".to_vec(), keyed()).await.unwrap(),
+            Enqueued::Duplicate(id),
+            "{name}"
+        );
+        // Another topic may use the key.
+        let other = topic("Other");
+        assert!(matches!(
+            q.enqueue(&other, b"3".to_vec(), keyed()).await.unwrap(),
+            Enqueued::New(_)
+        ));
+        // Once acked, the key is free.
+        let lease = q.lease(&t, 10, LEASE).await.unwrap().remove(0);
+        assert_eq!(lease.payload, b"1", "{name}");
+        q.ack(&lease).await.unwrap();
+        assert!(matches!(
+            q.enqueue(&t, b"4".to_vec(), keyed()).await.unwrap(),
+            Enqueued::New(_)
+        ));
+
+        let later = topic("Later");
+        q.enqueue(
+            &later,
+            b"5".to_vec(),
+            EnqueueOptions::new().not_before(minute(5)),
+        )
+        .await
+        .unwrap();
+        assert!(
+            q.lease(&later, 10, LEASE).await.unwrap().is_empty(),
+            "{name}"
+        );
+        let stats = q.stats(Some(&later)).await.unwrap();
+        assert_eq!((stats[0].ready, stats[0].scheduled), (0, 1), "{name}");
+        clock.set(minute(5));
+        assert_eq!(q.lease(&later, 10, LEASE).await.unwrap().len(), 1, "{name}");
+    }
+}
+
+/// A worker stopped mid-stream finishes and answers what it holds: nothing stays leased,
+/// and every message is acked exactly once by it or its successor.
+#[tokio::test]
+async fn a_worker_shut_down_mid_stream_loses_nothing() {
+    for s in queue_subjects().await {
+        let name = s.name;
+        let q = Queue::new(s.store.clone());
+        let t = topic("Work");
+        for i in 0..200u32 {
+            q.enqueue(&t, i.to_be_bytes().to_vec(), EnqueueOptions::new())
+                .await
+                .unwrap();
+        }
+        let handled = Arc::new(AtomicU64::new(0));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stop = Arc::new(std::sync::Mutex::new(Some(stop)));
+        let handler = {
+            let (handled, stop) = (handled.clone(), stop.clone());
+            move |_lease| {
+                let (handled, stop) = (handled.clone(), stop.clone());
+                async move {
+                    tokio::task::yield_now().await;
+                    // Ask for shutdown once 50 are done; those in flight still finish.
+                    if handled.fetch_add(1, Ordering::SeqCst) + 1 == 50
+                        && let Some(stop) = stop.lock().unwrap().take()
+                    {
+                        let _ = stop.send(());
+                    }
+                    Ok::<(), Failure>(())
+                }
+            }
+        };
+        let report = Worker::new(q.clone(), &t, handler)
+            .concurrency(8)
+            .batch(8)
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        assert_eq!(report.acked, handled.load(Ordering::SeqCst), "{name}");
+        assert!(
+            report.acked >= 50 && report.acked < 200,
+            "{name}: {report:?}"
+        );
+        let stats = q.stats(Some(&t)).await.unwrap();
+        assert_eq!(stats[0].leased, 0, "{name}: nothing left leased");
+        assert_eq!(stats[0].ready + report.acked, 200, "{name}");
+
+        // A successor drains the rest, stopping when the last is done.
+        let left = 200 - report.acked;
+        let done = Arc::new(AtomicU64::new(0));
+        let all_done = Arc::new(tokio::sync::Notify::new());
+        let handler = {
+            let (done, all_done) = (done.clone(), all_done.clone());
+            move |_lease| {
+                let (done, all_done) = (done.clone(), all_done.clone());
+                async move {
+                    if done.fetch_add(1, Ordering::SeqCst) + 1 == left {
+                        all_done.notify_one();
+                    }
+                    Ok::<(), Failure>(())
+                }
+            }
+        };
+        let rest = Worker::new(q.clone(), &t, handler)
+            .concurrency(4)
+            .poll_interval(Duration::from_millis(5))
+            .run(all_done.notified())
+            .await
+            .unwrap();
+        assert!(q.stats(Some(&t)).await.unwrap().is_empty(), "{name}");
+        assert_eq!(report.acked + rest.acked, 200, "{name}");
+        assert_eq!(rest.leases_lost + report.leases_lost, 0, "{name}");
+    }
+}
