@@ -13,6 +13,9 @@
 //! Each write is a compare-and-set over the record's version, so racing processes never both
 //! spend the last retry.
 //!
+//! The same stores hold the [retry queue](queue): messages retried later by their topic's
+//! policy, and dead letters for what cannot succeed.
+//!
 //! ```
 //! use std::time::{Duration, UNIX_EPOCH};
 //! use steadfast::gate::{GateOptions, Reason, Target};
