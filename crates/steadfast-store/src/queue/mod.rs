@@ -17,7 +17,7 @@
 //! (the ack of the late lease then reports [`QueueError::LeaseLost`]).
 //!
 //! The topic is a steadfast key (`emails.Send`): its plan in the queue's
-//! [`Policies`](steadfast::policy::Policies) gives the attempts (`max_attempts`, counting the
+//! [`Policies`] gives the attempts (`max_attempts`, counting the
 //! first delivery), the backoff between them and the handler's timeout.
 //!
 //! ```
