@@ -29,35 +29,51 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
-/// Every store this machine can run.
-pub async fn subjects() -> Vec<Subject> {
+/// One store of each kind this machine can run, with the directory of the SQLite file.
+enum Opened {
+    Memory(MemoryStore),
+    Sqlite(SqliteStore, tempfile::TempDir),
+    Postgres(PostgresStore),
+}
+
+async fn open_each() -> Vec<Opened> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteStore::open(dir.path().join("steadfast.db"))
         .await
         .unwrap();
     let mut all = vec![
-        Subject {
-            name: "memory",
-            store: Arc::new(MemoryStore::new()),
-            _dir: None,
-        },
-        Subject {
-            name: "sqlite",
-            store: Arc::new(sqlite),
-            _dir: Some(dir),
-        },
+        Opened::Memory(MemoryStore::new()),
+        Opened::Sqlite(sqlite, dir),
     ];
     if let Some(url) = postgres_url() {
         let pg = PostgresStore::connect_in_schema(&url, SCHEMA)
             .await
             .unwrap();
-        all.push(Subject {
-            name: "postgres",
-            store: Arc::new(pg),
-            _dir: None,
-        });
+        all.push(Opened::Postgres(pg));
     }
     all
+}
+
+/// Every gate store this machine can run.
+pub async fn subjects() -> Vec<Subject> {
+    let subject = |o: Opened| match o {
+        Opened::Memory(s) => Subject {
+            name: "memory",
+            store: Arc::new(s),
+            _dir: None,
+        },
+        Opened::Sqlite(s, dir) => Subject {
+            name: "sqlite",
+            store: Arc::new(s),
+            _dir: Some(dir),
+        },
+        Opened::Postgres(s) => Subject {
+            name: "postgres",
+            store: Arc::new(s),
+            _dir: None,
+        },
+    };
+    open_each().await.into_iter().map(subject).collect()
 }
 
 /// A target type no other test (or earlier run) has used, for stores that outlive a test.
@@ -87,33 +103,24 @@ pub struct QueueSubject {
 
 /// Every queue store this machine can run.
 pub async fn queue_subjects() -> Vec<QueueSubject> {
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(dir.path().join("steadfast.db"))
-        .await
-        .unwrap();
-    let mut all = vec![
-        QueueSubject {
+    let subject = |o: Opened| match o {
+        Opened::Memory(s) => QueueSubject {
             name: "memory",
-            store: Arc::new(MemoryStore::new()),
+            store: Arc::new(s),
             _dir: None,
         },
-        QueueSubject {
+        Opened::Sqlite(s, dir) => QueueSubject {
             name: "sqlite",
-            store: Arc::new(sqlite),
+            store: Arc::new(s),
             _dir: Some(dir),
         },
-    ];
-    if let Some(url) = postgres_url() {
-        let pg = PostgresStore::connect_in_schema(&url, SCHEMA)
-            .await
-            .unwrap();
-        all.push(QueueSubject {
+        Opened::Postgres(s) => QueueSubject {
             name: "postgres",
-            store: Arc::new(pg),
+            store: Arc::new(s),
             _dir: None,
-        });
-    }
-    all
+        },
+    };
+    open_each().await.into_iter().map(subject).collect()
 }
 
 /// A topic (a steadfast key) no other test or run has used: `q<pid>x<nanos>.<name>`.
