@@ -610,8 +610,9 @@ impl PolicyDocument {
                     .map(|(p, t)| (vec!["policies", p.as_str()], Some(p), t)),
             );
         for (path, pattern, table) in tables {
-            if let Some(pattern) = pattern {
-                match Pattern::parse(pattern) {
+            let parsed = pattern.map(|p| Pattern::parse(p));
+            if let (Some(pattern), Some(parsed)) = (pattern, &parsed) {
+                match parsed {
                     Err(e) => {
                         let message = if pattern.contains('*') { WILDCARD_HINT.to_owned() } else { e.to_string() };
                         out.push(self.diagnostic_at_key(&path, message));
@@ -653,13 +654,9 @@ impl PolicyDocument {
                 && !broken(&path, &["idempotent"])
             {
                 // What the key (or keys) of this table run under, inheritance included.
-                let effective = match pattern.map(|p| Pattern::parse(p)) {
+                let effective = match &parsed {
                     None => table.clone(),
-                    Some(Ok(parsed)) => self
-                        .lineage(&parsed)
-                        .iter()
-                        .rev()
-                        .fold(TableSpec::default(), |acc, (_, t)| t.over(&acc)),
+                    Some(Ok(parsed)) => self.effective(parsed),
                     Some(Err(_)) => TableSpec::default(),
                 };
                 if effective.hedge.is_some() && effective.idempotent != Some(true) {
@@ -743,6 +740,14 @@ impl PolicyDocument {
     /// ```
     pub fn to_text(&self, format: Format) -> Result<String, String> {
         format::write(self, format)
+    }
+
+    /// The strategies `target` runs under: each from the most specific table naming it.
+    fn effective(&self, target: &Pattern) -> TableSpec {
+        self.lineage(target)
+            .iter()
+            .rev()
+            .fold(TableSpec::default(), |acc, (_, t)| t.over(&acc))
     }
 
     /// The tables that apply to `target`, most specific first, then `[defaults]`.
@@ -829,11 +834,7 @@ impl PolicyDocument {
         for text in patterns {
             let pattern = Pattern::parse(text).map_err(|e| unplaced(e.to_string()))?;
             // `*` inherits from [defaults]: its lineage is the `*` table, then [defaults].
-            let table = self
-                .lineage(&pattern)
-                .iter()
-                .rev()
-                .fold(TableSpec::default(), |acc, (_, t)| t.over(&acc));
+            let table = self.effective(&pattern);
             let retry = table
                 .retry
                 .unwrap_or_default()
