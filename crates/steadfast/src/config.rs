@@ -251,6 +251,48 @@ pub(crate) fn fmt_duration(d: std::time::Duration) -> String {
     out
 }
 
+/// Gives `$ty` the serde and JSON Schema form of `$file`, the flat table a policy file
+/// writes: written through `to` (`fn(&$ty) -> $file`, or `try_to` returning
+/// `Result<$file, String>`), read through `from` (`fn($file) -> Result<$ty, String>`, the
+/// message reported at the table).
+#[cfg(feature = "serde")]
+macro_rules! file_form {
+    ($ty:ty, $file:ty, to = $to:expr, from = $from:expr) => {
+        $crate::config::file_form!(@impl $ty, $file, |v| Ok::<_, String>(($to)(v)), $from);
+    };
+    ($ty:ty, $file:ty, try_to = $to:expr, from = $from:expr) => {
+        $crate::config::file_form!(@impl $ty, $file, $to, $from);
+    };
+    (@impl $ty:ty, $file:ty, $to:expr, $from:expr) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let file: $file = ($to)(self).map_err(<S::Error as serde::ser::Error>::custom)?;
+                serde::Serialize::serialize(&file, s)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let file = <$file as serde::Deserialize>::deserialize(d)?;
+                ($from)(file).map_err(<D::Error as serde::de::Error>::custom)
+            }
+        }
+
+        #[cfg(feature = "schema")]
+        impl schemars::JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                <$file as schemars::JsonSchema>::schema_name()
+            }
+
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                <$file as schemars::JsonSchema>::json_schema(generator)
+            }
+        }
+    };
+}
+#[cfg(feature = "serde")]
+pub(crate) use file_form;
+
 #[cfg(test)]
 mod tests {
     use super::fmt_duration;

@@ -306,28 +306,10 @@ impl BreakerFile {
     }
 }
 
-/// A breaker table of a policy file (see the [`policy`](crate::policy) module for the fields).
-impl Serialize for Scoped<BreakerOptions> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        BreakerFile::from_scoped(self).serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Scoped<BreakerOptions> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        BreakerFile::deserialize(d)?
-            .into_scoped()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-#[cfg(feature = "schema")]
-impl schemars::JsonSchema for Scoped<BreakerOptions> {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        BreakerFile::schema_name()
-    }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        BreakerFile::json_schema(generator)
-    }
-}
+// A breaker table of a policy file (see the [`policy`](crate::policy) module for the fields).
+crate::config::file_form!(
+    Scoped<BreakerOptions>,
+    BreakerFile,
+    to = BreakerFile::from_scoped,
+    from = BreakerFile::into_scoped
+);

@@ -233,28 +233,10 @@ impl BudgetFile {
     }
 }
 
-/// A budget table of a policy file (see the [`budget`](crate::budget) module for the kinds).
-impl Serialize for Scoped<BudgetOptions> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        BudgetFile::from_scoped(self).serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Scoped<BudgetOptions> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        BudgetFile::deserialize(d)?
-            .into_scoped()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-#[cfg(feature = "schema")]
-impl schemars::JsonSchema for Scoped<BudgetOptions> {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        BudgetFile::schema_name()
-    }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        BudgetFile::json_schema(generator)
-    }
-}
+// A budget table of a policy file (see the [`budget`](crate::budget) module for the kinds).
+crate::config::file_form!(
+    Scoped<BudgetOptions>,
+    BudgetFile,
+    to = BudgetFile::from_scoped,
+    from = BudgetFile::into_scoped
+);

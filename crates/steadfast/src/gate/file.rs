@@ -46,39 +46,31 @@ struct GateFile {
     max_retries: Option<u32>,
 }
 
-impl Serialize for GateOptions {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl GateFile {
+    fn from_options(o: &GateOptions) -> Self {
         GateFile {
-            base_retries: Some(self.base_retries),
-            base_window: Some(self.base_window),
-            early_window: Some(self.early_window),
-            max_retries: Some(self.max_retries),
+            base_retries: Some(o.base_retries),
+            base_window: Some(o.base_window),
+            early_window: Some(o.early_window),
+            max_retries: Some(o.max_retries),
         }
-        .serialize(s)
     }
-}
 
-impl<'de> Deserialize<'de> for GateOptions {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let f = GateFile::deserialize(d)?;
+    fn into_options(self) -> Result<GateOptions, String> {
         let default = GateOptions::default();
         Ok(GateOptions {
-            base_retries: f.base_retries.unwrap_or(default.base_retries),
-            base_window: f.base_window.unwrap_or(default.base_window),
-            early_window: f.early_window.unwrap_or(default.early_window),
-            max_retries: f.max_retries.unwrap_or(default.max_retries),
+            base_retries: self.base_retries.unwrap_or(default.base_retries),
+            base_window: self.base_window.unwrap_or(default.base_window),
+            early_window: self.early_window.unwrap_or(default.early_window),
+            max_retries: self.max_retries.unwrap_or(default.max_retries),
             spacing: None,
         })
     }
 }
 
-#[cfg(feature = "schema")]
-impl schemars::JsonSchema for GateOptions {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        GateFile::schema_name()
-    }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        GateFile::json_schema(generator)
-    }
-}
+crate::config::file_form!(
+    GateOptions,
+    GateFile,
+    to = GateFile::from_options,
+    from = GateFile::into_options
+);

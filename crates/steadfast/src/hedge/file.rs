@@ -126,28 +126,10 @@ impl HedgeFile {
     }
 }
 
-/// A hedge table of a policy file.
-impl Serialize for HedgeOptions {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        HedgeFile::from_options(self).serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for HedgeOptions {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        HedgeFile::deserialize(d)?
-            .into_options()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-#[cfg(feature = "schema")]
-impl schemars::JsonSchema for HedgeOptions {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        HedgeFile::schema_name()
-    }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        HedgeFile::json_schema(generator)
-    }
-}
+// A hedge table of a policy file.
+crate::config::file_form!(
+    HedgeOptions,
+    HedgeFile,
+    to = HedgeFile::from_options,
+    from = HedgeFile::into_options
+);

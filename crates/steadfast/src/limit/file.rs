@@ -77,80 +77,62 @@ struct RateLimitFile {
     shared: Option<String>,
 }
 
-/// A bulkhead table of a policy file.
-impl Serialize for Scoped<BulkheadOptions> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl BulkheadFile {
+    fn from_scoped(s: &Scoped<BulkheadOptions>) -> Self {
         BulkheadFile {
-            max_concurrent: self.options.max_concurrent,
-            max_queue: Some(self.options.max_queue),
-            queue_timeout: self.options.queue_timeout,
-            shared: self.shared.clone(),
+            max_concurrent: s.options.max_concurrent,
+            max_queue: Some(s.options.max_queue),
+            queue_timeout: s.options.queue_timeout,
+            shared: s.shared.clone(),
         }
-        .serialize(s)
     }
-}
 
-impl<'de> Deserialize<'de> for Scoped<BulkheadOptions> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let f = BulkheadFile::deserialize(d)?;
+    fn into_scoped(self) -> Result<Scoped<BulkheadOptions>, String> {
         Ok(Scoped {
             options: BulkheadOptions {
-                max_concurrent: f.max_concurrent,
-                max_queue: f.max_queue.unwrap_or(0),
-                queue_timeout: f.queue_timeout,
+                max_concurrent: self.max_concurrent,
+                max_queue: self.max_queue.unwrap_or(0),
+                queue_timeout: self.queue_timeout,
             },
-            shared: f.shared,
+            shared: self.shared,
         })
     }
 }
 
-/// A rate-limit table of a policy file.
-impl Serialize for Scoped<RateLimitOptions> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl RateLimitFile {
+    fn from_scoped(s: &Scoped<RateLimitOptions>) -> Self {
         RateLimitFile {
-            rate: self.options.rate,
-            per: Some(self.options.per),
-            burst: Some(self.options.burst),
-            max_wait: self.options.max_wait,
-            shared: self.shared.clone(),
+            rate: s.options.rate,
+            per: Some(s.options.per),
+            burst: Some(s.options.burst),
+            max_wait: s.options.max_wait,
+            shared: s.shared.clone(),
         }
-        .serialize(s)
     }
-}
 
-impl<'de> Deserialize<'de> for Scoped<RateLimitOptions> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let f = RateLimitFile::deserialize(d)?;
+    fn into_scoped(self) -> Result<Scoped<RateLimitOptions>, String> {
         Ok(Scoped {
             options: RateLimitOptions {
-                rate: f.rate,
-                per: f.per.unwrap_or(Duration::from_secs(1)),
-                burst: f.burst.unwrap_or(f.rate),
-                max_wait: f.max_wait,
+                rate: self.rate,
+                per: self.per.unwrap_or(Duration::from_secs(1)),
+                burst: self.burst.unwrap_or(self.rate),
+                max_wait: self.max_wait,
             },
-            shared: f.shared,
+            shared: self.shared,
         })
     }
 }
 
-#[cfg(feature = "schema")]
-impl schemars::JsonSchema for Scoped<BulkheadOptions> {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        BulkheadFile::schema_name()
-    }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        BulkheadFile::json_schema(generator)
-    }
-}
-
-#[cfg(feature = "schema")]
-impl schemars::JsonSchema for Scoped<RateLimitOptions> {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        RateLimitFile::schema_name()
-    }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        RateLimitFile::json_schema(generator)
-    }
-}
+// The bulkhead and rate-limit tables of a policy file.
+crate::config::file_form!(
+    Scoped<BulkheadOptions>,
+    BulkheadFile,
+    to = BulkheadFile::from_scoped,
+    from = BulkheadFile::into_scoped
+);
+crate::config::file_form!(
+    Scoped<RateLimitOptions>,
+    RateLimitFile,
+    to = RateLimitFile::from_scoped,
+    from = RateLimitFile::into_scoped
+);

@@ -214,30 +214,10 @@ fn name_str(name: BackoffName) -> &'static str {
     }
 }
 
-/// A retry table of a policy file (see the [`policy`](crate::policy) module for the fields).
-impl Serialize for RetryOptions {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        RetryFile::from_options(self)
-            .map_err(serde::ser::Error::custom)?
-            .serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for RetryOptions {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        RetryFile::deserialize(d)?
-            .into_options()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-#[cfg(feature = "schema")]
-impl schemars::JsonSchema for RetryOptions {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        RetryFile::schema_name()
-    }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        RetryFile::json_schema(generator)
-    }
-}
+// A retry table of a policy file (see the [`policy`](crate::policy) module for the fields).
+crate::config::file_form!(
+    RetryOptions,
+    RetryFile,
+    try_to = RetryFile::from_options,
+    from = RetryFile::into_options
+);
