@@ -54,10 +54,25 @@ impl Messages {
     }
 }
 
-fn picks(filter: &DeadLetterFilter, d: &DeadLetter) -> bool {
-    filter.id.is_none_or(|id| id == d.id)
-        && filter.topic.as_ref().is_none_or(|t| *t == d.topic)
-        && filter.older_than.is_none_or(|at| d.died_at < at)
+impl Messages {
+    /// The dead letters `filter` names, oldest first, up to its limit.
+    fn picked<'a>(
+        &'a self,
+        filter: &'a DeadLetterFilter,
+    ) -> impl Iterator<Item = &'a DeadLetter> + 'a {
+        self.dead
+            .values()
+            .filter(|d| {
+                filter.id.is_none_or(|id| id == d.id)
+                    && filter.topic.as_ref().is_none_or(|t| *t == d.topic)
+                    && filter.older_than.is_none_or(|at| d.died_at < at)
+            })
+            .take(filter.limit.map_or(usize::MAX, |n| n as usize))
+    }
+
+    fn picked_ids(&self, filter: &DeadLetterFilter) -> Vec<i64> {
+        self.picked(filter).map(|d| d.id).collect()
+    }
 }
 
 impl MemoryStore {
@@ -197,14 +212,7 @@ impl QueueStore for MemoryStore {
         &'a self,
         filter: &'a DeadLetterFilter,
     ) -> StoreFuture<'a, Vec<DeadLetter>> {
-        let r = self.queue(|q| {
-            q.dead
-                .values()
-                .filter(|d| picks(filter, d))
-                .take(filter.limit.map_or(usize::MAX, |n| n as usize))
-                .cloned()
-                .collect()
-        });
+        let r = self.queue(|q| q.picked(filter).cloned().collect());
         Box::pin(async move { Ok(r) })
     }
 
@@ -215,13 +223,7 @@ impl QueueStore for MemoryStore {
         max_attempts: &'a (dyn Fn(&str) -> u32 + Sync),
     ) -> StoreFuture<'a, u64> {
         let r = self.queue(|q| {
-            let ids: Vec<i64> = q
-                .dead
-                .values()
-                .filter(|d| picks(filter, d))
-                .take(filter.limit.map_or(usize::MAX, |n| n as usize))
-                .map(|d| d.id)
-                .collect();
+            let ids = q.picked_ids(filter);
             for id in &ids {
                 let Some(d) = q.dead.remove(id) else { continue };
                 q.next_id += 1;
@@ -248,13 +250,7 @@ impl QueueStore for MemoryStore {
 
     fn purge<'a>(&'a self, filter: &'a DeadLetterFilter) -> StoreFuture<'a, u64> {
         let r = self.queue(|q| {
-            let ids: Vec<i64> = q
-                .dead
-                .values()
-                .filter(|d| picks(filter, d))
-                .take(filter.limit.map_or(usize::MAX, |n| n as usize))
-                .map(|d| d.id)
-                .collect();
+            let ids = q.picked_ids(filter);
             ids.iter().filter(|id| q.dead.remove(id).is_some()).count() as u64
         });
         Box::pin(async move { Ok(r) })

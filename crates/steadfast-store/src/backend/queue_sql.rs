@@ -72,11 +72,10 @@ impl QueueStatements {
         };
         let history_out = if pg { "history::text" } else { "history" };
         let skip_locked = if pg { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let filter = if pg {
-            "($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR topic = $2) AND ($3::bigint IS NULL OR died_at_ms < $3)"
-        } else {
-            "(?1 IS NULL OR id = ?1) AND (?2 IS NULL OR topic = ?2) AND (?3 IS NULL OR died_at_ms < ?3)"
-        };
+        // A missing filter field is NULL; the casts give PostgreSQL its parameters' types.
+        let filter = "(CAST($1 AS BIGINT) IS NULL OR id = $1)
+                      AND (CAST($2 AS TEXT) IS NULL OR topic = $2)
+                      AND (CAST($3 AS BIGINT) IS NULL OR died_at_ms < $3)";
         let exhausted =
             "topic = $1 AND leased AND visible_at_ms <= $2 AND attempts >= max_attempts";
         QueueStatements {
@@ -122,12 +121,11 @@ impl QueueStatements {
                 append(&param_json(5))
             )),
             delete: p("DELETE FROM queue_messages WHERE id = $1"),
-            dead_letters: format!(
+            dead_letters: p(&format!(
                 "SELECT id, message_id, topic, dedupe_key, payload, attempts, enqueued_at_ms,
                         died_at_ms, reason, {history_out}
-                 FROM dead_letters WHERE {filter} ORDER BY id LIMIT {}",
-                p("$4")
-            ),
+                 FROM dead_letters WHERE {filter} ORDER BY id LIMIT $4"
+            )),
             redrive: p("INSERT INTO queue_messages
                           (topic, dedupe_key, payload, max_attempts, visible_at_ms, enqueued_at_ms)
                         SELECT topic, dedupe_key, payload, $2, $3, enqueued_at_ms
@@ -135,35 +133,18 @@ impl QueueStatements {
                         ON CONFLICT (topic, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
                         RETURNING id"),
             delete_dead: p("DELETE FROM dead_letters WHERE id = $1"),
-            purge: format!(
+            purge: p(&format!(
                 "DELETE FROM dead_letters WHERE id IN
-                   (SELECT id FROM dead_letters WHERE {filter} ORDER BY id LIMIT {})",
-                p("$4")
-            ),
+                   (SELECT id FROM dead_letters WHERE {filter} ORDER BY id LIMIT $4)"
+            )),
             stats: p("SELECT topic,
                         SUM(CASE WHEN visible_at_ms <= $1 THEN 1 ELSE 0 END),
                         SUM(CASE WHEN visible_at_ms > $1 AND NOT leased THEN 1 ELSE 0 END),
                         SUM(CASE WHEN visible_at_ms > $1 AND leased THEN 1 ELSE 0 END)
-                      FROM queue_messages WHERE ($2 IS NULL OR topic = $2)
-                      GROUP BY topic ORDER BY topic")
-            .replace(
-                if pg { "($2 IS NULL" } else { "(?2 IS NULL" },
-                if pg {
-                    "($2::text IS NULL"
-                } else {
-                    "(?2 IS NULL"
-                },
-            ),
+                      FROM queue_messages WHERE (CAST($2 AS TEXT) IS NULL OR topic = $2)
+                      GROUP BY topic ORDER BY topic"),
             stats_dead: p("SELECT topic, COUNT(*) FROM dead_letters
-                           WHERE ($1 IS NULL OR topic = $1) GROUP BY topic")
-            .replace(
-                "($1 IS NULL",
-                if pg {
-                    "($1::text IS NULL"
-                } else {
-                    "(?1 IS NULL"
-                },
-            ),
+                           WHERE (CAST($1 AS TEXT) IS NULL OR topic = $1) GROUP BY topic"),
             no_limit: if pg { i64::MAX } else { -1 },
         }
     }

@@ -500,9 +500,19 @@ impl<S> std::fmt::Debug for Queue<S> {
 }
 
 struct Inner<S> {
-    store: S,
+    store: Arc<S>,
     policies: Policies,
     clock: Arc<dyn Clock>,
+}
+
+impl<S> Clone for Inner<S> {
+    fn clone(&self) -> Self {
+        Inner {
+            store: self.store.clone(),
+            policies: self.policies.clone(),
+            clock: self.clock.clone(),
+        }
+    }
 }
 
 impl<S: QueueStore> Queue<S> {
@@ -511,7 +521,7 @@ impl<S: QueueStore> Queue<S> {
     pub fn new(store: S) -> Self {
         Queue {
             inner: Arc::new(Inner {
-                store,
+                store: Arc::new(store),
                 policies: Policies::default(),
                 clock: Arc::new(SystemClock),
             }),
@@ -528,16 +538,12 @@ impl<S: QueueStore> Queue<S> {
         self.rebuild(|i| i.clock = Arc::new(clock))
     }
 
+    /// This queue with `f` applied to its settings (clones made before keep theirs).
     fn rebuild(self, f: impl FnOnce(&mut Inner<S>)) -> Self {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                f(&mut inner);
-                Queue {
-                    inner: Arc::new(inner),
-                }
-            }
-            // Shared already: configuration belongs before the first clone.
-            Err(inner) => Queue { inner },
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        f(&mut inner);
+        Queue {
+            inner: Arc::new(inner),
         }
     }
 
@@ -557,13 +563,7 @@ impl<S: QueueStore> Queue<S> {
 
     /// Deliveries a message of `topic` may have (its plan's `max_attempts`).
     pub fn max_attempts(&self, topic: &str) -> u32 {
-        self.inner
-            .policies
-            .resolve(topic)
-            .plan()
-            .retry()
-            .max_attempts()
-            .unwrap_or(u32::MAX)
+        deliveries(self.inner.policies.resolve(topic).plan())
     }
 
     /// The time limit of a handler for `topic`, if its plan has an attempt timeout.
@@ -583,13 +583,13 @@ impl<S: QueueStore> Queue<S> {
         payload: impl Into<Vec<u8>>,
         options: EnqueueOptions,
     ) -> Result<Enqueued, QueueError> {
-        self.plan(topic)?;
+        let max_attempts = deliveries(self.plan(topic)?);
         let now = self.now_ms();
         let message = NewMessage {
             topic: topic.to_owned(),
             dedupe_key: options.dedupe_key,
             payload: payload.into(),
-            max_attempts: self.max_attempts(topic).max(1),
+            max_attempts,
             visible_at_ms: options.not_before.map_or(now, to_ms),
             enqueued_at_ms: now,
         };
@@ -621,7 +621,7 @@ impl<S: QueueStore> Queue<S> {
     ) -> Result<Vec<Lease>, QueueError> {
         self.plan(topic)?;
         let now = self.now_ms();
-        let until = now.saturating_add(i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX));
+        let until = after(now, visibility);
         let leased = self.inner.store.lease(topic, n, now, until).await?;
         Ok(leased
             .into_iter()
@@ -649,9 +649,7 @@ impl<S: QueueStore> Queue<S> {
 
     /// Keeps the message hidden for `visibility` from now (a long handler).
     pub async fn extend(&self, lease: &mut Lease, visibility: Duration) -> Result<(), QueueError> {
-        let until = self
-            .now_ms()
-            .saturating_add(i64::try_from(visibility.as_millis()).unwrap_or(i64::MAX));
+        let until = after(self.now_ms(), visibility);
         if self
             .inner
             .store
@@ -687,7 +685,7 @@ impl<S: QueueStore> Queue<S> {
         };
         match delay {
             Some(delay) => {
-                let at = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                let at = after(now, delay);
                 if self.inner.store.retry_later(lease.id, &failure, at).await? {
                     Ok(Nacked::Retry { at: from_ms(at) })
                 } else {
@@ -730,7 +728,7 @@ impl<S: QueueStore> Queue<S> {
 
     /// Sends the dead letters `filter` names back to their topics, counters reset; how many.
     pub async fn redrive(&self, filter: &DeadLetterFilter) -> Result<u64, QueueError> {
-        let max = |topic: &str| self.max_attempts(topic).max(1);
+        let max = |topic: &str| self.max_attempts(topic);
         Ok(self
             .inner
             .store
@@ -754,6 +752,17 @@ impl<S: QueueStore> Queue<S> {
     pub async fn stats(&self, topic: Option<&str>) -> Result<Vec<TopicStats>, QueueError> {
         Ok(self.inner.store.stats(topic, self.now_ms()).await?)
     }
+}
+
+/// Deliveries a message under `plan` may have: its `max_attempts` (at least 1, validated),
+/// unbounded as `u32::MAX`.
+fn deliveries(plan: &steadfast::policy::Plan) -> u32 {
+    plan.retry().max_attempts().unwrap_or(u32::MAX)
+}
+
+/// `d` after `ms` (ms since the Unix epoch), saturating.
+fn after(ms: i64, d: Duration) -> i64 {
+    ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn lost(lease: &Lease) -> QueueError {

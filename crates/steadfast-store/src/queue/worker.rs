@@ -147,6 +147,8 @@ where
         let mut shutdown = std::pin::pin!(shutdown);
         let mut stopping = false;
         let mut first_error = None;
+        // The topic's plan, read once: the handler's time limit.
+        let timeout = self.queue.attempt_timeout(&self.topic);
         loop {
             if !stopping && running.len() < self.concurrency {
                 let room = u32::try_from(self.concurrency - running.len()).unwrap_or(u32::MAX);
@@ -157,7 +159,7 @@ where
                 {
                     Ok(leases) if !leases.is_empty() => {
                         for lease in leases {
-                            running.spawn(self.handle(lease));
+                            running.spawn(self.handle(lease, timeout));
                         }
                         continue;
                     }
@@ -195,14 +197,17 @@ where
     }
 
     /// Runs the handler on one lease, extending it meanwhile, and answers it.
-    fn handle(&self, mut lease: Lease) -> impl Future<Output = Result<Answer, QueueError>> + 'static
+    fn handle(
+        &self,
+        mut lease: Lease,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<Answer, QueueError>> + 'static
     where
         S: Clone,
     {
         let queue = self.queue.clone();
         let handler = self.handler.clone();
         let visibility = self.visibility;
-        let timeout = queue.attempt_timeout(&lease.topic);
         async move {
             let work = handler(lease.clone());
             let work = async move {
