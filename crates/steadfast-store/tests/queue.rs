@@ -198,6 +198,21 @@ async fn a_permanent_failure_dead_letters_at_once_and_redrive_resets_it() {
         q.ack(&again).await.unwrap();
         let stats = q.stats(Some(&t)).await.unwrap();
         assert!(stats.is_empty(), "{name}: {stats:?}");
+
+        // A dead letter whose dedupe key is live again stays dead on redrive.
+        let keyed = || EnqueueOptions::new().dedupe_key("row-8");
+        q.enqueue(&t, b"old".to_vec(), keyed()).await.unwrap();
+        let lease = q.lease(&t, 1, LEASE).await.unwrap().remove(0);
+        let Nacked::DeadLettered { id: dead } = q.nack(&lease, "bad", false).await.unwrap() else {
+            panic!("{name}: expected a dead letter");
+        };
+        q.enqueue(&t, b"new".to_vec(), keyed()).await.unwrap();
+        assert_eq!(
+            q.redrive(&DeadLetterFilter::id(dead)).await.unwrap(),
+            0,
+            "{name}"
+        );
+        assert!(q.dead_letter(dead).await.unwrap().is_some(), "{name}");
     }
 }
 

@@ -47,6 +47,28 @@ impl Messages {
         Some(self.next_dead)
     }
 
+    /// Stores a message: `(id, true)`, or the live message of its topic with its dedupe key
+    /// and `false`.
+    fn insert(&mut self, message: NewMessage) -> (i64, bool) {
+        if let Some(key) = &message.dedupe_key
+            && let Some((id, _)) = self.live.iter().find(|(_, m)| {
+                m.new.topic == message.topic && m.new.dedupe_key.as_ref() == Some(key)
+            })
+        {
+            return (*id, false);
+        }
+        self.next_id += 1;
+        let m = Message {
+            attempts: 0,
+            visible_at_ms: message.visible_at_ms,
+            leased: false,
+            history: Vec::new(),
+            new: message,
+        };
+        self.live.insert(self.next_id, m);
+        (self.next_id, true)
+    }
+
     fn leased_for(&mut self, id: i64, attempt: u32) -> Option<&mut Message> {
         self.live
             .get_mut(&id)
@@ -84,25 +106,7 @@ impl MemoryStore {
 
 impl QueueStore for MemoryStore {
     fn enqueue<'a>(&'a self, message: &'a NewMessage) -> StoreFuture<'a, (i64, bool)> {
-        let r = self.queue(|q| {
-            if let Some(key) = &message.dedupe_key
-                && let Some((id, _)) = q.live.iter().find(|(_, m)| {
-                    m.new.topic == message.topic && m.new.dedupe_key.as_ref() == Some(key)
-                })
-            {
-                return (*id, false);
-            }
-            q.next_id += 1;
-            let m = Message {
-                new: message.clone(),
-                attempts: 0,
-                visible_at_ms: message.visible_at_ms,
-                leased: false,
-                history: Vec::new(),
-            };
-            q.live.insert(q.next_id, m);
-            (q.next_id, true)
-        });
+        let r = self.queue(|q| q.insert(message.clone()));
         Box::pin(async move { Ok(r) })
     }
 
@@ -223,27 +227,24 @@ impl QueueStore for MemoryStore {
         max_attempts: &'a (dyn Fn(&str) -> u32 + Sync),
     ) -> StoreFuture<'a, u64> {
         let r = self.queue(|q| {
-            let ids = q.picked_ids(filter);
-            for id in &ids {
-                let Some(d) = q.dead.remove(id) else { continue };
-                q.next_id += 1;
-                let m = Message {
-                    new: NewMessage {
-                        max_attempts: max_attempts(&d.topic),
-                        topic: d.topic,
-                        dedupe_key: d.dedupe_key,
-                        payload: d.payload,
-                        visible_at_ms: now_ms,
-                        enqueued_at_ms: to_ms(d.enqueued_at),
-                    },
-                    attempts: 0,
+            let mut moved = 0;
+            for id in q.picked_ids(filter) {
+                let Some(d) = q.dead.get(&id) else { continue };
+                let message = NewMessage {
+                    max_attempts: max_attempts(&d.topic),
+                    topic: d.topic.clone(),
+                    dedupe_key: d.dedupe_key.clone(),
+                    payload: d.payload.clone(),
                     visible_at_ms: now_ms,
-                    leased: false,
-                    history: Vec::new(),
+                    enqueued_at_ms: to_ms(d.enqueued_at),
                 };
-                q.live.insert(q.next_id, m);
+                // A live message with its dedupe key: it stays a dead letter.
+                if q.insert(message).1 {
+                    q.dead.remove(&id);
+                    moved += 1;
+                }
             }
-            ids.len() as u64
+            moved
         });
         Box::pin(async move { Ok(r) })
     }
