@@ -91,8 +91,9 @@ impl Policy {
         }
     }
 
-    fn budget(mut self, b: BudgetOptions) -> Self {
-        self.budget = Some(b);
+    /// With the budget `kind` names ([`BUDGETS`]), at its default parameters.
+    fn budget(mut self, kind: &str) -> Self {
+        self.budget = budget_named(kind);
         self
     }
 }
@@ -195,7 +196,7 @@ fn scenario(name: &str) -> anyhow::Result<Vec<Run>> {
                 warmup: Duration::ZERO,
                 scale: 1,
             };
-            let ratio = Policy::attempts(3).budget(BudgetOptions::ratio_default());
+            let ratio = Policy::attempts(3).budget("ratio");
             // The ratio budget's bound, 1 + 20 % + 10/s ÷ 1 000/s = 1.21, assumes exactly
             // 1 000 calls a second; this run has them, the Poisson one has 1 000 on average.
             let mut paced = run("ratio-paced", ratio.clone());
@@ -204,37 +205,21 @@ fn scenario(name: &str) -> anyhow::Result<Vec<Run>> {
                 run("no-budget", Policy::attempts(3)),
                 run("ratio", ratio),
                 paced,
-                run(
-                    "token-bucket",
-                    Policy::attempts(3).budget(BudgetOptions::token_bucket(10.0, 0.1)),
-                ),
-                run(
-                    "quota",
-                    Policy::attempts(3).budget(BudgetOptions::quota(500, 5, 10)),
-                ),
+                run("token-bucket", Policy::attempts(3).budget("token-bucket")),
+                run("quota", Policy::attempts(3).budget("quota")),
             ]
         }
         // Independent failures of 1 % and 5 %: no budget may get in the way.
         "easy" => {
-            let budgets = [
-                ("no-budget", None),
-                ("ratio", Some(BudgetOptions::ratio_default())),
-                ("token-bucket", Some(BudgetOptions::token_bucket(10.0, 0.1))),
-                ("quota", Some(BudgetOptions::quota(500, 5, 10))),
-                ("concurrency", Some(BudgetOptions::concurrency(3, 0.2))),
-                ("adaptive", Some(BudgetOptions::adaptive(2.0))),
-            ];
             let mut runs = Vec::new();
             for p in [1u32, 5] {
                 let mut dep = Dependency::lognormal(2.0, 0.4);
                 dep.failure = f64::from(p) / 100.0;
-                for (name, budget) in &budgets {
-                    let mut policy = Policy::attempts(3);
-                    policy.budget = budget.clone();
+                for name in std::iter::once("no-budget").chain(BUDGETS) {
                     runs.push(Run {
                         name: format!("easy-{p}%/{name}"),
                         dependency: dep.clone(),
-                        policy,
+                        policy: Policy::attempts(3).budget(name),
                         rate: 1000.0,
                         arrivals: Arrivals::Poisson,
                         duration: Duration::from_secs(30),
@@ -261,10 +246,7 @@ fn scenario(name: &str) -> anyhow::Result<Vec<Run>> {
             };
             vec![
                 run("no-throttle", Policy::attempts(1)),
-                run(
-                    "adaptive-k2",
-                    Policy::attempts(1).budget(BudgetOptions::adaptive(2.0)),
-                ),
+                run("adaptive-k2", Policy::attempts(1).budget("adaptive")),
             ]
         }
         other => bail!(
@@ -616,7 +598,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "pP|DELAY")]
     hedge: Option<String>,
     /// The plan by flags: a budget with its default parameters.
-    #[arg(long, value_name = "KIND", value_parser = clap::builder::PossibleValuesParser::new(["token-bucket", "ratio", "quota", "concurrency", "adaptive"]))]
+    #[arg(long, value_name = "KIND", value_parser = clap::builder::PossibleValuesParser::new(BUDGETS))]
     budget: Option<String>,
 
     /// Calls a second.
@@ -666,15 +648,19 @@ fn parse_span(text: &str) -> Result<(Duration, Duration), String> {
     Ok((from, to))
 }
 
-/// The budget a `--budget` kind names, with its default parameters.
-fn budget_named(kind: &str) -> BudgetOptions {
-    match kind {
+/// The budgets scenarios and `--budget` name.
+const BUDGETS: [&str; 5] = ["ratio", "token-bucket", "quota", "concurrency", "adaptive"];
+
+/// The budget `kind` names, with its default parameters (`None`: not one of [`BUDGETS`]).
+fn budget_named(kind: &str) -> Option<BudgetOptions> {
+    Some(match kind {
+        "ratio" => BudgetOptions::ratio_default(),
         "token-bucket" => BudgetOptions::token_bucket(10.0, 0.1),
         "quota" => BudgetOptions::quota(500, 5, 10),
         "concurrency" => BudgetOptions::concurrency(3, 0.2),
         "adaptive" => BudgetOptions::adaptive(2.0),
-        _ => BudgetOptions::ratio_default(),
-    }
+        _ => return None,
+    })
 }
 
 /// Time runs stretched when latencies are too short for tokio's millisecond timer, unless a
@@ -725,7 +711,7 @@ fn custom(args: &Args) -> anyhow::Result<Vec<Run>> {
                     })?),
                 }),
             };
-            policy.budget = args.budget.as_deref().map(budget_named);
+            policy.budget = args.budget.as_deref().and_then(budget_named);
             ("flags".to_owned(), policy)
         }
     };
