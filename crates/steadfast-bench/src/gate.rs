@@ -13,7 +13,7 @@ use tokio::runtime::Runtime;
 use crate::Runner;
 
 /// The URL of the PostgreSQL the postgres scenario uses.
-const POSTGRES_URL: [&str; 2] = [
+pub(crate) const POSTGRES_URL: [&str; 2] = [
     "STEADFAST_BENCH_POSTGRES_URL",
     "STEADFAST_TEST_POSTGRES_URL",
 ];
@@ -28,7 +28,7 @@ fn options() -> GateOptions {
 }
 
 /// A runtime of the gate's own: sqlx needs the IO driver the shared runtime leaves out.
-fn io_runtime() -> Runtime {
+pub(crate) fn io_runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -36,10 +36,10 @@ fn io_runtime() -> Runtime {
 }
 
 /// A database file removed (with its WAL) when the runner is dropped.
-struct TempDb(PathBuf);
+pub(crate) struct TempDb(pub(crate) PathBuf);
 
 impl TempDb {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "steadfast-bench-{}-{}.db",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 /// The scenarios of the comparison.
-pub const SCENARIOS: [Scenario; 10] = [
+pub const SCENARIOS: [Scenario; 12] = [
     Scenario::FirstTrySuccess,
     Scenario::TwoFailuresThenSuccess,
     Scenario::BackoffSchedule,
@@ -24,6 +24,8 @@ pub const SCENARIOS: [Scenario; 10] = [
     Scenario::Pipeline5,
     Scenario::GateSqlite,
     Scenario::GatePostgres,
+    Scenario::QueueSqlite,
+    Scenario::QueuePostgres,
 ];
 
 /// What is measured.
@@ -50,6 +52,11 @@ pub enum Scenario {
     GateSqlite,
     /// The same on PostgreSQL, 16 targets at once (needs `STEADFAST_TEST_POSTGRES_URL`).
     GatePostgres,
+    /// The durable queue on a SQLite file: each message enqueued (in batches), leased and
+    /// acked by 4 workers; a call is one message.
+    QueueSqlite,
+    /// The same on PostgreSQL (needs `STEADFAST_TEST_POSTGRES_URL`).
+    QueuePostgres,
 }
 
 impl Scenario {
@@ -66,6 +73,8 @@ impl Scenario {
             Scenario::Pipeline5 => "pipeline-5",
             Scenario::GateSqlite => "gate-sqlite",
             Scenario::GatePostgres => "gate-postgres",
+            Scenario::QueueSqlite => "queue-sqlite",
+            Scenario::QueuePostgres => "queue-postgres",
         }
     }
 
@@ -79,6 +88,16 @@ impl Scenario {
             Scenario::BreakerClosed | Scenario::BreakerContended => 50_000,
             Scenario::Pipeline5 => 20_000,
             Scenario::GateSqlite | Scenario::GatePostgres => 20_000,
+            Scenario::QueueSqlite | Scenario::QueuePostgres => 20_000,
+        }
+    }
+
+    /// Calls per measured round at least: a throughput scenario's rounds are long enough
+    /// that starting and stopping its workers does not count.
+    pub fn min_iters(self) -> u64 {
+        match self {
+            Scenario::QueueSqlite | Scenario::QueuePostgres => 10_000,
+            _ => 10,
         }
     }
 }
@@ -185,6 +204,7 @@ macro_rules! call_runner {
 
 mod breaker;
 mod gate;
+mod queue;
 
 /// Every implementation of `scenario`, the baseline first (steadfast, or the bare engine in
 /// the executor scenarios), set up inside `rt` (some peers take its clock).
@@ -198,6 +218,8 @@ pub fn runners(rt: &Runtime, scenario: Scenario) -> Vec<Runner> {
         Scenario::Pipeline5 => breaker::pipeline(),
         Scenario::GateSqlite => gate::sqlite(),
         Scenario::GatePostgres => gate::postgres(),
+        Scenario::QueueSqlite => queue::sqlite(),
+        Scenario::QueuePostgres => queue::postgres(),
         _ => call_runners(scenario),
     }
 }

@@ -400,3 +400,50 @@ async fn a_worker_shut_down_mid_stream_loses_nothing() {
         assert_eq!(rest.leases_lost + report.leases_lost, 0, "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_batch_enqueues_in_order_and_acks_only_the_leases_still_held() {
+    for s in queue_subjects().await {
+        let name = s.name;
+        let clock = ManualClock::at(minute(0));
+        let q = queue(&s.store, 3, &clock);
+        let t = topic("Batch");
+        let held = q
+            .enqueue(&t, b"k".to_vec(), EnqueueOptions::new().dedupe_key("k"))
+            .await
+            .unwrap()
+            .id();
+        // Plain and keyed messages together; a key already live is a duplicate.
+        let items = [
+            (b"a".to_vec(), EnqueueOptions::new()),
+            (b"k2".to_vec(), EnqueueOptions::new().dedupe_key("k")),
+            (b"b".to_vec(), EnqueueOptions::new()),
+            (b"c".to_vec(), EnqueueOptions::new().dedupe_key("c")),
+        ];
+        let done = q.enqueue_many(&t, items).await.unwrap();
+        assert_eq!(done.len(), 4, "{name}");
+        assert!(matches!(done[0], Enqueued::New(_)), "{name}: {done:?}");
+        assert_eq!(done[1], Enqueued::Duplicate(held), "{name}");
+        assert!(matches!(done[3], Enqueued::New(_)), "{name}: {done:?}");
+        assert!(done[0].id() < done[2].id(), "{name}: ids in order");
+
+        let mut leases = q.lease(&t, 10, LEASE).await.unwrap();
+        let by_id = |id: i64| leases.iter().find(|l| l.id == id).unwrap().payload.clone();
+        assert_eq!(by_id(done[0].id()), b"a", "{name}");
+        assert_eq!(by_id(done[2].id()), b"b", "{name}");
+        assert_eq!(by_id(done[3].id()), b"c", "{name}");
+        assert_eq!(leases.len(), 4, "{name}");
+
+        // One lease expires and goes to another delivery: its old lease is not acked.
+        let stale = leases.remove(0);
+        clock.advance(LEASE + Duration::from_secs(1));
+        let again = q.lease(&t, 10, LEASE).await.unwrap();
+        assert_eq!(again.len(), 4, "{name}: every lease expired");
+        let mut answers = vec![stale];
+        answers.extend(again);
+        let acked = q.ack_many(&answers).await.unwrap();
+        assert_eq!(acked, [false, true, true, true, true], "{name}");
+        assert!(q.stats(Some(&t)).await.unwrap().is_empty(), "{name}");
+        assert!(q.ack_many(&[]).await.unwrap().is_empty(), "{name}");
+    }
+}

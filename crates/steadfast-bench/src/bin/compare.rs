@@ -56,18 +56,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// How many calls make a round of about `target` for this runner (at most `max`): some peers
+/// How many calls make a round of about `target` for this runner (within `min..=max`): some peers
 /// sleep on a zero delay, which waits for the timer's next millisecond tick, so per-call costs
 /// differ by 10 000×.
 fn calibrate(
     run: &mut dyn FnMut(&tokio::runtime::Runtime, u64) -> std::time::Duration,
     rt: &tokio::runtime::Runtime,
     target: std::time::Duration,
-    max: u64,
+    (min, max): (u64, u64),
 ) -> u64 {
     let probe = 10;
     let per_call = run(rt, probe).as_nanos().max(1) as u64 / probe;
-    (target.as_nanos() as u64 / per_call.max(1)).clamp(probe, max)
+    (target.as_nanos() as u64 / per_call.max(1)).clamp(min.max(probe), max)
 }
 
 fn measure(scenario: Scenario, rounds: usize, target: std::time::Duration) -> Vec<Row> {
@@ -77,8 +77,18 @@ fn measure(scenario: Scenario, rounds: usize, target: std::time::Duration) -> Ve
         .iter_mut()
         .map(|r| {
             // Warm up (lazy statics, the runtime's timer, caches), then size the rounds.
-            calibrate(&mut r.run, &rt, target / 10, scenario.iters());
-            calibrate(&mut r.run, &rt, target, scenario.iters())
+            calibrate(
+                &mut r.run,
+                &rt,
+                target / 10,
+                (scenario.min_iters(), scenario.iters()),
+            );
+            calibrate(
+                &mut r.run,
+                &rt,
+                target,
+                (scenario.min_iters(), scenario.iters()),
+            )
         })
         .collect();
     // Allocations: one dedicated round each.

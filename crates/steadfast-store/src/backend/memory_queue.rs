@@ -105,8 +105,8 @@ impl MemoryStore {
 }
 
 impl QueueStore for MemoryStore {
-    fn enqueue<'a>(&'a self, message: &'a NewMessage) -> StoreFuture<'a, (i64, bool)> {
-        let r = self.queue(|q| q.insert(message.clone()));
+    fn enqueue<'a>(&'a self, messages: &'a [NewMessage]) -> StoreFuture<'a, Vec<(i64, bool)>> {
+        let r = self.queue(|q| messages.iter().map(|m| q.insert(m.clone())).collect());
         Box::pin(async move { Ok(r) })
     }
 
@@ -163,8 +163,16 @@ impl QueueStore for MemoryStore {
         Box::pin(async move { Ok(r) })
     }
 
-    fn ack(&self, id: i64, attempt: u32) -> StoreFuture<'_, bool> {
-        let r = self.queue(|q| q.leased_for(id, attempt).is_some() && q.live.remove(&id).is_some());
+    fn ack<'a>(&'a self, leases: &'a [(i64, u32)]) -> StoreFuture<'a, Vec<(i64, u32)>> {
+        let r = self.queue(|q| {
+            leases
+                .iter()
+                .filter(|&&(id, attempt)| {
+                    q.leased_for(id, attempt).is_some() && q.live.remove(&id).is_some()
+                })
+                .copied()
+                .collect()
+        });
         Box::pin(async move { Ok(r) })
     }
 

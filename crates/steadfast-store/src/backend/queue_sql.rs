@@ -7,6 +7,10 @@
 
 use super::sql::Dialect;
 
+/// Rows one batched statement carries at most (6 parameters each: PostgreSQL takes 65 535,
+/// SQLite 32 766).
+pub(crate) const ROWS_PER_INSERT: usize = 1000;
+
 /// Every statement of the queue, in a dialect.
 #[derive(Debug)]
 pub(crate) struct QueueStatements {
@@ -15,7 +19,6 @@ pub(crate) struct QueueStatements {
     pub(crate) bury_expired: String,
     pub(crate) delete_expired: String,
     pub(crate) lease: String,
-    pub(crate) ack: String,
     pub(crate) extend: String,
     pub(crate) retry_later: String,
     pub(crate) bury: String,
@@ -104,7 +107,6 @@ impl QueueStatements {
                  RETURNING id, topic, dedupe_key, payload, attempts, max_attempts, enqueued_at_ms",
                 append(&expired)
             )),
-            ack: p("DELETE FROM queue_messages WHERE id = $1 AND attempts = $2 AND leased"),
             extend: p("UPDATE queue_messages SET visible_at_ms = $3
                        WHERE id = $1 AND attempts = $2 AND leased"),
             retry_later: p(&format!(
@@ -153,7 +155,7 @@ impl QueueStatements {
 /// Implements `QueueStore` for `$store` (which has `pool`, `queue_sql` and `begin_write`,
 /// opening a write transaction).
 macro_rules! sql_queue_store {
-    ($store:ty) => {
+    ($store:ty, $db:ty) => {
         impl $store {
             fn dead_letter_args(
                 filter: &$crate::queue::DeadLetterFilter,
@@ -168,41 +170,97 @@ macro_rules! sql_queue_store {
             }
         }
 
+        impl $store {
+            /// Inserts `m` (which has a dedupe key) or finds the live message holding its
+            /// key. Under PostgreSQL each statement sees the latest commits, so a holder
+            /// acked between the two frees the key: insert once more.
+            async fn enqueue_keyed(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                m: &$crate::queue::NewMessage,
+            ) -> Result<(i64, bool), $crate::StoreError> {
+                let q = &self.queue_sql;
+                for _ in 0..3 {
+                    let id: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(&*q.insert))
+                        .bind(&m.topic)
+                        .bind(&m.dedupe_key)
+                        .bind(&m.payload)
+                        .bind(i64::from(m.max_attempts))
+                        .bind(m.visible_at_ms)
+                        .bind(m.enqueued_at_ms)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    if let Some((id,)) = id {
+                        return Ok((id, true));
+                    }
+                    let found: Option<(i64,)> =
+                        sqlx::query_as(sqlx::AssertSqlSafe(&*q.find_dedupe))
+                            .bind(&m.topic)
+                            .bind(&m.dedupe_key)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                    if let Some((id,)) = found {
+                        return Ok((id, false));
+                    }
+                }
+                Err($crate::StoreError::Batch(
+                    "the dedupe key kept being freed and taken".into(),
+                ))
+            }
+        }
+
         impl $crate::queue::QueueStore for $store {
             fn enqueue<'a>(
                 &'a self,
-                m: &'a $crate::queue::NewMessage,
-            ) -> $crate::backend::StoreFuture<'a, (i64, bool)> {
+                messages: &'a [$crate::queue::NewMessage],
+            ) -> $crate::backend::StoreFuture<'a, Vec<(i64, bool)>> {
                 Box::pin(async move {
-                    let q = &self.queue_sql;
-                    // A dedupe key whose message is acked between the insert and the find
-                    // is free again: insert once more.
-                    for _ in 0..3 {
-                        let id: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(&*q.insert))
-                            .bind(&m.topic)
-                            .bind(&m.dedupe_key)
-                            .bind(&m.payload)
-                            .bind(i64::from(m.max_attempts))
-                            .bind(m.visible_at_ms)
-                            .bind(m.enqueued_at_ms)
-                            .fetch_optional(&self.pool)
-                            .await?;
-                        if let Some((id,)) = id {
-                            return Ok((id, true));
+                    let mut out = vec![(0, false); messages.len()];
+                    let mut tx = self.begin_write().await?;
+                    // Without a dedupe key: one multi-row insert per chunk. Its ids rise in
+                    // the order of the rows (one statement draws them in order), so sorted
+                    // they match the chunk.
+                    let plain: Vec<usize> = (0..messages.len())
+                        .filter(|&i| messages[i].dedupe_key.is_none())
+                        .collect();
+                    for chunk in plain.chunks(ROWS_PER_INSERT) {
+                        let mut insert = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO queue_messages (topic, dedupe_key, payload, \
+                             max_attempts, visible_at_ms, enqueued_at_ms) ",
+                        );
+                        insert.push_values(chunk, |mut row, &i| {
+                            let m = &messages[i];
+                            row.push_bind(m.topic.clone())
+                                .push_bind(None::<String>)
+                                .push_bind(m.payload.clone())
+                                .push_bind(i64::from(m.max_attempts))
+                                .push_bind(m.visible_at_ms)
+                                .push_bind(m.enqueued_at_ms);
+                        });
+                        insert.push(" RETURNING id");
+                        let mut ids: Vec<(i64,)> =
+                            insert.build_query_as().fetch_all(&mut *tx).await?;
+                        ids.sort_unstable();
+                        if ids.len() != chunk.len() {
+                            return Err($crate::StoreError::Batch(format!(
+                                "{} of {} messages were stored",
+                                ids.len(),
+                                chunk.len()
+                            )));
                         }
-                        let found: Option<(i64,)> =
-                            sqlx::query_as(sqlx::AssertSqlSafe(&*q.find_dedupe))
-                                .bind(&m.topic)
-                                .bind(&m.dedupe_key)
-                                .fetch_optional(&self.pool)
-                                .await?;
-                        if let Some((id,)) = found {
-                            return Ok((id, false));
+                        for (&i, (id,)) in chunk.iter().zip(ids) {
+                            out[i] = (id, true);
                         }
                     }
-                    Err($crate::StoreError::Batch(
-                        "the dedupe key kept being freed and taken".into(),
-                    ))
+                    // With one: insert, or find the live message that holds it.
+                    for (i, m) in messages.iter().enumerate() {
+                        if m.dedupe_key.is_none() {
+                            continue;
+                        }
+                        out[i] = self.enqueue_keyed(&mut tx, m).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(out)
                 })
             }
 
@@ -256,14 +314,29 @@ macro_rules! sql_queue_store {
                 })
             }
 
-            fn ack(&self, id: i64, attempt: u32) -> $crate::backend::StoreFuture<'_, bool> {
+            fn ack<'a>(
+                &'a self,
+                leases: &'a [(i64, u32)],
+            ) -> $crate::backend::StoreFuture<'a, Vec<(i64, u32)>> {
                 Box::pin(async move {
-                    let done = sqlx::query(sqlx::AssertSqlSafe(&*self.queue_sql.ack))
-                        .bind(id)
-                        .bind(i64::from(attempt))
-                        .execute(&self.pool)
-                        .await?;
-                    Ok(done.rows_affected() == 1)
+                    let mut acked = Vec::with_capacity(leases.len());
+                    let mut tx = self.begin_write().await?;
+                    for chunk in leases.chunks(ROWS_PER_INSERT) {
+                        let mut delete = sqlx::QueryBuilder::<$db>::new(
+                            "DELETE FROM queue_messages WHERE leased AND (id, attempts) IN (",
+                        );
+                        delete.push_values(chunk, |mut row, &(id, attempt)| {
+                            row.push_bind(id).push_bind(i64::from(attempt));
+                        });
+                        delete.push(") RETURNING id, attempts");
+                        let rows: Vec<(i64, i64)> =
+                            delete.build_query_as().fetch_all(&mut *tx).await?;
+                        acked.extend(rows.into_iter().map(|(id, attempts)| {
+                            (id, u32::try_from(attempts).unwrap_or(u32::MAX))
+                        }));
+                    }
+                    tx.commit().await?;
+                    Ok(acked)
                 })
             }
 

@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::queue_sql::{QueueStatements, sql_queue_store};
+use super::queue_sql::{QueueStatements, ROWS_PER_INSERT, sql_queue_store};
 use super::sql::{Dialect, Statements, sql_gate_store};
 use super::{Filter, GateStore, StoreFuture};
 use crate::StoreError;
@@ -302,7 +302,7 @@ async fn run_batch(conn: &mut SqliteConnection, sql: &Statements, batch: &mut Ve
 }
 
 sql_gate_store!(SqliteStore, sqlx::Sqlite);
-sql_queue_store!(SqliteStore);
+sql_queue_store!(SqliteStore, sqlx::Sqlite);
 
 impl SqliteStore {
     /// A transaction holding the write lock from its start (no upgrade deadlock).

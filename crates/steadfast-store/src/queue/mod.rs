@@ -307,8 +307,9 @@ pub struct Leased {
 /// message is still leased for that delivery, so a consumer whose lease expired changes
 /// nothing. Each method is one transaction.
 pub trait QueueStore: Send + Sync + 'static {
-    /// Stores a message; `(id, true)`, or the live message with its dedupe key and `false`.
-    fn enqueue<'a>(&'a self, message: &'a NewMessage) -> StoreFuture<'a, (i64, bool)>;
+    /// Stores the messages (one transaction); for each, in order, `(id, true)`, or the live
+    /// message of its topic with its dedupe key and `false`.
+    fn enqueue<'a>(&'a self, messages: &'a [NewMessage]) -> StoreFuture<'a, Vec<(i64, bool)>>;
 
     /// Leases up to `n` of `topic`'s messages visible at `now_ms` (oldest first) until
     /// `until_ms`, counting a delivery each. A message whose lease expired first gets a
@@ -322,8 +323,9 @@ pub trait QueueStore: Send + Sync + 'static {
         until_ms: i64,
     ) -> StoreFuture<'a, Vec<Leased>>;
 
-    /// Removes the message if still leased for `attempt`.
-    fn ack(&self, id: i64, attempt: u32) -> StoreFuture<'_, bool>;
+    /// Removes each message `(id, attempt)` names if still leased for that delivery (one
+    /// transaction); the pairs that were.
+    fn ack<'a>(&'a self, leases: &'a [(i64, u32)]) -> StoreFuture<'a, Vec<(i64, u32)>>;
 
     /// Extends the lease for `attempt` to `until_ms`.
     fn extend(&self, id: i64, attempt: u32, until_ms: i64) -> StoreFuture<'_, bool>;
@@ -367,8 +369,8 @@ pub trait QueueStore: Send + Sync + 'static {
 }
 
 impl<S: QueueStore + ?Sized> QueueStore for Arc<S> {
-    fn enqueue<'a>(&'a self, message: &'a NewMessage) -> StoreFuture<'a, (i64, bool)> {
-        (**self).enqueue(message)
+    fn enqueue<'a>(&'a self, messages: &'a [NewMessage]) -> StoreFuture<'a, Vec<(i64, bool)>> {
+        (**self).enqueue(messages)
     }
     fn lease<'a>(
         &'a self,
@@ -379,8 +381,8 @@ impl<S: QueueStore + ?Sized> QueueStore for Arc<S> {
     ) -> StoreFuture<'a, Vec<Leased>> {
         (**self).lease(topic, n, now_ms, until_ms)
     }
-    fn ack(&self, id: i64, attempt: u32) -> StoreFuture<'_, bool> {
-        (**self).ack(id, attempt)
+    fn ack<'a>(&'a self, leases: &'a [(i64, u32)]) -> StoreFuture<'a, Vec<(i64, u32)>> {
+        (**self).ack(leases)
     }
     fn extend(&self, id: i64, attempt: u32, until_ms: i64) -> StoreFuture<'_, bool> {
         (**self).extend(id, attempt, until_ms)
@@ -583,22 +585,67 @@ impl<S: QueueStore> Queue<S> {
         payload: impl Into<Vec<u8>>,
         options: EnqueueOptions,
     ) -> Result<Enqueued, QueueError> {
+        let mut done = self.enqueue_many(topic, [(payload, options)]).await?;
+        done.pop()
+            .ok_or_else(|| StoreError::Batch("the store answered no enqueue".into()).into())
+    }
+
+    /// Stores several messages for `topic` in one transaction (one round trip for those
+    /// without a dedupe key); what each enqueue did, in order.
+    ///
+    /// ```
+    /// use steadfast_store::queue::{EnqueueOptions, Queue};
+    /// use steadfast_store::MemoryStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let queue = Queue::new(MemoryStore::new());
+    /// let done = queue
+    ///     .enqueue_many("emails.Send", (0..3).map(|i| (vec![i], EnqueueOptions::new())))
+    ///     .await?;
+    /// assert_eq!(done.len(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_many<P: Into<Vec<u8>>>(
+        &self,
+        topic: &str,
+        messages: impl IntoIterator<Item = (P, EnqueueOptions)>,
+    ) -> Result<Vec<Enqueued>, QueueError> {
         let max_attempts = deliveries(self.plan(topic)?);
         let now = self.now_ms();
-        let message = NewMessage {
-            topic: topic.to_owned(),
-            dedupe_key: options.dedupe_key,
-            payload: payload.into(),
-            max_attempts,
-            visible_at_ms: options.not_before.map_or(now, to_ms),
-            enqueued_at_ms: now,
-        };
-        let (id, new) = self.inner.store.enqueue(&message).await?;
-        Ok(if new {
-            Enqueued::New(id)
-        } else {
-            Enqueued::Duplicate(id)
-        })
+        let messages: Vec<NewMessage> = messages
+            .into_iter()
+            .map(|(payload, options)| NewMessage {
+                topic: topic.to_owned(),
+                dedupe_key: options.dedupe_key,
+                payload: payload.into(),
+                max_attempts,
+                visible_at_ms: options.not_before.map_or(now, to_ms),
+                enqueued_at_ms: now,
+            })
+            .collect();
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let done = self.inner.store.enqueue(&messages).await?;
+        if done.len() != messages.len() {
+            return Err(StoreError::Batch(format!(
+                "the store answered {} of {} enqueues",
+                done.len(),
+                messages.len()
+            ))
+            .into());
+        }
+        Ok(done
+            .into_iter()
+            .map(|(id, new)| {
+                if new {
+                    Enqueued::New(id)
+                } else {
+                    Enqueued::Duplicate(id)
+                }
+            })
+            .collect())
     }
 
     /// Stores `value` as JSON for `topic`.
@@ -640,11 +687,37 @@ impl<S: QueueStore> Queue<S> {
 
     /// Done: removes the message.
     pub async fn ack(&self, lease: &Lease) -> Result<(), QueueError> {
-        if self.inner.store.ack(lease.id, lease.attempt).await? {
+        if self.ack_many(std::slice::from_ref(lease)).await?[0] {
             Ok(())
         } else {
             Err(lost(lease))
         }
+    }
+
+    /// Acks several leases in one transaction: for each, in order, `true` if it was acked,
+    /// `false` if its lease was lost (it expired and the message went to another delivery).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast_store::queue::{EnqueueOptions, Queue};
+    /// use steadfast_store::MemoryStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let queue = Queue::new(MemoryStore::new());
+    /// queue.enqueue_many("emails.Send", (0..3).map(|i| (vec![i], EnqueueOptions::new()))).await?;
+    /// let leases = queue.lease("emails.Send", 10, Duration::from_secs(30)).await?;
+    /// assert_eq!(queue.ack_many(&leases).await?, [true, true, true]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn ack_many(&self, leases: &[Lease]) -> Result<Vec<bool>, QueueError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let named: Vec<(i64, u32)> = leases.iter().map(|l| (l.id, l.attempt)).collect();
+        let acked: std::collections::HashSet<(i64, u32)> =
+            self.inner.store.ack(&named).await?.into_iter().collect();
+        Ok(named.iter().map(|l| acked.contains(l)).collect())
     }
 
     /// Keeps the message hidden for `visibility` from now (a long handler).

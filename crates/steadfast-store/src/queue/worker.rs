@@ -49,7 +49,8 @@ pub struct WorkerReport {
 
 /// Runs `handler` on `topic`'s messages: up to `concurrency` at once, leased in batches,
 /// each lease extended while its handler runs, and each handler under the topic's attempt
-/// timeout (a timeout is a retryable failure).
+/// timeout (a timeout is a retryable failure). Handlers that finish together are acked in
+/// one transaction.
 ///
 /// [`run`](Self::run) stops leasing when `shutdown` completes, lets the handlers in flight
 /// finish and answers each (ack or nack), then returns: nothing leased is left behind.
@@ -147,9 +148,29 @@ where
         let mut shutdown = std::pin::pin!(shutdown);
         let mut stopping = false;
         let mut first_error = None;
+        // Handlers that finished: acked together, one transaction per round.
+        let mut done: Vec<Lease> = Vec::new();
         // The topic's plan, read once: the handler's time limit.
         let timeout = self.queue.attempt_timeout(&self.topic);
         loop {
+            if !done.is_empty() {
+                match self.queue.ack_many(&done).await {
+                    Ok(acked) => {
+                        for ok in acked {
+                            if ok {
+                                report.acked += 1;
+                            } else {
+                                report.leases_lost += 1;
+                            }
+                        }
+                    }
+                    // Not acked: the leases expire and the messages come back (at least once).
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                done.clear();
+            }
             if !stopping && running.len() < self.concurrency {
                 let room = u32::try_from(self.concurrency - running.len()).unwrap_or(u32::MAX);
                 match self
@@ -173,17 +194,23 @@ where
             if stopping && running.is_empty() {
                 break;
             }
+            let mut finished = |joined: Option<Result<Result<Answer, QueueError>, _>>| match joined
+            {
+                Some(Ok(Ok(Answer::Succeeded(lease)))) => done.push(lease),
+                Some(Ok(Ok(answer))) => answer.count(&mut report),
+                Some(Ok(Err(e))) => {
+                    first_error.get_or_insert(e);
+                }
+                // The handler panicked: its lease expires and the message comes back (counted
+                // as an attempt).
+                Some(Err(_)) | None => {}
+            };
             tokio::select! {
-                done = running.join_next(), if !running.is_empty() => {
-                    match done {
-                        Some(Ok(Ok(answer))) => answer.count(&mut report),
-                        Some(Ok(Err(e))) => { first_error.get_or_insert(e); }
-                        Some(Err(join)) => {
-                            // The handler panicked: its lease expires and the message comes
-                            // back (counted as an attempt).
-                            let _ = join;
-                        }
-                        None => {}
+                joined = running.join_next(), if !running.is_empty() => {
+                    finished(joined);
+                    // And whatever else finished meanwhile, to ack together.
+                    while let Some(joined) = running.try_join_next() {
+                        finished(Some(joined));
                     }
                 }
                 () = &mut shutdown, if !stopping => stopping = true,
@@ -229,7 +256,7 @@ where
                 }
             };
             let answer = match result {
-                Ok(()) => queue.ack(&lease).await.map(|()| Answer::Acked),
+                Ok(()) => return Ok(Answer::Succeeded(lease)),
                 Err(f) => queue
                     .nack(&lease, &f.message, f.retryable)
                     .await
@@ -247,7 +274,8 @@ where
 }
 
 enum Answer {
-    Acked,
+    /// To ack (the run loop acks the leases that finished together at once).
+    Succeeded(Lease),
     Retried,
     DeadLettered,
     Lost,
@@ -256,7 +284,7 @@ enum Answer {
 impl Answer {
     fn count(self, r: &mut WorkerReport) {
         match self {
-            Answer::Acked => r.acked += 1,
+            Answer::Succeeded(_) => r.acked += 1,
             Answer::Retried => r.retried += 1,
             Answer::DeadLettered => r.dead_lettered += 1,
             Answer::Lost => r.leases_lost += 1,

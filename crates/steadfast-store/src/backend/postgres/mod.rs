@@ -12,7 +12,7 @@ use steadfast::gate::Target;
 use tokio::sync::{Mutex, mpsc};
 
 use self::batch::{BatchStatements, Save, Writer};
-use super::queue_sql::{QueueStatements, sql_queue_store};
+use super::queue_sql::{QueueStatements, ROWS_PER_INSERT, sql_queue_store};
 use super::sql::{Dialect, Statements, sql_gate_store};
 use super::{Filter, GateStore, StoreFuture};
 use crate::StoreError;
@@ -151,7 +151,7 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
 }
 
 sql_gate_store!(PostgresStore, sqlx::Postgres);
-sql_queue_store!(PostgresStore);
+sql_queue_store!(PostgresStore, sqlx::Postgres);
 
 impl PostgresStore {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {

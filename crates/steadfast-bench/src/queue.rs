@@ -1,0 +1,113 @@
+//! The durable retry queue: messages per second through enqueue → lease → ack, on a SQLite
+//! file and on PostgreSQL. One producer enqueues in batches while 4 [`Worker`]s lease in
+//! batches, run a handler that does nothing, and ack what finished together in one
+//! transaction. A call is one message; the report's `ops_per_sec` is messages per second.
+//! No peer in the comparison has a durable queue; the bar is the (SQLite ≥ 5 000/s,
+//! PostgreSQL ≥ 10 000/s).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use steadfast_store::queue::{EnqueueOptions, Failure, Queue, QueueStore, Worker};
+use steadfast_store::{PostgresStore, SqliteStore};
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+
+use crate::Runner;
+use crate::gate::{POSTGRES_URL, TempDb, io_runtime};
+
+/// The topic every message goes to.
+const TOPIC: &str = "bench.Queue";
+/// Workers on the topic.
+const WORKERS: usize = 4;
+/// Messages per enqueue and per lease at most.
+const BATCH: u32 = 100;
+
+/// `iters` messages through the queue; `db` (a SQLite file) lives as long as the runner.
+fn runner<S: QueueStore + Clone>(
+    name: &'static str,
+    rt: Runtime,
+    queue: Queue<S>,
+    db: Option<TempDb>,
+) -> Runner {
+    Runner {
+        name,
+        run: Box::new(move |_shared: &Runtime, iters: u64| {
+            let _db = &db;
+            rt.block_on(async {
+                let handled = Arc::new(AtomicU64::new(0));
+                // Every message handled: the workers stop, acking what they hold.
+                let (all_handled, stop) = watch::channel(false);
+                let all_handled = Arc::new(all_handled);
+                let start = Instant::now();
+                let mut tasks = tokio::task::JoinSet::new();
+                for _ in 0..WORKERS {
+                    let (handled, all_handled) = (handled.clone(), all_handled.clone());
+                    let worker = Worker::new(queue.clone(), TOPIC, move |_lease| {
+                        if handled.fetch_add(1, Ordering::Relaxed) + 1 == iters {
+                            all_handled.send_replace(true);
+                        }
+                        std::future::ready(Ok::<(), Failure>(()))
+                    })
+                    .concurrency(BATCH as usize)
+                    .batch(BATCH)
+                    .poll_interval(Duration::from_millis(1));
+                    let mut stop = stop.clone();
+                    tasks.spawn(async move {
+                        let shutdown = async move {
+                            let _ = stop.wait_for(|done| *done).await;
+                        };
+                        worker.run(shutdown).await.expect("a worker").acked
+                    });
+                }
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(u64::from(BATCH));
+                    let batch = (0..n).map(|i| (i.to_le_bytes().to_vec(), EnqueueOptions::new()));
+                    queue.enqueue_many(TOPIC, batch).await.expect("enqueued");
+                    left -= n;
+                }
+                let mut acked = 0;
+                while let Some(done) = tasks.join_next().await {
+                    acked += done.expect("a worker task");
+                }
+                assert_eq!(acked, iters, "every message acked once");
+                start.elapsed()
+            })
+        }),
+    }
+}
+
+/// The queue on a SQLite file (`synchronous` NORMAL, the default).
+pub(crate) fn sqlite() -> Vec<Runner> {
+    let rt = io_runtime();
+    let db = TempDb::new();
+    let store = rt
+        .block_on(SqliteStore::open(&db.0))
+        .expect("a SQLite file");
+    vec![runner(
+        "steadfast-sqlite-4-workers",
+        rt,
+        Queue::new(store),
+        Some(db),
+    )]
+}
+
+/// The queue on PostgreSQL; none without a URL.
+pub(crate) fn postgres() -> Vec<Runner> {
+    let Some(url) = POSTGRES_URL.iter().find_map(|v| std::env::var(v).ok()) else {
+        eprintln!("queue-postgres: skipped, set {} to run it", POSTGRES_URL[1]);
+        return Vec::new();
+    };
+    let rt = io_runtime();
+    let store = rt
+        .block_on(PostgresStore::connect_in_schema(&url, "steadfast_bench"))
+        .expect("PostgreSQL");
+    vec![runner(
+        "steadfast-postgres-4-workers",
+        rt,
+        Queue::new(store),
+        None,
+    )]
+}
