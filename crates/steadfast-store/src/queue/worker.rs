@@ -53,7 +53,9 @@ pub struct WorkerReport {
 /// one transaction.
 ///
 /// [`run`](Self::run) stops leasing when `shutdown` completes, lets the handlers in flight
-/// finish and answers each (ack or nack), then returns: nothing leased is left behind.
+/// finish and answers each (ack or nack), then returns: nothing leased is left behind. The
+/// worker polls `shutdown` throughout, even while it waits on the store, so `shutdown` may
+/// itself use the store (stop once the topic is empty).
 ///
 /// ```
 /// use std::time::Duration;
@@ -154,7 +156,8 @@ where
         let timeout = self.queue.attempt_timeout(&self.topic);
         loop {
             if !done.is_empty() {
-                match self.queue.ack_many(&done).await {
+                let acks = self.queue.ack_many(&done);
+                match watching(acks, &mut shutdown, &mut stopping).await {
                     Ok(acked) => {
                         for ok in acked {
                             if ok {
@@ -173,11 +176,10 @@ where
             }
             if !stopping && running.len() < self.concurrency {
                 let room = u32::try_from(self.concurrency - running.len()).unwrap_or(u32::MAX);
-                match self
+                let lease = self
                     .queue
-                    .lease(&self.topic, room.min(self.batch), self.visibility)
-                    .await
-                {
+                    .lease(&self.topic, room.min(self.batch), self.visibility);
+                match watching(lease, &mut shutdown, &mut stopping).await {
                     Ok(leases) if !leases.is_empty() => {
                         for lease in leases {
                             running.spawn(self.handle(lease, timeout));
@@ -269,6 +271,24 @@ where
                 Err(QueueError::LeaseLost { .. }) => Ok(Answer::Lost),
                 other => other,
             }
+        }
+    }
+}
+
+/// Runs `work` to the end while also polling `shutdown`, so a shutdown future that itself
+/// waits on the store (a connection from the same pool) is never starved by the worker's own
+/// store calls.
+async fn watching<T>(
+    work: impl Future<Output = T>,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    stopping: &mut bool,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            () = shutdown.as_mut(), if !*stopping => *stopping = true,
         }
     }
 }
