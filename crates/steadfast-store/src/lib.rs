@@ -14,7 +14,8 @@
 //! spend the last retry.
 //!
 //! The same stores hold the [retry queue](queue): messages retried later by their topic's
-//! policy, and dead letters for what cannot succeed.
+//! policy, and dead letters for what cannot succeed; and [idempotency keys](idempotency) with
+//! stored results, so a duplicate request never does the work twice.
 //!
 //! ```
 //! use std::time::{Duration, UNIX_EPOCH};
@@ -44,6 +45,7 @@ mod backend;
 mod clock;
 mod error;
 pub mod gate;
+pub mod idempotency;
 pub mod queue;
 
 #[cfg(feature = "postgres")]

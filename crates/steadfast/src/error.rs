@@ -86,6 +86,9 @@ pub enum Error<E> {
     /// The durable retry gate refused the target (see [`gate`](crate::gate)): the operation
     /// never ran.
     GateClosed(crate::gate::Decision),
+    /// An idempotent call was refused (in flight, a mismatched request, no key, no store): the
+    /// operation never ran. See [`idempotency`](crate::idempotency).
+    Idempotency(crate::idempotency::Refusal),
     /// Adaptive throttling refused the call locally (see [`budget`](crate::budget)): the
     /// operation never ran. (A retry budget never refuses a first attempt; a refused retry
     /// ends with [`Error::Operation`] and [`Stop::BudgetExhausted`].)
@@ -185,6 +188,7 @@ impl<E> Error<E> {
             | Error::BulkheadFull { .. }
             | Error::RateLimited { .. }
             | Error::GateClosed(_)
+            | Error::Idempotency(_)
             | Error::Throttled { .. } => 0,
         }
     }
@@ -208,6 +212,7 @@ impl<E> Error<E> {
                 | Error::BulkheadFull { .. }
                 | Error::RateLimited { .. }
                 | Error::GateClosed(_)
+                | Error::Idempotency(_)
                 | Error::Throttled { .. }
         )
     }
@@ -293,6 +298,7 @@ impl<E> Error<E> {
             Error::BulkheadFull { max_concurrent } => Error::BulkheadFull { max_concurrent },
             Error::RateLimited { retry_after } => Error::RateLimited { retry_after },
             Error::GateClosed(d) => Error::GateClosed(d),
+            Error::Idempotency(r) => Error::Idempotency(r),
             Error::Throttled { reject_probability } => Error::Throttled { reject_probability },
         }
     }
@@ -351,6 +357,7 @@ impl<E> fmt::Display for Error<E> {
                 write!(f, "rate limited (retry in {})", fmt_duration(*retry_after))
             }
             Error::GateClosed(d) => write!(f, "retry gate closed: {d}"),
+            Error::Idempotency(r) => write!(f, "{r}"),
             Error::Throttled { reject_probability } => write!(
                 f,
                 "throttled locally (adaptive throttling refuses {:.0} % of attempts)",
@@ -366,6 +373,7 @@ impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
             Error::Operation { source, .. } => Some(source),
             Error::InvalidKey(e) => Some(e),
             Error::Rejected(r) => Some(r),
+            Error::Idempotency(r) => Some(r),
             _ => None,
         }
     }

@@ -85,6 +85,9 @@ struct Inner {
     shared: Mutex<SharedStates>,
     /// Where the retry gate keeps its records (`run_gated`).
     gate: Option<Arc<dyn crate::gate::GateBackend>>,
+    /// Where idempotency keys and results are kept (`run_idempotent`).
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    idempotency: Option<Arc<dyn crate::idempotency::IdempotencyBackend>>,
 }
 
 /// Strategy state shared by name across keys.
@@ -256,6 +259,7 @@ impl Executor {
             tracing: false,
             registry: Registry::new(),
             gate: None,
+            idempotency: None,
         }
     }
 
@@ -267,6 +271,7 @@ impl Executor {
             tracing,
             registry,
             gate,
+            idempotency,
         } = b;
         Executor {
             inner: Arc::new(Inner {
@@ -281,6 +286,7 @@ impl Executor {
                 len: AtomicUsize::new(0),
                 shared: Mutex::default(),
                 gate,
+                idempotency,
             }),
         }
     }
@@ -542,6 +548,120 @@ impl Executor {
         result
     }
 
+    /// Runs `op` under the plan of `key` at most once per idempotency key: when the plan has
+    /// [`idempotency`](crate::policy::Plan::idempotency) (a file's `idempotency = { key =
+    /// [...] }`), the key is read from `request`'s named fields and the request fingerprinted
+    /// (see [`idempotency`](crate::idempotency)):
+    ///
+    /// - a new key runs `op` (with the plan's retries), stores its success as JSON and returns
+    ///   it; a failure releases the key and is returned;
+    /// - a completed key returns the stored result, `replayed`, without running `op`;
+    /// - a key in flight or used with another request fails with [`Error::Idempotency`]
+    ///   ([`Refusal::InFlight`](crate::idempotency::Refusal), `Mismatch`), `op` not run.
+    ///
+    /// Without idempotency in the plan it is [`run`](Self::run). A plan with it and an
+    /// executor without an [`idempotency`](ExecutorBuilder::idempotency) store fail closed
+    /// ([`Refusal::Unavailable`](crate::idempotency::Refusal)). A success whose result cannot
+    /// be stored (the store failed, or the key's lock expired and another call took it) is
+    /// still returned: the work is done, and a repeat may do it again.
+    ///
+    /// ```
+    /// use steadfast::idempotency::{Claim, IdempotencyBackend, IdempotencyFuture, IdempotencyOptions};
+    /// use steadfast::policy::{Plan, Policies};
+    /// use steadfast::{Executor, Retry};
+    ///
+    /// // A store that has seen every key complete with 42 (steadfast-store has real ones).
+    /// struct Seen;
+    /// impl IdempotencyBackend for Seen {
+    ///     fn claim<'a>(&'a self, _: &'a str, _: &'a str, _: &'a IdempotencyOptions)
+    ///         -> IdempotencyFuture<'a, Result<Claim, String>> {
+    ///         Box::pin(async { Ok(Claim::Completed(b"42".to_vec())) })
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let plan = Plan::new(Retry::default()).idempotency(IdempotencyOptions::new(["order_id"]))?;
+    /// let executor = Executor::builder()
+    ///     .policies(Policies::default().with_plan("payments.*", plan)?)
+    ///     .idempotency(Seen)
+    ///     .build();
+    /// let request = serde_json::json!({"order_id": "o-1", "amount": 100});
+    /// let charged = executor
+    ///     .run_idempotent("payments.Charge", &request, || async { Ok::<u32, std::io::Error>(7) })
+    ///     .await?;
+    /// assert_eq!((charged.value, charged.replayed), (42, true));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "serde")]
+    pub async fn run_idempotent<R, F, Fut, T, E>(
+        &self,
+        key: &str,
+        request: &R,
+        op: F,
+    ) -> Result<crate::idempotency::Idempotent<T>, Error<E>>
+    where
+        R: serde::Serialize + ?Sized,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: serde::Serialize + serde::de::DeserializeOwned + 'static,
+        E: 'static,
+    {
+        use crate::idempotency::{Claim, Idempotent, Refusal};
+        let fresh = |value| Idempotent {
+            value,
+            replayed: false,
+        };
+        let bound = self.bound(key)?;
+        let Some(options) = bound.plan.idempotency_options() else {
+            return self.run(key, op).await.map(fresh);
+        };
+        let Some(store) = &self.inner.idempotency else {
+            return Err(Error::Idempotency(Refusal::Unavailable(
+                "the executor has no idempotency store".into(),
+            )));
+        };
+        let request = serde_json::to_value(request)
+            .map_err(|e| Error::Idempotency(Refusal::Invalid(format!("the request: {e}"))))?;
+        // Scoped by the call site's key: one idempotency key names one operation's call.
+        let named =
+            crate::idempotency::key_of(&request, &options.key).map_err(Error::Idempotency)?;
+        let id = format!("{key}/{named}");
+        let fingerprint = crate::idempotency::fingerprint(&request);
+        let claim = store
+            .claim(&id, &fingerprint, options)
+            .await
+            .map_err(|e| Error::Idempotency(Refusal::Unavailable(e)))?;
+        let hold = match claim {
+            Claim::New(hold) => hold,
+            Claim::Completed(stored) => {
+                let value = serde_json::from_slice(&stored).map_err(|e| {
+                    Error::Idempotency(Refusal::Invalid(format!("the stored result: {e}")))
+                })?;
+                return Ok(Idempotent {
+                    value,
+                    replayed: true,
+                });
+            }
+            Claim::InFlight => return Err(Error::Idempotency(Refusal::InFlight)),
+            Claim::Mismatch => return Err(Error::Idempotency(Refusal::Mismatch)),
+        };
+        match self.run(key, op).await {
+            Ok(value) => {
+                if let Ok(bytes) = serde_json::to_vec(&value) {
+                    let _ = hold.complete(bytes).await;
+                } else {
+                    hold.abandon().await;
+                }
+                Ok(fresh(value))
+            }
+            Err(e) => {
+                hold.abandon().await;
+                Err(e)
+            }
+        }
+    }
+
     /// Runs `op` under the plan of `key`, classifying each attempt's result with
     /// `classifier` (see [`classify`](crate::classify)) instead of retrying every error.
     ///
@@ -700,6 +820,7 @@ pub struct ExecutorBuilder {
     tracing: bool,
     registry: Registry,
     gate: Option<Arc<dyn crate::gate::GateBackend>>,
+    idempotency: Option<Arc<dyn crate::idempotency::IdempotencyBackend>>,
 }
 
 impl std::fmt::Debug for dyn crate::gate::GateBackend {
@@ -708,11 +829,24 @@ impl std::fmt::Debug for dyn crate::gate::GateBackend {
     }
 }
 
+impl std::fmt::Debug for dyn crate::idempotency::IdempotencyBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdempotencyBackend")
+    }
+}
+
 impl ExecutorBuilder {
     /// Where the retry gate of plans that have one keeps its records (`steadfast-store`'s
     /// `RetryGate` over SQLite or PostgreSQL); see [`Executor::run_gated`].
     pub fn gate(mut self, backend: impl crate::gate::GateBackend) -> Self {
         self.gate = Some(Arc::new(backend));
+        self
+    }
+
+    /// Where plans with idempotency keep keys and results (`steadfast-store`'s `Idempotency`
+    /// over memory, SQLite, PostgreSQL or Redis); see [`Executor::run_idempotent`].
+    pub fn idempotency(mut self, backend: impl crate::idempotency::IdempotencyBackend) -> Self {
+        self.idempotency = Some(Arc::new(backend));
         self
     }
 

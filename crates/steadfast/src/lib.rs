@@ -60,6 +60,7 @@ pub mod executor;
 pub mod fallback;
 pub mod gate;
 pub mod hedge;
+pub mod idempotency;
 pub mod key;
 pub mod limit;
 pub mod observe;

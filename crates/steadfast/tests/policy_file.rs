@@ -9,6 +9,7 @@ use steadfast::breaker::{BreakerOptions, Failures, Window};
 use steadfast::budget::BudgetOptions;
 use steadfast::chain::{Policy, Registry};
 use steadfast::hedge::HedgeOptions;
+use steadfast::idempotency::IdempotencyOptions;
 use steadfast::limit::{BulkheadOptions, RateLimitOptions};
 use steadfast::policy::{Format, Origin, PolicyDocument, Scoped, Source, TableSpec};
 use steadfast::{Retry, RetryOptions};
@@ -242,6 +243,62 @@ idempotent = false
             r#"policies:12:48: policies."b.*".budget.percent_can_retry: must be > 0, got 0"#,
             r#"policies:15:14: policies."c.*".idempotent: is false, but this table inherits a `hedge` (which runs the operation twice at once) from a less specific table: put the hedge only in the tables of idempotent keys"#,
         ]
+    );
+}
+
+#[test]
+fn idempotency_tables_compile_inherit_and_their_errors_are_placed() {
+    let text = r#"[policies."payments.*"]
+idempotency = { key = ["order_id", "customer.id"], ttl = "48h" }
+
+[policies."payments.Refund"]
+idempotency = { key = ["refund_id"], lock_timeout = "30s" }
+"#;
+    let doc = PolicyDocument::parse(text, Format::Toml, "policies.toml").unwrap();
+    let policies = doc.compile(&Registry::new()).unwrap();
+    let charge = policies.resolve("payments.Charge").plan().clone();
+    assert_eq!(
+        charge.idempotency_options(),
+        Some(
+            &IdempotencyOptions::new(["order_id", "customer.id"])
+                .ttl(Duration::from_secs(48 * 3600))
+        )
+    );
+    let refund = policies.resolve("payments.Refund").plan().clone();
+    assert_eq!(
+        refund.idempotency_options(),
+        Some(&IdempotencyOptions::new(["refund_id"]).lock_timeout(Duration::from_secs(30)))
+    );
+    assert!(
+        policies
+            .resolve("search.Query")
+            .plan()
+            .idempotency_options()
+            .is_none()
+    );
+    assert_eq!(
+        doc.explain("payments.Charge")
+            .unwrap()
+            .idempotency()
+            .unwrap()
+            .1,
+        &Origin::Table("payments.*".into())
+    );
+
+    let bad = "[defaults]\nidempotency = { key = [], ttl = \"0s\" }\n\n[policies.\"a.B\"]\nidempotency = { ttl = \"1h\" }\n";
+    let errors = check(bad, Format::Toml);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("policies:2:") && errors[0].contains("key"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].starts_with("policies:2:") && errors[1].contains("ttl"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[2].starts_with("policies:5:") && errors[2].contains("key"),
+        "{errors:#?}"
     );
 }
 

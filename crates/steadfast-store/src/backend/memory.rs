@@ -27,6 +27,8 @@ pub struct MemoryStore {
     records: Arc<Mutex<BTreeMap<Target, GateRecord>>>,
     /// The retry queue's messages and dead letters.
     pub(super) queue: Arc<Mutex<super::memory_queue::Messages>>,
+    /// Idempotency keys.
+    pub(super) keys: Arc<Mutex<super::memory_idempotency::Keys>>,
 }
 
 impl MemoryStore {

@@ -1,7 +1,10 @@
 //! Where gate records live: one small trait, a compare-and-set over a record's version, so
 //! every store (and every process sharing one) runs the same rules.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod idempotency_sql;
 mod memory;
+mod memory_idempotency;
 mod memory_queue;
 #[cfg(feature = "postgres")]
 mod postgres;

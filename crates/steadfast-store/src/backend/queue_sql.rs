@@ -11,6 +11,21 @@ use super::sql::Dialect;
 /// SQLite 32 766).
 pub(crate) const ROWS_PER_INSERT: usize = 1000;
 
+/// `sql` with its `$n` placeholders in `dialect`'s form: PostgreSQL's `$n` as written,
+/// SQLite's `?n` (JSON paths such as `'$[#]'` keep their `$`).
+pub(crate) fn numbered(dialect: Dialect, sql: &str) -> String {
+    if dialect == Dialect::Postgres {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        let placeholder = c == '$' && chars.peek().is_some_and(char::is_ascii_digit);
+        out.push(if placeholder { '?' } else { c });
+    }
+    out
+}
+
 /// Every statement of the queue, in a dialect.
 #[derive(Debug)]
 pub(crate) struct QueueStatements {
@@ -36,20 +51,7 @@ pub(crate) struct QueueStatements {
 impl QueueStatements {
     pub(crate) fn new(dialect: Dialect) -> Self {
         let pg = dialect == Dialect::Postgres;
-        // `$n` reads the same in both: SQLite numbers `?n`, PostgreSQL `$n`.
-        let p = |s: &str| -> String {
-            if pg {
-                return s.to_owned();
-            }
-            // `$n` placeholders only: JSON paths (`'$[#]'`) keep their `$`.
-            let mut out = String::with_capacity(s.len());
-            let mut chars = s.chars().peekable();
-            while let Some(c) = chars.next() {
-                let placeholder = c == '$' && chars.peek().is_some_and(char::is_ascii_digit);
-                out.push(if placeholder { '?' } else { c });
-            }
-            out
-        };
+        let p = |s: &str| numbered(dialect, s);
         // Appends a JSON value (an expression) to the history.
         let append = |value: &str| -> String {
             if pg {

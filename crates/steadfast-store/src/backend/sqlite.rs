@@ -15,6 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::idempotency_sql::{IdempotencyStatements, sql_idempotency_store};
 use super::queue_sql::{QueueStatements, ROWS_PER_INSERT, sql_queue_store};
 use super::sql::{Dialect, Statements, sql_gate_store};
 use super::{Filter, GateStore, StoreFuture};
@@ -32,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "queue",
         include_str!("../../migrations/sqlite/0002_queue.sql"),
+    ),
+    (
+        3,
+        "idempotency",
+        include_str!("../../migrations/sqlite/0003_idempotency.sql"),
     ),
 ];
 
@@ -82,6 +88,7 @@ pub struct SqliteStore {
     jobs: mpsc::UnboundedSender<Job>,
     sql: Arc<Statements>,
     queue_sql: Arc<QueueStatements>,
+    idempotency_sql: Arc<IdempotencyStatements>,
 }
 
 /// A load or save for the writer task, with where to send its result.
@@ -164,6 +171,7 @@ impl SqliteStore {
             jobs,
             sql,
             queue_sql: Arc::new(QueueStatements::new(Dialect::Sqlite)),
+            idempotency_sql: Arc::new(IdempotencyStatements::new(Dialect::Sqlite)),
         })
     }
 
@@ -303,6 +311,7 @@ async fn run_batch(conn: &mut SqliteConnection, sql: &Statements, batch: &mut Ve
 
 sql_gate_store!(SqliteStore, sqlx::Sqlite);
 sql_queue_store!(SqliteStore, sqlx::Sqlite);
+sql_idempotency_store!(SqliteStore, sqlx::Sqlite);
 
 impl SqliteStore {
     /// A transaction holding the write lock from its start (no upgrade deadlock).

@@ -12,10 +12,10 @@ pub const POSTGRES_URL: &str = "STEADFAST_TEST_POSTGRES_URL";
 /// The schema the tests use, apart from a service's own `steadfast`.
 pub const SCHEMA: &str = "steadfast_test";
 
-/// A store under test and what keeps it alive.
-pub struct Subject {
+/// A store under test, as the trait `T` a suite tests, and what keeps it alive.
+pub struct Subject<T: ?Sized = dyn GateStore> {
     pub name: &'static str,
-    pub store: Arc<dyn GateStore>,
+    pub store: Arc<T>,
     pub _dir: Option<tempfile::TempDir>,
 }
 
@@ -30,7 +30,7 @@ pub fn postgres_url() -> Option<String> {
 }
 
 /// One store of each kind this machine can run, with the directory of the SQLite file.
-enum Opened {
+pub enum Opened {
     Memory(MemoryStore),
     Sqlite(SqliteStore, tempfile::TempDir),
     Postgres(PostgresStore),
@@ -54,26 +54,50 @@ async fn open_each() -> Vec<Opened> {
     all
 }
 
+/// Every store this machine can run, as `dyn $trait`.
+macro_rules! each_as {
+    ($trait:path) => {
+        open_each()
+            .await
+            .into_iter()
+            .map(|o| -> Subject<dyn $trait> {
+                match o {
+                    Opened::Memory(s) => Subject {
+                        name: "memory",
+                        store: Arc::new(s),
+                        _dir: None,
+                    },
+                    Opened::Sqlite(s, dir) => Subject {
+                        name: "sqlite",
+                        store: Arc::new(s),
+                        _dir: Some(dir),
+                    },
+                    Opened::Postgres(s) => Subject {
+                        name: "postgres",
+                        store: Arc::new(s),
+                        _dir: None,
+                    },
+                }
+            })
+            .collect()
+    };
+}
+
 /// Every gate store this machine can run.
 pub async fn subjects() -> Vec<Subject> {
-    let subject = |o: Opened| match o {
-        Opened::Memory(s) => Subject {
-            name: "memory",
-            store: Arc::new(s),
-            _dir: None,
-        },
-        Opened::Sqlite(s, dir) => Subject {
-            name: "sqlite",
-            store: Arc::new(s),
-            _dir: Some(dir),
-        },
-        Opened::Postgres(s) => Subject {
-            name: "postgres",
-            store: Arc::new(s),
-            _dir: None,
-        },
-    };
-    open_each().await.into_iter().map(subject).collect()
+    each_as!(GateStore)
+}
+
+/// Every queue store this machine can run.
+pub async fn queue_subjects() -> Vec<Subject<dyn steadfast_store::queue::QueueStore>> {
+    each_as!(steadfast_store::queue::QueueStore)
+}
+
+/// Every idempotency store this machine can run (Redis too when `STEADFAST_TEST_REDIS_URL` is
+/// set).
+pub async fn idempotency_subjects()
+-> Vec<Subject<dyn steadfast_store::idempotency::IdempotencyStore>> {
+    each_as!(steadfast_store::idempotency::IdempotencyStore)
 }
 
 /// A target type no other test (or earlier run) has used, for stores that outlive a test.
@@ -92,35 +116,6 @@ pub fn minute(m: u64) -> SystemTime {
 
 pub fn start() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-}
-
-/// A queue store under test and what keeps it alive.
-pub struct QueueSubject {
-    pub name: &'static str,
-    pub store: Arc<dyn steadfast_store::queue::QueueStore>,
-    pub _dir: Option<tempfile::TempDir>,
-}
-
-/// Every queue store this machine can run.
-pub async fn queue_subjects() -> Vec<QueueSubject> {
-    let subject = |o: Opened| match o {
-        Opened::Memory(s) => QueueSubject {
-            name: "memory",
-            store: Arc::new(s),
-            _dir: None,
-        },
-        Opened::Sqlite(s, dir) => QueueSubject {
-            name: "sqlite",
-            store: Arc::new(s),
-            _dir: Some(dir),
-        },
-        Opened::Postgres(s) => QueueSubject {
-            name: "postgres",
-            store: Arc::new(s),
-            _dir: None,
-        },
-    };
-    open_each().await.into_iter().map(subject).collect()
 }
 
 /// A topic (a steadfast key) no other test or run has used: `q<pid>x<nanos>.<name>`.

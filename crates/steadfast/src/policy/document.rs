@@ -62,6 +62,10 @@ pub struct TableSpec {
     /// The durable retry gate of calls made for a target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<crate::gate::GateOptions>,
+    /// Calls with the same idempotency key (read from the request) run once; repeats get the
+    /// stored result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<crate::idempotency::IdempotencyOptions>,
     /// Whether the operation is safe to run more than once at a time; `hedge` requires it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotent: Option<bool>,
@@ -115,6 +119,12 @@ impl TableSpec {
         self
     }
 
+    /// Sets the idempotency keys.
+    pub fn idempotency(mut self, idempotency: crate::idempotency::IdempotencyOptions) -> Self {
+        self.idempotency = Some(idempotency);
+        self
+    }
+
     /// Marks the operation safe to duplicate (or not).
     pub fn idempotent(mut self, yes: bool) -> Self {
         self.idempotent = Some(yes);
@@ -142,6 +152,10 @@ impl TableSpec {
             bulkhead: self.bulkhead.clone().or_else(|| lower.bulkhead.clone()),
             rate_limit: self.rate_limit.clone().or_else(|| lower.rate_limit.clone()),
             gate: self.gate.clone().or_else(|| lower.gate.clone()),
+            idempotency: self
+                .idempotency
+                .clone()
+                .or_else(|| lower.idempotency.clone()),
             idempotent: self.idempotent.or(lower.idempotent),
             hedge: self.hedge.clone().or_else(|| lower.hedge.clone()),
             budget: self.budget.clone().or_else(|| lower.budget.clone()),
@@ -156,6 +170,9 @@ impl TableSpec {
             self.bulkhead.as_ref().map(validate_scoped),
             self.rate_limit.as_ref().map(validate_scoped),
             self.gate.as_ref().map(crate::gate::GateOptions::validate),
+            self.idempotency
+                .as_ref()
+                .map(crate::idempotency::IdempotencyOptions::validate),
             self.hedge.as_ref().map(HedgeOptions::validate),
             self.budget.as_ref().map(validate_scoped),
         ]
@@ -420,6 +437,7 @@ pub struct Explanation {
     bulkhead: Option<(Scoped<BulkheadOptions>, Origin)>,
     rate_limit: Option<(Scoped<RateLimitOptions>, Origin)>,
     gate: Option<(crate::gate::GateOptions, Origin)>,
+    idempotency: Option<(crate::idempotency::IdempotencyOptions, Origin)>,
     idempotent: bool,
     hedge: Option<(HedgeOptions, Origin)>,
     budget: Option<(Scoped<BudgetOptions>, Origin)>,
@@ -464,6 +482,11 @@ impl Explanation {
     /// The retry gate, if any, and the table it comes from.
     pub fn gate(&self) -> Option<(&crate::gate::GateOptions, &Origin)> {
         self.gate.as_ref().map(|(s, o)| (s, o))
+    }
+
+    /// The idempotency keys, if any, and the table they come from.
+    pub fn idempotency(&self) -> Option<(&crate::idempotency::IdempotencyOptions, &Origin)> {
+        self.idempotency.as_ref().map(|(s, o)| (s, o))
     }
 
     /// Whether the key's operation is marked safe to duplicate.
@@ -798,6 +821,9 @@ impl PolicyDocument {
             gate: lineage
                 .iter()
                 .find_map(|(o, t)| t.gate.clone().map(|g| (g, o.clone()))),
+            idempotency: lineage
+                .iter()
+                .find_map(|(o, t)| t.idempotency.clone().map(|i| (i, o.clone()))),
             idempotent: lineage.iter().find_map(|(_, t)| t.idempotent) == Some(true),
             hedge: lineage
                 .iter()
@@ -858,6 +884,9 @@ impl PolicyDocument {
             }
             if let Some(g) = table.gate {
                 plan = plan.gate(g).map_err(|e| unplaced(e.to_string()))?;
+            }
+            if let Some(i) = table.idempotency {
+                plan = plan.idempotency(i).map_err(|e| unplaced(e.to_string()))?;
             }
             plan = plan.idempotent(table.idempotent == Some(true));
             if let Some(h) = table.hedge {

@@ -142,6 +142,7 @@ pub struct Plan {
     bulkhead: Option<Scoped<BulkheadOptions>>,
     rate_limit: Option<Scoped<RateLimitOptions>>,
     gate: Option<crate::gate::GateOptions>,
+    idempotency: Option<crate::idempotency::IdempotencyOptions>,
     idempotent: bool,
     hedge: Option<HedgeOptions>,
     budget: Option<Scoped<BudgetOptions>>,
@@ -233,6 +234,7 @@ impl Plan {
             bulkhead: None,
             rate_limit: None,
             gate: None,
+            idempotency: None,
             idempotent: false,
             hedge: None,
             budget: None,
@@ -427,6 +429,30 @@ impl Plan {
     /// The retry gate's options, if the plan has one.
     pub fn gate_options(&self) -> Option<&crate::gate::GateOptions> {
         self.gate.as_ref()
+    }
+
+    /// Makes calls through [`Executor::run_idempotent`](crate::Executor::run_idempotent)
+    /// idempotent by key: a repeated key gets the stored result.
+    ///
+    /// ```
+    /// use steadfast::{idempotency::IdempotencyOptions, policy::Plan, Retry};
+    ///
+    /// let plan = Plan::new(Retry::default()).idempotency(IdempotencyOptions::new(["order_id"]))?;
+    /// assert_eq!(plan.idempotency_options().unwrap().key, ["order_id"]);
+    /// # Ok::<(), steadfast::ConfigError>(())
+    /// ```
+    pub fn idempotency(
+        mut self,
+        options: crate::idempotency::IdempotencyOptions,
+    ) -> Result<Self, ConfigError> {
+        options.validate()?;
+        self.idempotency = Some(options);
+        Ok(self)
+    }
+
+    /// The idempotency options, if the plan has them.
+    pub fn idempotency_options(&self) -> Option<&crate::idempotency::IdempotencyOptions> {
+        self.idempotency.as_ref()
     }
 
     /// Replaces the custom policies (names already resolved).

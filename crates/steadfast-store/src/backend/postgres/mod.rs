@@ -12,6 +12,7 @@ use steadfast::gate::Target;
 use tokio::sync::{Mutex, mpsc};
 
 use self::batch::{BatchStatements, Save, Writer};
+use super::idempotency_sql::{IdempotencyStatements, sql_idempotency_store};
 use super::queue_sql::{QueueStatements, ROWS_PER_INSERT, sql_queue_store};
 use super::sql::{Dialect, Statements, sql_gate_store};
 use super::{Filter, GateStore, StoreFuture};
@@ -29,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "queue",
         include_str!("../../../migrations/postgres/0002_queue.sql"),
+    ),
+    (
+        3,
+        "idempotency",
+        include_str!("../../../migrations/postgres/0003_idempotency.sql"),
     ),
 ];
 
@@ -63,6 +69,7 @@ pub struct PostgresStore {
     saves: mpsc::UnboundedSender<Save>,
     sql: Arc<Statements>,
     queue_sql: Arc<QueueStatements>,
+    idempotency_sql: Arc<IdempotencyStatements>,
 }
 
 /// Writer tasks: each has a batch in flight while the next one gathers (16 targets at once:
@@ -114,6 +121,7 @@ impl PostgresStore {
             saves,
             sql,
             queue_sql: Arc::new(QueueStatements::new(Dialect::Postgres)),
+            idempotency_sql: Arc::new(IdempotencyStatements::new(Dialect::Postgres)),
         })
     }
 
@@ -152,6 +160,7 @@ async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
 
 sql_gate_store!(PostgresStore, sqlx::Postgres);
 sql_queue_store!(PostgresStore, sqlx::Postgres);
+sql_idempotency_store!(PostgresStore, sqlx::Postgres);
 
 impl PostgresStore {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
