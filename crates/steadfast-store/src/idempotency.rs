@@ -87,6 +87,7 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         key: &'a str,
         token: i64,
         result: &'a [u8],
+        now_ms: i64,
         expires_at_ms: i64,
     ) -> StoreFuture<'a, bool>;
 
@@ -113,9 +114,10 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
         key: &'a str,
         token: i64,
         result: &'a [u8],
+        now_ms: i64,
         expires_at_ms: i64,
     ) -> StoreFuture<'a, bool> {
-        (**self).complete(key, token, result, expires_at_ms)
+        (**self).complete(key, token, result, now_ms, expires_at_ms)
     }
     fn release<'a>(&'a self, key: &'a str, token: i64) -> StoreFuture<'a, bool> {
         (**self).release(key, token)
@@ -281,10 +283,10 @@ impl<S: IdempotencyStore> Guard<S> {
     /// expired and another call took the key over), in which case nothing was stored.
     pub async fn complete(mut self, result: &[u8]) -> Result<bool, StoreError> {
         self.done = true;
-        let expires = after(to_ms(self.keys.clock.now()), self.ttl);
+        let now = to_ms(self.keys.clock.now());
         self.keys
             .store
-            .complete(&self.key, self.token, result, expires)
+            .complete(&self.key, self.token, result, now, after(now, self.ttl))
             .await
     }
 

@@ -50,6 +50,8 @@ pub mod queue;
 
 #[cfg(feature = "postgres")]
 pub use backend::PostgresStore;
+#[cfg(feature = "redis")]
+pub use backend::RedisStore;
 pub use backend::{Filter, GateStore, MemoryStore, StoreFuture};
 #[cfg(feature = "sqlite")]
 pub use backend::{SqliteStore, Synchronous};

@@ -132,6 +132,7 @@ macro_rules! sql_idempotency_store {
                 key: &'a str,
                 token: i64,
                 result: &'a [u8],
+                _now_ms: i64,
                 expires_at_ms: i64,
             ) -> $crate::backend::StoreFuture<'a, bool> {
                 Box::pin(async move {

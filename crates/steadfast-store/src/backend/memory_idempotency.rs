@@ -77,6 +77,7 @@ impl IdempotencyStore for MemoryStore {
         key: &'a str,
         token: i64,
         result: &'a [u8],
+        _now_ms: i64,
         expires_at_ms: i64,
     ) -> StoreFuture<'a, bool> {
         let done = self.keys(|keys| match keys.get_mut(key) {

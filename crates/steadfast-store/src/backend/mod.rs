@@ -10,6 +10,8 @@ mod memory_queue;
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod queue_sql;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -21,6 +23,8 @@ use std::pin::Pin;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, Synchronous};
 

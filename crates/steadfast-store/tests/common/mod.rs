@@ -1,5 +1,5 @@
 //! Stores for the conformance suite: memory and a SQLite file always, PostgreSQL when
-//! `STEADFAST_TEST_POSTGRES_URL` is set.
+//! `STEADFAST_TEST_POSTGRES_URL` is set, Redis (idempotency) when `STEADFAST_TEST_REDIS_URL` is.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use steadfast_store::{GateStore, MemoryStore, PostgresStore, SqliteStore};
 
 pub const POSTGRES_URL: &str = "STEADFAST_TEST_POSTGRES_URL";
+pub const REDIS_URL: &str = "STEADFAST_TEST_REDIS_URL";
 /// The schema the tests use, apart from a service's own `steadfast`.
 pub const SCHEMA: &str = "steadfast_test";
 
@@ -97,7 +98,17 @@ pub async fn queue_subjects() -> Vec<Subject<dyn steadfast_store::queue::QueueSt
 /// set).
 pub async fn idempotency_subjects()
 -> Vec<Subject<dyn steadfast_store::idempotency::IdempotencyStore>> {
-    each_as!(steadfast_store::idempotency::IdempotencyStore)
+    let mut all: Vec<Subject<dyn steadfast_store::idempotency::IdempotencyStore>> =
+        each_as!(steadfast_store::idempotency::IdempotencyStore);
+    match std::env::var(REDIS_URL) {
+        Ok(url) if !url.is_empty() => all.push(Subject {
+            name: "redis",
+            store: Arc::new(steadfast_store::RedisStore::connect(&url).await.unwrap()),
+            _dir: None,
+        }),
+        _ => eprintln!("skipping Redis: {REDIS_URL} is not set"),
+    }
+    all
 }
 
 /// A target type no other test (or earlier run) has used, for stores that outlive a test.
