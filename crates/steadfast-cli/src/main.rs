@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod check;
 mod gate;
 mod plan;
+mod queue;
 mod simulate;
 
 /// Resilience policies by key: check policy files and see what a key will do before it
@@ -77,6 +78,40 @@ enum Command {
         #[command(subcommand)]
         action: gate::Action,
     },
+    /// Read, redrive and purge the retry queue's dead letters
+    ///
+    /// Reads a SQLite file (a path or sqlite: URL) or PostgreSQL (postgres:// URL).
+    Dlq {
+        /// The store: a SQLite path (steadfast.db), a sqlite: URL, or a postgres:// URL.
+        #[arg(
+            long,
+            value_name = "URL",
+            global = true,
+            default_value = "steadfast.db"
+        )]
+        db: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+        format: Output,
+        #[command(subcommand)]
+        action: queue::DlqAction,
+    },
+    /// The retry queue's counts per topic
+    Queue {
+        /// The store: a SQLite path (steadfast.db), a sqlite: URL, or a postgres:// URL.
+        #[arg(
+            long,
+            value_name = "URL",
+            global = true,
+            default_value = "steadfast.db"
+        )]
+        db: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+        format: Output,
+        #[command(subcommand)]
+        action: queue::QueueAction,
+    },
     /// Run the library's retry, hedging and budgets against a simulated dependency
     ///
     /// Virtual time: no real sleeps, and one seed gives one result. A built-in scenario
@@ -123,6 +158,8 @@ fn main() -> ExitCode {
             format,
         } => plan::run(&file, &key, samples, max_rows, format),
         Command::Gate { db, format, action } => gate::run(&db, action, format),
+        Command::Dlq { db, format, action } => queue::dlq(&db, action, format),
+        Command::Queue { db, format, action } => queue::queue(&db, action, format),
         Command::Simulate(args) => simulate::run(&args),
         Command::Schema => serde_json::to_string_pretty(&steadfast::policy::json_schema())
             .map(|s| {

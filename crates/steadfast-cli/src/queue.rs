@@ -1,0 +1,321 @@
+//! `steadfast dlq` and `steadfast queue`: the retry queue's dead letters and counts in a
+//! SQLite file or PostgreSQL.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use serde_json::json;
+use steadfast::policy::parse_duration;
+use steadfast_store::queue::{DeadLetter, DeadLetterFilter, Queue, QueueStore};
+use steadfast_store::{PostgresStore, SqliteStore, StoreError};
+
+use crate::{Output, emit};
+
+/// Which dead letters a command names.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Pick {
+    /// Only this topic's (a key, e.g. emails.Send).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Only those dead-lettered longer ago than this (e.g. 7d, 12h).
+    #[arg(long, value_name = "AGE", value_parser = age)]
+    older_than: Option<Duration>,
+}
+
+/// What to do with the dead letters.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum DlqAction {
+    /// The dead letters, oldest first, one line each
+    List {
+        #[command(flatten)]
+        pick: Pick,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One dead letter: its payload and every failed attempt
+    Show {
+        /// The dead letter's id.
+        id: i64,
+    },
+    /// Send dead letters back to their topics with their attempts reset
+    ///
+    /// Name one by id, or pick by --topic / --older-than, or say --all.
+    Redrive {
+        /// The dead letter's id.
+        id: Option<i64>,
+        #[command(flatten)]
+        pick: Pick,
+        /// Every dead letter (without an id or a filter, nothing is chosen).
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Delete dead letters for good
+    ///
+    /// Name one by id, or pick by --topic / --older-than, or say --all.
+    Purge {
+        /// The dead letter's id.
+        id: Option<i64>,
+        #[command(flatten)]
+        pick: Pick,
+        /// Every dead letter (without an id or a filter, nothing is chosen).
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+}
+
+/// What to ask the queue.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum QueueAction {
+    /// Per topic: messages ready, scheduled (waiting for a retry or a not-before time),
+    /// leased, and dead letters
+    Stats {
+        /// Only this topic.
+        #[arg(long)]
+        topic: Option<String>,
+    },
+}
+
+fn age(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+/// Opens `db`: a `postgres://` URL, or a SQLite path or `sqlite:` URL.
+async fn open(db: &str) -> Result<Queue<Arc<dyn QueueStore>>, StoreError> {
+    let store: Arc<dyn QueueStore> =
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            Arc::new(PostgresStore::connect(db).await?)
+        } else {
+            Arc::new(SqliteStore::connect(db).await?)
+        };
+    Ok(Queue::new(store))
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+impl Pick {
+    fn filter(&self, now: SystemTime) -> DeadLetterFilter {
+        let mut filter = DeadLetterFilter::all();
+        if let Some(t) = &self.topic {
+            filter = filter.topic(t.clone());
+        }
+        if let Some(age) = self.older_than {
+            filter = filter.older_than(now - age);
+        }
+        filter
+    }
+
+    fn is_empty(&self) -> bool {
+        self.topic.is_none() && self.older_than.is_none()
+    }
+}
+
+/// The filter of a redrive or purge: an id, a pick, or `--all`; `None` when none was given.
+fn chosen(id: Option<i64>, pick: &Pick, all: bool, now: SystemTime) -> Option<DeadLetterFilter> {
+    match id {
+        Some(id) => Some(DeadLetterFilter::id(id)),
+        None if all || !pick.is_empty() => Some(pick.filter(now)),
+        None => None,
+    }
+}
+
+pub(crate) fn dlq(db: &str, action: DlqAction, format: Output) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let queue = open(db).await.with_context(|| format!("opening {db}"))?;
+        let now = SystemTime::now();
+        let redrive = matches!(action, DlqAction::Redrive { .. });
+        match action {
+            DlqAction::List { pick, limit } => {
+                let dead = queue.dead_letters(&pick.filter(now).limit(limit)).await?;
+                emit(&match format {
+                    Output::Json => {
+                        let rows: Vec<_> = dead.iter().map(|d| dead_json(d, false)).collect();
+                        serde_json::to_string_pretty(&rows)? + "\n"
+                    }
+                    Output::Text => list_text(&dead, now),
+                });
+                Ok(ExitCode::SUCCESS)
+            }
+            DlqAction::Show { id } => {
+                let Some(dead) = queue.dead_letter(id).await? else {
+                    eprintln!("steadfast: no dead letter {id} in {db}");
+                    return Ok(ExitCode::from(1));
+                };
+                emit(&match format {
+                    Output::Json => serde_json::to_string_pretty(&dead_json(&dead, true))? + "\n",
+                    Output::Text => show_text(&dead),
+                });
+                Ok(ExitCode::SUCCESS)
+            }
+            DlqAction::Redrive { id, pick, all } | DlqAction::Purge { id, pick, all } => {
+                let verb = if redrive { "redriven" } else { "purged" };
+                let Some(filter) = chosen(id, &pick, all, now) else {
+                    eprintln!(
+                        "steadfast: name a dead letter by id, or pick with --topic / \
+                         --older-than, or say --all"
+                    );
+                    return Ok(ExitCode::from(2));
+                };
+                let n = if redrive {
+                    queue.redrive(&filter).await?
+                } else {
+                    queue.purge(&filter).await?
+                };
+                emit(&match format {
+                    Output::Json => json!({ verb: n }).to_string() + "\n",
+                    Output::Text => format!("{n} dead letter{} {verb}\n", plural(n)),
+                });
+                // One named by id that was not there (or stayed): say so in the status.
+                Ok(if id.is_some() && n == 0 {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                })
+            }
+        }
+    })
+}
+
+pub(crate) fn queue(db: &str, action: QueueAction, format: Output) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let queue = open(db).await.with_context(|| format!("opening {db}"))?;
+        let QueueAction::Stats { topic } = action;
+        let stats = queue.stats(topic.as_deref()).await?;
+        emit(&match format {
+            Output::Json => serde_json::to_string_pretty(&stats)? + "\n",
+            Output::Text => {
+                let width = stats
+                    .iter()
+                    .map(|s| s.topic.len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(5);
+                let mut out = format!(
+                    "{:<width$}  {:>8}  {:>9}  {:>7}  {:>6}\n",
+                    "TOPIC", "READY", "SCHEDULED", "LEASED", "DEAD"
+                );
+                for s in &stats {
+                    out += &format!(
+                        "{:<width$}  {:>8}  {:>9}  {:>7}  {:>6}\n",
+                        s.topic, s.ready, s.scheduled, s.leased, s.dead
+                    );
+                }
+                if stats.is_empty() {
+                    out += "(no messages and no dead letters)\n";
+                }
+                out
+            }
+        });
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn ms(t: SystemTime) -> u128 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// The payload as text when it is UTF-8, else as hex.
+fn payload_text(payload: &[u8]) -> String {
+    match std::str::from_utf8(payload) {
+        Ok(text) => text.to_owned(),
+        Err(_) => payload.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+fn dead_json(d: &DeadLetter, payload: bool) -> serde_json::Value {
+    let mut v = json!({
+        "id": d.id,
+        "message_id": d.message_id,
+        "topic": d.topic,
+        "dedupe_key": d.dedupe_key,
+        "attempts": d.attempts,
+        "enqueued_at_ms": ms(d.enqueued_at),
+        "died_at_ms": ms(d.died_at),
+        "reason": d.reason,
+        "history": d.history,
+    });
+    if payload {
+        v["payload"] = match std::str::from_utf8(&d.payload) {
+            Ok(text) => json!(text),
+            Err(_) => json!({ "hex": payload_text(&d.payload) }),
+        };
+    }
+    v
+}
+
+fn ago(now: SystemTime, t: SystemTime) -> String {
+    let s = now.duration_since(t).unwrap_or_default().as_secs();
+    match s {
+        0..60 => format!("{s}s ago"),
+        60..3600 => format!("{}m ago", s / 60),
+        3600..86_400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+fn list_text(dead: &[DeadLetter], now: SystemTime) -> String {
+    let width = dead.iter().map(|d| d.topic.len()).max().unwrap_or(0).max(5);
+    let mut out = format!(
+        "{:>6}  {:<width$}  {:>8}  {:>9}  REASON\n",
+        "ID", "TOPIC", "ATTEMPTS", "DIED"
+    );
+    for d in dead {
+        out += &format!(
+            "{:>6}  {:<width$}  {:>8}  {:>9}  {}\n",
+            d.id,
+            d.topic,
+            d.attempts,
+            ago(now, d.died_at),
+            d.reason
+        );
+    }
+    if dead.is_empty() {
+        out += "(no dead letters)\n";
+    }
+    out
+}
+
+fn show_text(d: &DeadLetter) -> String {
+    let mut out = format!(
+        "dead letter {} (message {}) of {}\n",
+        d.id, d.message_id, d.topic
+    );
+    if let Some(key) = &d.dedupe_key {
+        out += &format!("dedupe key: {key}\n");
+    }
+    out += &format!(
+        "enqueued:   {}\ndied:       {}\nattempts:   {}\nreason:     {}\n",
+        httpdate::fmt_http_date(d.enqueued_at),
+        httpdate::fmt_http_date(d.died_at),
+        d.attempts,
+        d.reason
+    );
+    out += "history:\n";
+    for h in &d.history {
+        let at =
+            SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(h.at_ms).unwrap_or(0));
+        out += &format!(
+            "  #{:<3} {}  {}\n",
+            h.attempt,
+            httpdate::fmt_http_date(at),
+            h.error
+        );
+    }
+    out += &format!(
+        "payload ({} bytes):\n{}\n",
+        d.payload.len(),
+        payload_text(&d.payload)
+    );
+    out
+}

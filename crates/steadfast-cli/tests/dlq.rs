@@ -1,0 +1,142 @@
+//! `steadfast dlq` and `steadfast queue stats` over a real SQLite file written by the library
+//! (and PostgreSQL when `STEADFAST_TEST_POSTGRES_URL` is set).
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use steadfast::Retry;
+use steadfast::policy::{Plan, Policies};
+use steadfast_store::queue::{EnqueueOptions, Nacked, Queue, QueueStore};
+use steadfast_store::{PostgresStore, SqliteStore};
+
+fn steadfast(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_steadfast"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// A topic of its own: two dead letters (a permanent failure, and one that failed its 3
+/// attempts) and one message waiting.
+async fn seed(store: Arc<dyn QueueStore>, topic: &str) -> Vec<i64> {
+    let retry = Retry::immediate().max_attempts(3).build().unwrap();
+    let policies = Policies::new(retry.clone())
+        .with_plan("*", Plan::new(retry))
+        .unwrap();
+    let queue = Queue::new(store).with_policies(policies);
+    let lease = Duration::from_secs(30);
+    let mut dead = Vec::new();
+    queue
+        .enqueue(topic, b"{\"to\":\"ada\"}".to_vec(), EnqueueOptions::new())
+        .await
+        .unwrap();
+    let l = queue.lease(topic, 1, lease).await.unwrap().remove(0);
+    if let Nacked::DeadLettered { id } = queue.nack(&l, "550 no such user", false).await.unwrap() {
+        dead.push(id);
+    }
+    queue
+        .enqueue(topic, vec![0xff, 0x00], EnqueueOptions::new())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let l = queue.lease(topic, 1, lease).await.unwrap().remove(0);
+        if let Nacked::DeadLettered { id } = queue.nack(&l, "503", true).await.unwrap() {
+            dead.push(id);
+        }
+    }
+    queue
+        .enqueue(topic, b"waiting".to_vec(), EnqueueOptions::new())
+        .await
+        .unwrap();
+    dead
+}
+
+fn exercise(db: &str, topic: &str, dead: &[i64]) {
+    let list = steadfast(&["dlq", "--db", db, "list", "--topic", topic]);
+    assert_eq!(list.status.code(), Some(0), "{list:?}");
+    let text = stdout(&list);
+    assert!(text.starts_with("    ID  TOPIC"), "{text}");
+    assert!(text.contains("not retryable: 550 no such user"), "{text}");
+    assert!(text.contains("3 attempts failed; last: 503"), "{text}");
+
+    let show = steadfast(&["dlq", "--db", db, "show", &dead[0].to_string()]);
+    let text = stdout(&show);
+    assert!(
+        text.contains("{\"to\":\"ada\"}") && text.contains("#1"),
+        "{text}"
+    );
+    let json = steadfast(&[
+        "dlq",
+        "--db",
+        db,
+        "--format",
+        "json",
+        "show",
+        &dead[1].to_string(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["payload"]["hex"], "ff00");
+    assert_eq!(v["history"].as_array().unwrap().len(), 3);
+
+    let stats = steadfast(&[
+        "queue", "--db", db, "--format", "json", "stats", "--topic", topic,
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(
+        (v[0]["ready"].as_u64(), v[0]["dead"].as_u64()),
+        (Some(1), Some(2))
+    );
+
+    // Nothing chosen is refused; one by id goes back; the rest by topic are purged.
+    assert_eq!(
+        steadfast(&["dlq", "--db", db, "purge"]).status.code(),
+        Some(2)
+    );
+    let redrive = steadfast(&["dlq", "--db", db, "redrive", &dead[0].to_string()]);
+    assert_eq!(stdout(&redrive), "1 dead letter redriven\n");
+    let purge = steadfast(&["dlq", "--db", db, "purge", "--topic", topic]);
+    assert_eq!(stdout(&purge), "1 dead letter purged\n");
+    let stats = steadfast(&["queue", "--db", db, "stats", "--topic", topic]);
+    let text = stdout(&stats);
+    let row = text.lines().nth(1).unwrap();
+    let counts: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(counts, [topic, "2", "0", "0", "0"], "{text}");
+    let missing = steadfast(&["dlq", "--db", db, "show", "999999999"]);
+    assert_eq!(missing.status.code(), Some(1));
+}
+
+fn topic() -> String {
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("t{n}.Send")
+}
+
+#[tokio::test]
+async fn dlq_and_queue_stats_on_a_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steadfast.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let topic = topic();
+    let dead = seed(Arc::new(store), &topic).await;
+    assert_eq!(dead.len(), 2);
+    exercise(path.to_str().unwrap(), &topic, &dead);
+}
+
+#[tokio::test]
+async fn dlq_and_queue_stats_on_postgres() {
+    let Ok(url) = std::env::var("STEADFAST_TEST_POSTGRES_URL") else {
+        eprintln!("skipping PostgreSQL: STEADFAST_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let topic = topic();
+    let dead = seed(Arc::new(store), &topic).await;
+    exercise(&url, &topic, &dead);
+}
