@@ -64,17 +64,8 @@ enum Command {
     /// Reads the records of a SQLite file (a path or sqlite: URL) or PostgreSQL
     /// (postgres:// URL). Each record is judged by the options it was created with.
     Gate {
-        /// The store: a SQLite path (steadfast.db), a sqlite: URL, or a postgres:// URL.
-        #[arg(
-            long,
-            value_name = "URL",
-            global = true,
-            default_value = "steadfast.db"
-        )]
-        db: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
-        format: Output,
+        #[command(flatten)]
+        store: StoreArgs,
         #[command(subcommand)]
         action: gate::Action,
     },
@@ -82,33 +73,15 @@ enum Command {
     ///
     /// Reads a SQLite file (a path or sqlite: URL) or PostgreSQL (postgres:// URL).
     Dlq {
-        /// The store: a SQLite path (steadfast.db), a sqlite: URL, or a postgres:// URL.
-        #[arg(
-            long,
-            value_name = "URL",
-            global = true,
-            default_value = "steadfast.db"
-        )]
-        db: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
-        format: Output,
+        #[command(flatten)]
+        store: StoreArgs,
         #[command(subcommand)]
         action: queue::DlqAction,
     },
     /// The retry queue's counts per topic
     Queue {
-        /// The store: a SQLite path (steadfast.db), a sqlite: URL, or a postgres:// URL.
-        #[arg(
-            long,
-            value_name = "URL",
-            global = true,
-            default_value = "steadfast.db"
-        )]
-        db: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
-        format: Output,
+        #[command(flatten)]
+        store: StoreArgs,
         #[command(subcommand)]
         action: queue::QueueAction,
     },
@@ -126,6 +99,22 @@ enum Command {
     ///
     /// Point your editor's YAML, TOML or JSON language server at it.
     Schema,
+}
+
+/// Where the durable parts' records are, and how to print them.
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    /// The store: a SQLite path (steadfast.db), a sqlite: URL, or a postgres:// URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        global = true,
+        default_value = "steadfast.db"
+    )]
+    db: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    format: Output,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -157,9 +146,9 @@ fn main() -> ExitCode {
             max_rows,
             format,
         } => plan::run(&file, &key, samples, max_rows, format),
-        Command::Gate { db, format, action } => gate::run(&db, action, format),
-        Command::Dlq { db, format, action } => queue::dlq(&db, action, format),
-        Command::Queue { db, format, action } => queue::queue(&db, action, format),
+        Command::Gate { store, action } => gate::run(&store.db, action, store.format),
+        Command::Dlq { store, action } => queue::dlq(&store.db, action, store.format),
+        Command::Queue { store, action } => queue::queue(&store.db, action, store.format),
         Command::Simulate(args) => simulate::run(&args),
         Command::Schema => serde_json::to_string_pretty(&steadfast::policy::json_schema())
             .map(|s| {
