@@ -173,6 +173,65 @@ macro_rules! sql_queue_store {
         }
 
         impl $store {
+            /// One multi-row insert of `messages[i]` for each `i` in `rows` (none has a dedupe
+            /// key), returning their ids.
+            /// (sqlx 0.9's builder owns its arguments: topic and payload are copied.)
+            fn insert_plain(
+                messages: &[$crate::queue::NewMessage],
+                rows: &[usize],
+            ) -> sqlx::QueryBuilder<$db> {
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO queue_messages (topic, dedupe_key, payload, \
+                     max_attempts, visible_at_ms, enqueued_at_ms) ",
+                );
+                insert.push_values(rows, |mut row, &i| {
+                    let m = &messages[i];
+                    row.push_bind(m.topic.clone())
+                        .push_bind(None::<String>)
+                        .push_bind(m.payload.clone())
+                        .push_bind(i64::from(m.max_attempts))
+                        .push_bind(m.visible_at_ms)
+                        .push_bind(m.enqueued_at_ms);
+                });
+                insert.push(" RETURNING id");
+                insert
+            }
+
+            /// Puts the ids one `insert_plain` of `rows` returned in their places in `out`: they
+            /// rise in the order of the rows (one statement draws them in order), so sorted
+            /// they match.
+            fn place(
+                out: &mut [(i64, bool)],
+                rows: &[usize],
+                mut ids: Vec<(i64,)>,
+            ) -> Result<(), $crate::StoreError> {
+                if ids.len() != rows.len() {
+                    return Err($crate::StoreError::Batch(format!(
+                        "{} of {} messages were stored",
+                        ids.len(),
+                        rows.len()
+                    )));
+                }
+                ids.sort_unstable();
+                for (&i, (id,)) in rows.iter().zip(ids) {
+                    out[i] = (id, true);
+                }
+                Ok(())
+            }
+
+            /// One delete of the messages still leased for each `(id, attempt)`, returning
+            /// `(id, attempts)` of those it removed.
+            fn delete_leased(leases: &[(i64, u32)]) -> sqlx::QueryBuilder<$db> {
+                let mut delete = sqlx::QueryBuilder::<$db>::new(
+                    "DELETE FROM queue_messages WHERE leased AND (id, attempts) IN (",
+                );
+                delete.push_values(leases, |mut row, &(id, attempt)| {
+                    row.push_bind(id).push_bind(i64::from(attempt));
+                });
+                delete.push(") RETURNING id, attempts");
+                delete
+            }
+
             /// Inserts `m` (which has a dedupe key) or finds the live message holding its
             /// key. Under PostgreSQL each statement sees the latest commits, so a holder
             /// acked between the two frees the key: insert once more.
@@ -218,41 +277,25 @@ macro_rules! sql_queue_store {
             ) -> $crate::backend::StoreFuture<'a, Vec<(i64, bool)>> {
                 Box::pin(async move {
                     let mut out = vec![(0, false); messages.len()];
-                    let mut tx = self.begin_write().await?;
-                    // Without a dedupe key: one multi-row insert per chunk. Its ids rise in
-                    // the order of the rows (one statement draws them in order), so sorted
-                    // they match the chunk.
                     let plain: Vec<usize> = (0..messages.len())
                         .filter(|&i| messages[i].dedupe_key.is_none())
                         .collect();
+                    if plain.len() == messages.len() && plain.len() <= ROWS_PER_INSERT {
+                        // One statement: atomic alone, no transaction around it.
+                        let ids = Self::insert_plain(messages, &plain)
+                            .build_query_as()
+                            .fetch_all(&self.pool)
+                            .await?;
+                        Self::place(&mut out, &plain, ids)?;
+                        return Ok(out);
+                    }
+                    let mut tx = self.begin_write().await?;
                     for chunk in plain.chunks(ROWS_PER_INSERT) {
-                        let mut insert = sqlx::QueryBuilder::<$db>::new(
-                            "INSERT INTO queue_messages (topic, dedupe_key, payload, \
-                             max_attempts, visible_at_ms, enqueued_at_ms) ",
-                        );
-                        insert.push_values(chunk, |mut row, &i| {
-                            let m = &messages[i];
-                            row.push_bind(m.topic.clone())
-                                .push_bind(None::<String>)
-                                .push_bind(m.payload.clone())
-                                .push_bind(i64::from(m.max_attempts))
-                                .push_bind(m.visible_at_ms)
-                                .push_bind(m.enqueued_at_ms);
-                        });
-                        insert.push(" RETURNING id");
-                        let mut ids: Vec<(i64,)> =
-                            insert.build_query_as().fetch_all(&mut *tx).await?;
-                        ids.sort_unstable();
-                        if ids.len() != chunk.len() {
-                            return Err($crate::StoreError::Batch(format!(
-                                "{} of {} messages were stored",
-                                ids.len(),
-                                chunk.len()
-                            )));
-                        }
-                        for (&i, (id,)) in chunk.iter().zip(ids) {
-                            out[i] = (id, true);
-                        }
+                        let ids = Self::insert_plain(messages, chunk)
+                            .build_query_as()
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        Self::place(&mut out, chunk, ids)?;
                     }
                     // With one: insert, or find the live message that holds it.
                     for (i, m) in messages.iter().enumerate() {
@@ -321,24 +364,30 @@ macro_rules! sql_queue_store {
                 leases: &'a [(i64, u32)],
             ) -> $crate::backend::StoreFuture<'a, Vec<(i64, u32)>> {
                 Box::pin(async move {
-                    let mut acked = Vec::with_capacity(leases.len());
-                    let mut tx = self.begin_write().await?;
-                    for chunk in leases.chunks(ROWS_PER_INSERT) {
-                        let mut delete = sqlx::QueryBuilder::<$db>::new(
-                            "DELETE FROM queue_messages WHERE leased AND (id, attempts) IN (",
-                        );
-                        delete.push_values(chunk, |mut row, &(id, attempt)| {
-                            row.push_bind(id).push_bind(i64::from(attempt));
-                        });
-                        delete.push(") RETURNING id, attempts");
-                        let rows: Vec<(i64, i64)> =
-                            delete.build_query_as().fetch_all(&mut *tx).await?;
-                        acked.extend(rows.into_iter().map(|(id, attempts)| {
-                            (id, u32::try_from(attempts).unwrap_or(u32::MAX))
-                        }));
-                    }
-                    tx.commit().await?;
-                    Ok(acked)
+                    let rows: Vec<(i64, i64)> = if leases.len() <= ROWS_PER_INSERT {
+                        // One statement: atomic alone, no transaction around it.
+                        Self::delete_leased(leases)
+                            .build_query_as()
+                            .fetch_all(&self.pool)
+                            .await?
+                    } else {
+                        let mut rows = Vec::with_capacity(leases.len());
+                        let mut tx = self.begin_write().await?;
+                        for chunk in leases.chunks(ROWS_PER_INSERT) {
+                            rows.extend(
+                                Self::delete_leased(chunk)
+                                    .build_query_as::<(i64, i64)>()
+                                    .fetch_all(&mut *tx)
+                                    .await?,
+                            );
+                        }
+                        tx.commit().await?;
+                        rows
+                    };
+                    Ok(rows
+                        .into_iter()
+                        .map(|(id, attempts)| (id, u32::try_from(attempts).unwrap_or(u32::MAX)))
+                        .collect())
                 })
             }
 
