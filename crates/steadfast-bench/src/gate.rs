@@ -13,7 +13,7 @@ use tokio::runtime::Runtime;
 use crate::Runner;
 
 /// The URL of the PostgreSQL the postgres scenario uses.
-pub(crate) const POSTGRES_URL: [&str; 2] = [
+const POSTGRES_URL: [&str; 2] = [
     "STEADFAST_BENCH_POSTGRES_URL",
     "STEADFAST_TEST_POSTGRES_URL",
 ];
@@ -134,16 +134,25 @@ pub(crate) fn sqlite() -> Vec<Runner> {
     .collect()
 }
 
-/// acquire + failed on 16 targets at once in PostgreSQL; none without a URL.
-pub(crate) fn postgres() -> Vec<Runner> {
+/// A runtime and a store in the bench's own PostgreSQL schema; `None` (with the reason
+/// printed) without a URL.
+pub(crate) fn postgres_store(scenario: &str) -> Option<(Runtime, PostgresStore)> {
     let Some(url) = POSTGRES_URL.iter().find_map(|v| std::env::var(v).ok()) else {
-        eprintln!("gate-postgres: skipped, set {} to run it", POSTGRES_URL[1]);
-        return Vec::new();
+        eprintln!("{scenario}: skipped, set {} to run it", POSTGRES_URL[1]);
+        return None;
     };
     let rt = io_runtime();
     let store = rt
         .block_on(PostgresStore::connect_in_schema(&url, "steadfast_bench"))
         .expect("PostgreSQL");
+    Some((rt, store))
+}
+
+/// acquire + failed on 16 targets at once in PostgreSQL; none without a URL.
+pub(crate) fn postgres() -> Vec<Runner> {
+    let Some((rt, store)) = postgres_store("gate-postgres") else {
+        return Vec::new();
+    };
     vec![runner(
         "steadfast-postgres-16",
         rt,
