@@ -50,7 +50,7 @@ pub(crate) enum Action {
 
 /// Opens `db`: a `postgres://` URL, or a SQLite path or `sqlite:` URL.
 async fn open(db: &str) -> Result<Arc<dyn GateStore>, StoreError> {
-    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+    if crate::is_postgres(db) {
         Ok(Arc::new(PostgresStore::connect(db).await?))
     } else {
         Ok(Arc::new(SqliteStore::connect(db).await?))
@@ -58,10 +58,7 @@ async fn open(db: &str) -> Result<Arc<dyn GateStore>, StoreError> {
 }
 
 pub(crate) fn run(db: &str, action: Action, format: Output) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+    crate::runtime()?.block_on(async {
         let store = open(db).await.with_context(|| format!("opening {db}"))?;
         // Records are judged by the options they keep; these apply only to a reset.
         let gate = RetryGate::new(store, GateOptions::default())?;

@@ -125,6 +125,18 @@ enum Output {
     Json,
 }
 
+/// Whether `db` names PostgreSQL (`postgres://`), else a SQLite path or `sqlite:` URL.
+pub(crate) fn is_postgres(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// The runtime a store command runs on.
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// Writes to stdout; a closed pipe (`steadfast plan … | head`) ends quietly.
 pub(crate) fn emit(text: &str) {
     use std::io::Write;

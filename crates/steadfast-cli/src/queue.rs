@@ -84,19 +84,12 @@ fn age(text: &str) -> Result<Duration, String> {
 
 /// Opens `db`: a `postgres://` URL, or a SQLite path or `sqlite:` URL.
 async fn open(db: &str) -> Result<Queue<Arc<dyn QueueStore>>, StoreError> {
-    let store: Arc<dyn QueueStore> =
-        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-            Arc::new(PostgresStore::connect(db).await?)
-        } else {
-            Arc::new(SqliteStore::connect(db).await?)
-        };
+    let store: Arc<dyn QueueStore> = if crate::is_postgres(db) {
+        Arc::new(PostgresStore::connect(db).await?)
+    } else {
+        Arc::new(SqliteStore::connect(db).await?)
+    };
     Ok(Queue::new(store))
-}
-
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
 }
 
 impl Pick {
@@ -126,7 +119,7 @@ fn chosen(id: Option<i64>, pick: &Pick, all: bool, now: SystemTime) -> Option<De
 }
 
 pub(crate) fn dlq(db: &str, action: DlqAction, format: Output) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(async {
+    crate::runtime()?.block_on(async {
         let queue = open(db).await.with_context(|| format!("opening {db}"))?;
         let now = SystemTime::now();
         let redrive = matches!(action, DlqAction::Redrive { .. });
@@ -183,7 +176,7 @@ pub(crate) fn dlq(db: &str, action: DlqAction, format: Output) -> anyhow::Result
 }
 
 pub(crate) fn queue(db: &str, action: QueueAction, format: Output) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(async {
+    crate::runtime()?.block_on(async {
         let queue = open(db).await.with_context(|| format!("opening {db}"))?;
         let QueueAction::Stats { topic } = action;
         let stats = queue.stats(topic.as_deref()).await?;
