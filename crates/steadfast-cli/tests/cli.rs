@@ -1,18 +1,8 @@
 //! The `steadfast` binary, run as a user runs it.
 
-use std::process::{Command, Output};
+mod common;
 
-fn steadfast(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_steadfast"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
+use common::{stdout, steadfast};
 
 const FIVE: &str = "crates/steadfast/tests/fixtures/five_errors.toml";
 

@@ -1,7 +1,10 @@
 //! `steadfast dlq` and `steadfast queue stats` over a real SQLite file written by the library
 //! (and PostgreSQL when `STEADFAST_TEST_POSTGRES_URL` is set).
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{stdout, steadfast};
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,17 +12,6 @@ use steadfast::Retry;
 use steadfast::policy::{Plan, Policies};
 use steadfast_store::queue::{EnqueueOptions, Nacked, Queue, QueueStore};
 use steadfast_store::{PostgresStore, SqliteStore};
-
-fn steadfast(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_steadfast"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
 
 /// A topic of its own: two dead letters (a permanent failure, and one that failed its 3
 /// attempts) and one message waiting.

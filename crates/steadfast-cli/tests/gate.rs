@@ -1,22 +1,14 @@
 //! `steadfast gate` over a real SQLite file written by the library (and PostgreSQL when
 //! `STEADFAST_TEST_POSTGRES_URL` is set).
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{stdout, steadfast};
+
 use std::time::{Duration, SystemTime};
 
 use steadfast::gate::{GateOptions, Target};
 use steadfast_store::{GateStore, ManualClock, PostgresStore, RetryGate, SqliteStore};
-
-fn steadfast(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_steadfast"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
 
 /// Three failures of `order/42` 21 minutes ago: its window's quota is used, an early retry
 /// would be granted; `order/7` failed once.
