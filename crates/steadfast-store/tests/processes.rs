@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{SCHEMA, minute, postgres_url, unique};
+use common::{SCHEMA, minute, postgres_url, reexec, unique, var, worker_runtime};
 use steadfast::gate::{GateOptions, Target};
 use steadfast_store::{
     Filter, GateError, GateStore, ManualClock, PostgresStore, RetryGate, SqliteStore,
@@ -25,12 +25,7 @@ const WORKER: &str = "STEADFAST_WORKER";
 
 /// Runs this binary's `worker` test as a child with `vars`.
 fn worker(vars: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["worker_entry", "--exact", "--nocapture", "--test-threads=1"]);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    cmd
+    reexec("worker_entry", vars)
 }
 
 /// The lines a worker printed after `RESULT `.
@@ -56,22 +51,13 @@ async fn open(db: &str) -> Arc<dyn GateStore> {
     }
 }
 
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("worker needs {name}"))
-}
-
 /// The worker: does nothing unless run by a test below with `STEADFAST_WORKER` set.
 #[test]
 fn worker_entry() {
     let Ok(mode) = std::env::var(WORKER) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    worker_runtime().block_on(async move {
         let db = var("STEADFAST_DB");
         let target = Target::new(var("STEADFAST_TYPE"), "1");
         match mode.as_str() {

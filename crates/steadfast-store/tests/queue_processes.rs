@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{SCHEMA, postgres_url, topic};
+use common::{SCHEMA, postgres_url, reexec, topic, var, worker_runtime};
 use steadfast::Retry;
 use steadfast::policy::{Plan, Policies};
 use steadfast_store::queue::{
@@ -31,16 +31,7 @@ const ATTEMPTS: u32 = 8;
 
 /// Runs this binary's `queue_worker_entry` test as a child with `vars`.
 fn worker(vars: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "queue_worker_entry",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
+    let mut cmd = reexec("queue_worker_entry", vars);
     cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
     cmd
 }
@@ -64,10 +55,6 @@ fn queue(store: Arc<dyn QueueStore>) -> Queue<Arc<dyn QueueStore>> {
         .with_plan("*", Plan::new(retry))
         .unwrap();
     Queue::new(store).with_policies(policies)
-}
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("worker needs {name}"))
 }
 
 fn micros_now() -> u128 {
@@ -100,12 +87,7 @@ fn queue_worker_entry() {
     let Ok(mode) = std::env::var(WORKER) else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    worker_runtime().block_on(async move {
         let queue = queue(open(&var("STEADFAST_DB")).await);
         let topic = var("STEADFAST_TOPIC");
         let log = std::fs::OpenOptions::new()

@@ -137,3 +137,28 @@ pub fn topic(name: &str) -> String {
         .as_nanos();
     format!("q{}x{nanos}.{name}", std::process::id())
 }
+
+/// This test binary re-run as a child that runs only the test `entry` (a worker process),
+/// with `vars` in its environment.
+pub fn reexec(entry: &str, vars: &[(&str, String)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1"]);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// A variable a worker process was given.
+pub fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("worker needs {name}"))
+}
+
+/// The runtime a worker process runs on: two threads, as a small service has.
+pub fn worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
