@@ -30,6 +30,14 @@ pub enum StoreError {
     Batch(String),
     /// The store's writer task is gone (its runtime shut down).
     Closed,
+    /// Redis reported an error (unreachable, a script that failed).
+    #[cfg(feature = "redis")]
+    Redis(redis::RedisError),
+    /// A stored value could not be read back (a dead letter's history that is not JSON).
+    Unreadable(String),
+    /// The store answered other than asked (fewer rows than written, a reply of an unknown
+    /// kind), or a key kept changing under a claim.
+    Unexpected(String),
 }
 
 impl StoreError {
@@ -61,6 +69,12 @@ impl fmt::Display for StoreError {
             StoreError::Closed => {
                 f.write_str("the store's writer task is gone (was its runtime shut down?)")
             }
+            #[cfg(feature = "redis")]
+            StoreError::Redis(e) => write!(f, "redis: {e}"),
+            StoreError::Unreadable(message) => write!(f, "a stored value is unreadable: {message}"),
+            StoreError::Unexpected(message) => {
+                write!(f, "the store answered unexpectedly: {message}")
+            }
         }
     }
 }
@@ -70,6 +84,8 @@ impl std::error::Error for StoreError {
         match self {
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             StoreError::Database(e) => Some(e),
+            #[cfg(feature = "redis")]
+            StoreError::Redis(e) => Some(e),
             _ => None,
         }
     }
@@ -79,5 +95,12 @@ impl std::error::Error for StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Database(e)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        StoreError::Redis(e)
     }
 }

@@ -121,7 +121,7 @@ macro_rules! sql_idempotency_store {
                         tx.commit().await?;
                         return Ok(claimed);
                     }
-                    Err($crate::StoreError::Batch(
+                    Err($crate::StoreError::Unexpected(
                         "the idempotency key kept being freed and taken".into(),
                     ))
                 })

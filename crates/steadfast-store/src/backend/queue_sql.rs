@@ -206,7 +206,7 @@ macro_rules! sql_queue_store {
                 mut ids: Vec<(i64,)>,
             ) -> Result<(), $crate::StoreError> {
                 if ids.len() != rows.len() {
-                    return Err($crate::StoreError::Batch(format!(
+                    return Err($crate::StoreError::Unexpected(format!(
                         "{} of {} messages were stored",
                         ids.len(),
                         rows.len()
@@ -264,7 +264,7 @@ macro_rules! sql_queue_store {
                         return Ok((id, false));
                     }
                 }
-                Err($crate::StoreError::Batch(
+                Err($crate::StoreError::Unexpected(
                     "the dedupe key kept being freed and taken".into(),
                 ))
             }
@@ -416,7 +416,7 @@ macro_rules! sql_queue_store {
             ) -> $crate::backend::StoreFuture<'a, bool> {
                 Box::pin(async move {
                     let entry = serde_json::to_string(failure)
-                        .map_err(|e| $crate::StoreError::Batch(e.to_string()))?;
+                        .map_err(|e| $crate::StoreError::Unexpected(e.to_string()))?;
                     let done = sqlx::query(sqlx::AssertSqlSafe(&*self.queue_sql.retry_later))
                         .bind(id)
                         .bind(i64::from(failure.attempt))
@@ -437,7 +437,7 @@ macro_rules! sql_queue_store {
                 Box::pin(async move {
                     let q = &self.queue_sql;
                     let entry = serde_json::to_string(failure)
-                        .map_err(|e| $crate::StoreError::Batch(e.to_string()))?;
+                        .map_err(|e| $crate::StoreError::Unexpected(e.to_string()))?;
                     let mut tx = self.begin_write().await?;
                     let dead: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(&*q.bury))
                         .bind(id)
@@ -488,8 +488,8 @@ macro_rules! sql_queue_store {
                     rows.into_iter()
                         .map(|r| {
                             let history = serde_json::from_str(&r.9).map_err(|e| {
-                                $crate::StoreError::Batch(format!(
-                                    "dead letter {}: its history is unreadable: {e}",
+                                $crate::StoreError::Unreadable(format!(
+                                    "dead letter {}: its history: {e}",
                                     r.0
                                 ))
                             })?;

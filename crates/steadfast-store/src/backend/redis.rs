@@ -97,12 +97,6 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-impl From<redis::RedisError> for StoreError {
-    fn from(e: redis::RedisError) -> Self {
-        StoreError::Batch(format!("redis: {e}"))
-    }
-}
-
 impl RedisStore {
     /// Connects to `url` (`redis://host:6379/0`).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -156,16 +150,14 @@ impl IdempotencyStore for RedisStore {
             let kind = reply.next().unwrap_or_default();
             let value = reply.next().unwrap_or_default();
             Ok(match kind.as_slice() {
-                b"new" => {
-                    Claimed::New(String::from_utf8_lossy(&value).parse().map_err(|_| {
-                        StoreError::Batch("redis: a token that is no number".into())
-                    })?)
-                }
+                b"new" => Claimed::New(String::from_utf8_lossy(&value).parse().map_err(|_| {
+                    StoreError::Unexpected("redis: a token that is no number".into())
+                })?),
                 b"completed" => Claimed::Completed(value),
                 b"inflight" => Claimed::InFlight,
                 b"mismatch" => Claimed::Mismatch,
                 other => {
-                    return Err(StoreError::Batch(format!(
+                    return Err(StoreError::Unexpected(format!(
                         "redis: an unknown claim {:?}",
                         String::from_utf8_lossy(other)
                     )));

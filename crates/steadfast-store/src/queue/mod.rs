@@ -587,7 +587,7 @@ impl<S: QueueStore> Queue<S> {
     ) -> Result<Enqueued, QueueError> {
         let mut done = self.enqueue_many(topic, [(payload, options)]).await?;
         done.pop()
-            .ok_or_else(|| StoreError::Batch("the store answered no enqueue".into()).into())
+            .ok_or_else(|| StoreError::Unexpected("no answer to the enqueue".into()).into())
     }
 
     /// Stores several messages for `topic` in one transaction (one round trip for those
@@ -629,8 +629,8 @@ impl<S: QueueStore> Queue<S> {
         }
         let done = self.inner.store.enqueue(&messages).await?;
         if done.len() != messages.len() {
-            return Err(StoreError::Batch(format!(
-                "the store answered {} of {} enqueues",
+            return Err(StoreError::Unexpected(format!(
+                "{} answers to {} enqueues",
                 done.len(),
                 messages.len()
             ))
