@@ -200,17 +200,18 @@ where
             probe,
             guards,
         } = self;
-        let guards = guards.guards();
-        let mut first = None;
-        if !R::ACTIVE
-            && !X::ACTIVE
-            && !P::ACTIVE
-            && (!Gs::ACTIVE || guards.only_breaker())
-            && engine::fast_path(policy)
-        {
+        // The fast path keeps as little as it can alive across `op().await`: whatever is
+        // alive there is written into the future before the operation runs, on every call.
+        let plain = !R::ACTIVE && !X::ACTIVE && !P::ACTIVE && engine::fast_path(policy);
+        let first = if plain && !Gs::ACTIVE {
+            let result = op().await;
+            match classifier.classify(&result) {
+                Outcome::Success => return result.map_err(success_error),
+                _ => Some(result),
+            }
+        } else if plain && guards.guards().only_breaker() {
             // A breaker alone keeps the fast path: its permit is taken and settled here.
-            let breaker = if Gs::ACTIVE { guards.breaker } else { None };
-            let permit = match breaker.map(|b| b.try_acquire()) {
+            let permit = match guards.guards().breaker.map(|b| b.try_acquire()) {
                 None => None,
                 Some(Ok(p)) => Some(p),
                 Some(Err(open)) => return Err(Refusal::Breaker(open).into_error(0)),
@@ -221,16 +222,13 @@ where
                 let _ = p.record(Some(&outcome));
             }
             match outcome {
-                Outcome::Success => {
-                    return result.map_err(|source| Error::Operation {
-                        source,
-                        attempts: 1,
-                        stop: crate::error::Stop::NonRetryable,
-                    });
-                }
-                _ => first = Some(result),
+                Outcome::Success => return result.map_err(success_error),
+                _ => Some(result),
             }
-        }
+        } else {
+            None
+        };
+        let guards = guards.guards();
         engine::execute(Engine {
             policy,
             op,
@@ -611,5 +609,15 @@ impl Retry {
         F: FnMut() -> Result<T, E>,
     {
         self.call_blocking(op).run()
+    }
+}
+
+/// The error of an `Err` the classifier called a success (on the first attempt).
+#[cold]
+fn success_error<E>(source: E) -> Error<E> {
+    Error::Operation {
+        source,
+        attempts: 1,
+        stop: crate::error::Stop::NonRetryable,
     }
 }
