@@ -454,9 +454,10 @@ impl Executor {
         T: 'static,
         E: 'static,
     {
-        let bound = self.bound(key);
+        // Nothing before the future: built in place, it is not copied on its way to the
+        // caller (a call future is hundreds of bytes).
         async move {
-            let bound = bound?;
+            let bound = self.bound(key)?;
             if self.inner.lean(&bound) {
                 let guards = bound.guards();
                 let call = bound.plan.retry().call(op);
