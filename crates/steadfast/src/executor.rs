@@ -447,37 +447,36 @@ impl Executor {
 
     /// Runs `op` under the plan of `key`; an invalid key fails with [`Error::InvalidKey`]
     /// without running `op`.
-    pub fn run<F, Fut, T, E>(&self, key: &str, op: F) -> impl Future<Output = Result<T, Error<E>>>
+    ///
+    /// An `async fn` that does all its work inside its future: the future is built in place,
+    /// not copied on its way to the caller (a call future is hundreds of bytes).
+    pub async fn run<F, Fut, T, E>(&self, key: &str, op: F) -> Result<T, Error<E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         T: 'static,
         E: 'static,
     {
-        // Nothing before the future: built in place, it is not copied on its way to the
-        // caller (a call future is hundreds of bytes).
-        async move {
-            let bound = self.bound(key)?;
-            if self.inner.lean(&bound) {
-                let guards = bound.guards();
-                let call = bound.plan.retry().call(op);
-                if guards.is_empty() {
-                    return call.run().await;
-                }
-                return call.with_guards(guards).run().await;
+        let bound = self.bound(key)?;
+        if self.inner.lean(&bound) {
+            let guards = bound.guards();
+            let call = bound.plan.retry().call(op);
+            if guards.is_empty() {
+                return call.run().await;
             }
-            let entry = self.inner.entry(key)?;
-            // Observers or a chain: their work (and this allocation) only when configured.
-            Box::pin(self.inner.run_full(
-                &entry.key,
-                &bound,
-                Properties::default(),
-                AnyError,
-                NoHook,
-                op,
-            ))
-            .await
+            return call.with_guards(guards).run().await;
         }
+        let entry = self.inner.entry(key)?;
+        // Observers or a chain: their work (and this allocation) only when configured.
+        Box::pin(self.inner.run_full(
+            &entry.key,
+            &bound,
+            Properties::default(),
+            AnyError,
+            NoHook,
+            op,
+        ))
+        .await
     }
 
     /// Runs `op` under the plan of `key` on behalf of `target`: when the plan has a retry gate
