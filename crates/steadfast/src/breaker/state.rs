@@ -189,6 +189,33 @@ impl Breaker {
         s.acquire_slow()
     }
 
+    /// The fast path's permit while closed: what `Permit::record` needs, as two plain words
+    /// to keep across the attempt (a `Permit` kept there is copied field by field on every
+    /// call); `None` when not closed, and the engine takes a real permit.
+    #[inline]
+    pub(crate) fn closed_ticket(&self) -> Option<ClosedTicket> {
+        let s = &*self.shared;
+        (s.state.load(Ordering::Acquire) == CLOSED).then(|| ClosedTicket {
+            epoch: s.epoch.load(Ordering::Acquire),
+            started: s.needs_start().then(Instant::now),
+        })
+    }
+
+    /// Reports the outcome of an attempt let through on `ticket`, as
+    /// [`Permit::record`] does.
+    #[inline]
+    pub(crate) fn settle_closed(&self, ticket: ClosedTicket, outcome: &Outcome) {
+        let permit = Permit {
+            shared: &self.shared,
+            kind: PermitKind::Closed {
+                epoch: ticket.epoch,
+            },
+            started: ticket.started,
+            transition: None,
+        };
+        let _ = permit.record(Some(outcome));
+    }
+
     /// Forces it open until [`reset`](Self::reset): every call is refused.
     pub fn isolate(&self) -> Transition {
         let mut t = self.shared.lock();
@@ -458,6 +485,13 @@ impl fmt::Debug for Permit<'_> {
             .field("probe", &matches!(self.kind, PermitKind::Probe { .. }))
             .finish()
     }
+}
+
+/// A closed breaker's permit, taken apart (see `Breaker::closed_ticket`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClosedTicket {
+    epoch: u32,
+    started: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]

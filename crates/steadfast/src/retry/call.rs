@@ -4,7 +4,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Poll;
 
-use super::engine::{Engine, Guarded, Guards, NoGuards, Refusal};
+use super::engine::{Engine, Guarded, Guards, NoGuards};
 use super::hooks::{
     ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook,
 };
@@ -203,30 +203,36 @@ where
         // The fast path keeps as little as it can alive across `op().await`: whatever is
         // alive there is written into the future before the operation runs, on every call.
         let plain = !R::ACTIVE && !X::ACTIVE && !P::ACTIVE && engine::fast_path(policy);
-        let first = if plain && !Gs::ACTIVE {
-            let result = op().await;
-            match classifier.classify(&result) {
-                Outcome::Success => return result.map_err(success_error),
-                _ => Some(result),
+        let first = 'fast: {
+            if !plain {
+                break 'fast None;
             }
-        } else if plain && guards.guards().only_breaker() {
-            // A breaker alone keeps the fast path: its permit is taken and settled here.
-            let permit = match guards.guards().breaker.map(|b| b.try_acquire()) {
+            if !Gs::ACTIVE {
+                let result = op().await;
+                match classifier.classify(&result) {
+                    Outcome::Success => return result.map_err(success_error),
+                    _ => break 'fast Some(result),
+                }
+            }
+            if !guards.guards().only_breaker() {
+                break 'fast None;
+            }
+            // A breaker alone keeps the fast path while it is closed; open or half-open, the
+            // engine takes a real permit (or is refused).
+            let ticket = match guards.guards().breaker.map(|b| (b, b.closed_ticket())) {
                 None => None,
-                Some(Ok(p)) => Some(p),
-                Some(Err(open)) => return Err(Refusal::Breaker(open).into_error(0)),
+                Some((b, Some(ticket))) => Some((b, ticket)),
+                Some((_, None)) => break 'fast None,
             };
             let result = op().await;
             let outcome = classifier.classify(&result);
-            if let Some(p) = permit {
-                let _ = p.record(Some(&outcome));
+            if let Some((b, ticket)) = ticket {
+                b.settle_closed(ticket, &outcome);
             }
             match outcome {
                 Outcome::Success => return result.map_err(success_error),
                 _ => Some(result),
             }
-        } else {
-            None
         };
         let guards = guards.guards();
         engine::execute(Engine {

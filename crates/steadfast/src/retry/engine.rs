@@ -24,11 +24,14 @@ use crate::observe::{Probe, RejectedBy};
 /// [`hedge`](super::Call::hedge).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Guards<'a> {
-    pub(crate) breaker: Option<&'a Breaker>,
+    // The four that end the fast path first: `only_breaker` reads them as two 16-byte
+    // words, which then line up with the 16-byte moves of a copied `Guards` (a load that
+    // straddles two stores waits for both to land, a stall on every call).
     pub(crate) bulkhead: Option<&'a Bulkhead>,
     pub(crate) limiter: Option<&'a RateLimiter>,
     pub(crate) budget: Option<&'a Budget>,
     pub(crate) hedge: Option<&'a Hedge>,
+    pub(crate) breaker: Option<&'a Breaker>,
 }
 
 impl Guards<'_> {
