@@ -195,25 +195,14 @@ impl Breaker {
     #[inline]
     pub(crate) fn closed_ticket(&self) -> Option<ClosedTicket> {
         let s = &*self.shared;
-        (s.state.load(Ordering::Acquire) == CLOSED).then(|| ClosedTicket {
-            epoch: s.epoch.load(Ordering::Acquire),
-            started: s.needs_start().then(Instant::now),
-        })
+        (s.state.load(Ordering::Acquire) == CLOSED).then(|| s.closed_ticket(Instant::now))
     }
 
     /// Reports the outcome of an attempt let through on `ticket`, as
     /// [`Permit::record`] does.
     #[inline]
     pub(crate) fn settle_closed(&self, ticket: ClosedTicket, outcome: &Outcome) {
-        let permit = Permit {
-            shared: &self.shared,
-            kind: PermitKind::Closed {
-                epoch: ticket.epoch,
-            },
-            started: ticket.started,
-            transition: None,
-        };
-        let _ = permit.record(Some(outcome));
+        let _ = self.shared.closed_permit_on(ticket).record(Some(outcome));
     }
 
     /// Forces it open until [`reset`](Self::reset): every call is refused.
@@ -244,12 +233,27 @@ impl Shared {
     /// A permit in the closed state; `now` is read only if slow calls are timed.
     #[inline]
     fn closed_permit(&self, now: impl FnOnce() -> Instant) -> Permit<'_> {
+        self.closed_permit_on(self.closed_ticket(now))
+    }
+
+    /// What a closed-state permit needs: the epoch, and the start if slow calls are timed.
+    #[inline]
+    fn closed_ticket(&self, now: impl FnOnce() -> Instant) -> ClosedTicket {
+        ClosedTicket {
+            epoch: self.epoch.load(Ordering::Acquire),
+            started: self.needs_start().then(now),
+        }
+    }
+
+    /// The closed-state permit of `ticket`.
+    #[inline]
+    fn closed_permit_on(&self, ticket: ClosedTicket) -> Permit<'_> {
         Permit {
             shared: self,
             kind: PermitKind::Closed {
-                epoch: self.epoch.load(Ordering::Acquire),
+                epoch: ticket.epoch,
             },
-            started: self.needs_start().then(now),
+            started: ticket.started,
             transition: None,
         }
     }

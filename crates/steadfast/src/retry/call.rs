@@ -207,6 +207,8 @@ where
             if !plain {
                 break 'fast None;
             }
+            // Without guards, the breaker path below would also do, but its `ticket` would
+            // be written into the future on every call; this path keeps nothing alive.
             if !Gs::ACTIVE {
                 let result = op().await;
                 match classifier.classify(&result) {
@@ -214,12 +216,13 @@ where
                     _ => break 'fast Some(result),
                 }
             }
-            if !guards.guards().only_breaker() {
+            let set = guards.guards();
+            if !set.only_breaker() {
                 break 'fast None;
             }
             // A breaker alone keeps the fast path while it is closed; open or half-open, the
             // engine takes a real permit (or is refused).
-            let ticket = match guards.guards().breaker.map(|b| (b, b.closed_ticket())) {
+            let ticket = match set.breaker.map(|b| (b, b.closed_ticket())) {
                 None => None,
                 Some((b, Some(ticket))) => Some((b, ticket)),
                 Some((_, None)) => break 'fast None,
