@@ -177,7 +177,7 @@ async fn fifty_concurrent_calls_with_one_key_run_the_operation_once() {
                 let (runs, others_done) = (runs.clone(), others_done.clone());
                 tokio::spawn(async move {
                     let result = executor
-                        .run_idempotent("payments.Charge", &request, || {
+                        .call("payments.Charge", || {
                             let (runs, others_done) = (runs.clone(), others_done.clone());
                             async move {
                                 runs.fetch_add(1, Ordering::SeqCst);
@@ -185,6 +185,8 @@ async fn fifty_concurrent_calls_with_one_key_run_the_operation_once() {
                                 Ok::<_, std::io::Error>("charged 100".to_owned())
                             }
                         })
+                        .idempotent(&request)
+                        .run()
                         .await;
                     if result.is_err() {
                         others_done.add_permits(1);
@@ -210,7 +212,9 @@ async fn fifty_concurrent_calls_with_one_key_run_the_operation_once() {
 
         // Afterwards: the stored result, replayed; another request with the key: a mismatch.
         let replay = executor
-            .run_idempotent("payments.Charge", &request, must_not_run)
+            .call("payments.Charge", must_not_run)
+            .idempotent(&request)
+            .run()
             .await
             .unwrap();
         assert_eq!(
@@ -220,7 +224,9 @@ async fn fifty_concurrent_calls_with_one_key_run_the_operation_once() {
         );
         let changed = serde_json::json!({"order_id": order, "amount": 999});
         let refused = executor
-            .run_idempotent("payments.Charge", &changed, must_not_run)
+            .call("payments.Charge", must_not_run)
+            .idempotent(&changed)
+            .run()
             .await;
         assert!(
             matches!(refused, Err(Error::Idempotency(Refusal::Mismatch))),
@@ -228,11 +234,9 @@ async fn fifty_concurrent_calls_with_one_key_run_the_operation_once() {
         );
         // A request without the key field is refused too.
         let keyless = executor
-            .run_idempotent(
-                "payments.Charge",
-                &serde_json::json!({"amount": 1}),
-                must_not_run,
-            )
+            .call("payments.Charge", must_not_run)
+            .idempotent(&serde_json::json!({"amount": 1}))
+            .run()
             .await;
         assert!(
             matches!(keyless, Err(Error::Idempotency(Refusal::MissingKey(ref f))) if f == "order_id"),
@@ -258,11 +262,15 @@ async fn a_failed_call_releases_its_key_so_a_retry_runs() {
             .build();
         let request = serde_json::json!({"id": unique("job")});
         let failed = executor
-            .run_idempotent("jobs.Run", &request, || async { Err::<u32, _>("boom") })
+            .call("jobs.Run", || async { Err::<u32, _>("boom") })
+            .idempotent(&request)
+            .run()
             .await;
         assert!(matches!(failed, Err(Error::Operation { .. })), "{name}");
         let ran = executor
-            .run_idempotent("jobs.Run", &request, || async { Ok::<u32, &str>(7) })
+            .call("jobs.Run", || async { Ok::<u32, &str>(7) })
+            .idempotent(&request)
+            .run()
             .await
             .unwrap();
         assert_eq!((ran.value, ran.replayed), (7, false), "{name}");

@@ -35,6 +35,9 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+
+use crate::classify::{ClassifyOptions, PolicyClassifier, ReadResult};
+use crate::config::ConfigError;
 use std::fmt;
 use std::sync::Arc;
 
@@ -276,6 +279,9 @@ impl Response {
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     policies: HashMap<String, Arc<dyn Policy>>,
+    classifiers: HashMap<String, PolicyClassifier>,
+    /// The types registered for the built-in classifiers to read.
+    readers: PolicyClassifier,
 }
 
 impl Registry {
@@ -312,6 +318,70 @@ impl Registry {
     /// The policy registered as `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Policy>> {
         self.policies.get(name)
+    }
+
+    /// Registers a classifier of your own that policies name with `classify = "name"`.
+    ///
+    /// ```
+    /// use std::any::Any;
+    /// use steadfast::chain::Registry;
+    /// use steadfast::classify::{ClassifyOptions, Outcome, ReadResult};
+    ///
+    /// #[derive(Debug)]
+    /// struct RetryStrings;
+    /// impl ReadResult for RetryStrings {
+    ///     fn read(&self, r: Result<&dyn Any, &dyn Any>) -> Option<Outcome> {
+    ///         match r {
+    ///             Ok(_) => Some(Outcome::Success),
+    ///             Err(e) => e.downcast_ref::<&str>().map(|_| Outcome::RETRYABLE),
+    ///         }
+    ///     }
+    /// }
+    /// let registry = Registry::new().classifier("strings", RetryStrings);
+    /// let c = registry.classify(&ClassifyOptions::new("strings"))?;
+    /// assert_eq!(c.read(Err(&"busy")), Some(Outcome::RETRYABLE));
+    /// assert!(registry.classify(&ClassifyOptions::new("strngs")).is_err());
+    /// # Ok::<(), steadfast::ConfigError>(())
+    /// ```
+    pub fn classifier(mut self, name: impl Into<String>, classifier: impl ReadResult) -> Self {
+        let name = name.into();
+        let c = PolicyClassifier::custom(name.clone(), classifier);
+        self.classifiers.insert(name, c);
+        self
+    }
+
+    /// Lets the built-in classifiers (`http`, `grpc`, `io`) read errors of type `E` by `E`'s
+    /// own [`Classify`](crate::Classify).
+    pub fn error<E: crate::Classify + 'static>(mut self) -> Self {
+        self.readers = self.readers.error::<E>();
+        self
+    }
+
+    /// Lets the built-in classifiers read `http::Response<B>` for a body type they do not
+    /// know (feature `http-types`).
+    #[cfg(feature = "http-types")]
+    pub fn http_body<B: 'static>(mut self) -> Self {
+        self.readers = self.readers.http_body::<B>();
+        self
+    }
+
+    /// Whether `name` is a classifier a policy may name: built in or registered here.
+    pub fn knows_classifier(&self, name: &str) -> bool {
+        crate::classify::BUILT_IN.contains(&name) || self.classifiers.contains_key(name)
+    }
+
+    /// The classifier `options` name: a registered one, else a built-in reading the types
+    /// registered here.
+    pub fn classify(&self, options: &ClassifyOptions) -> Result<PolicyClassifier, ConfigError> {
+        if let Some(c) = self.classifiers.get(&options.kind) {
+            if !options.is_plain() {
+                let mut p = crate::config::Problems::new("classify");
+                p.push("kind", format!("{:?} is a registered classifier: its options are its own, not `statuses`, `codes` or `timeouts`", options.kind));
+                p.finish()?;
+            }
+            return Ok(c.clone());
+        }
+        Ok(PolicyClassifier::built(options)?.with_readers_of(&self.readers))
     }
 }
 

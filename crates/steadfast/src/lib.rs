@@ -171,5 +171,5 @@ where
     T: 'static,
     E: 'static,
 {
-    executor().run_blocking(key, op)
+    executor().call_blocking(key, op).run()
 }

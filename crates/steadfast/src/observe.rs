@@ -250,6 +250,17 @@ pub enum PolicyEvent<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// A key's classifier cannot read a call's error type, so such failures are not retried
+    /// (reported once per classifier and type; see
+    /// [`PolicyClassifier`](crate::classify::PolicyClassifier)).
+    Unreadable {
+        /// The call's key.
+        key: &'a str,
+        /// The classifier's name.
+        classifier: &'a str,
+        /// The error type it cannot read.
+        type_name: &'a str,
+    },
 }
 
 /// What the engine reports to. Implemented by [`Timeline`], by the executor's observers, and

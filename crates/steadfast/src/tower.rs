@@ -32,9 +32,10 @@ use std::task::{Context, Poll};
 pub use tower_layer::Layer;
 pub use tower_service::Service;
 
-use crate::classify::{AnyError, Classifier, Outcome};
+use crate::classify::{Classifier, Outcome, PolicyClassifier};
 use crate::error::{Error, Stop};
 use crate::executor::Handle;
+use crate::executor::{CallClassifier, FromPlan, Given};
 
 /// How a layer copies a request for another attempt.
 pub trait CloneRequest<Req> {
@@ -64,20 +65,20 @@ impl<Req, G: Fn(&Req) -> Option<Req>> CloneRequest<Req> for CloneWith<G> {
 
 /// Runs a service's calls under a key's plan; see the [module docs](self).
 #[derive(Debug, Clone)]
-pub struct RetryLayer<R = ByClone, C = AnyError> {
+pub struct RetryLayer<R = ByClone, C = FromPlan> {
     handle: Handle,
     clone: R,
     classifier: C,
 }
 
 impl RetryLayer {
-    /// A layer running calls under `handle`'s key, copying requests with `Clone` and retrying
-    /// every error.
+    /// A layer running calls under `handle`'s key, copying requests with `Clone` and
+    /// classifying results by the key's policy (`classify = "http"` in a policy file).
     pub fn new(handle: Handle) -> Self {
         RetryLayer {
             handle,
             clone: ByClone,
-            classifier: AnyError,
+            classifier: FromPlan,
         }
     }
 }
@@ -92,12 +93,12 @@ impl<R, C> RetryLayer<R, C> {
         }
     }
 
-    /// Classifies each attempt's result (an HTTP 503 is an `Ok` response worth retrying).
-    pub fn classify<C2>(self, classifier: C2) -> RetryLayer<R, C2> {
+    /// Classifies each attempt's result with `classifier` instead of the key's policy's.
+    pub fn classify<C2>(self, classifier: C2) -> RetryLayer<R, Given<C2>> {
         RetryLayer {
             handle: self.handle,
             clone: self.clone,
-            classifier,
+            classifier: Given(classifier),
         }
     }
 }
@@ -117,7 +118,7 @@ impl<S, R: Clone, C: Clone> Layer<S> for RetryLayer<R, C> {
 
 /// A service whose calls run under a key's plan; made by [`RetryLayer`].
 #[derive(Debug, Clone)]
-pub struct RetryService<S, R = ByClone, C = AnyError> {
+pub struct RetryService<S, R = ByClone, C = FromPlan> {
     inner: S,
     handle: Handle,
     clone: R,
@@ -132,7 +133,8 @@ where
     S::Error: Send + 'static,
     Req: Send + 'static,
     R: CloneRequest<Req> + Clone + Send + 'static,
-    C: Classifier<S::Response, S::Error> + Clone + Send + Sync + 'static,
+    C: CallClassifier<S::Response, S::Error> + Clone + Send + Sync + 'static,
+    for<'a> C::Resolved<'a>: Send + Sync,
 {
     type Response = S::Response;
     type Error = Error<S::Error>;
@@ -175,7 +177,7 @@ where
                 last: last.clone(),
             };
             handle
-                .run_classified(classifier, move || {
+                .call(move || {
                     let next = match first.take() {
                         Some((svc, req)) => Some((svc, req, true)),
                         None => {
@@ -199,6 +201,8 @@ where
                         svc.call(req).await
                     }
                 })
+                .classify_with(classifier)
+                .run()
                 .await
         })
     }
@@ -208,6 +212,23 @@ where
 struct LastAttempt<C> {
     inner: C,
     last: Arc<AtomicBool>,
+}
+
+impl<T, E, C: CallClassifier<T, E>> CallClassifier<T, E> for LastAttempt<C> {
+    type Resolved<'a>
+        = LastAttempt<C::Resolved<'a>>
+    where
+        Self: 'a;
+    fn resolve<'a>(
+        &'a self,
+        policy: &'a PolicyClassifier,
+        report: Option<&'a (dyn Fn(&'static str) + Sync)>,
+    ) -> Self::Resolved<'a> {
+        LastAttempt {
+            inner: self.inner.resolve(policy, report),
+            last: self.last.clone(),
+        }
+    }
 }
 
 impl<T, E, C: Classifier<T, E>> Classifier<T, E> for LastAttempt<C> {

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use steadfast::chain::{Context, Policy, Properties, Registry, Rejection, Response};
+use steadfast::observe::Timeline;
 use steadfast::policy::{Policies, PolicyError};
 use steadfast::{Error, Executor, Retry};
 
@@ -178,7 +179,9 @@ async fn properties_reach_the_hooks() {
     let mut props = Properties::default();
     props.insert(Tenant("over"));
     let err = executor
-        .run_with("svc.Call", props, || async { Ok::<_, ()>(1) })
+        .call("svc.Call", || async { Ok::<_, ()>(1) })
+        .properties(props)
+        .run()
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Rejected(_)));
@@ -186,7 +189,9 @@ async fn properties_reach_the_hooks() {
     props.insert(Tenant("fine"));
     assert_eq!(
         executor
-            .run_with("svc.Call", props, || async { Ok::<_, ()>(1) })
+            .call("svc.Call", || async { Ok::<_, ()>(1) })
+            .properties(props)
+            .run()
             .await
             .unwrap(),
         1
@@ -263,10 +268,11 @@ fn blocking_calls_run_the_chain_too() {
     let gated = executor(&registry, &["gate"]);
     let mut ran = false;
     let err = gated
-        .run_blocking("svc.Call", || {
+        .call_blocking("svc.Call", || {
             ran = true;
             Ok::<_, &str>(1u32)
         })
+        .run()
         .unwrap_err();
     assert!(
         !ran,
@@ -279,7 +285,8 @@ fn blocking_calls_run_the_chain_too() {
     let registry = Registry::new().register("fallback", fallback);
     let recovering = executor(&registry, &["fallback"]);
     let value = recovering
-        .run_blocking("svc.Call", || Err::<u32, _>("down"))
+        .call_blocking("svc.Call", || Err::<u32, _>("down"))
+        .run()
         .unwrap();
     assert_eq!(value, 9);
 }
@@ -292,11 +299,14 @@ async fn timelines_run_the_chain_too() {
     let registry = Registry::new().register("gate", gate);
     let gated = executor(&registry, &["gate"]);
     let mut ran = false;
-    let (result, timeline) = gated
-        .run_with_timeline("svc.Call", || {
+    let mut timeline = Timeline::default();
+    let result = gated
+        .call("svc.Call", || {
             ran = true;
             async { Ok::<_, &str>(1u32) }
         })
+        .timeline(&mut timeline)
+        .run()
         .await;
     assert!(!ran);
     assert!(matches!(result, Err(Error::Rejected(_))));
@@ -304,8 +314,11 @@ async fn timelines_run_the_chain_too() {
 
     let registry = Registry::new().register("audit", Recording::new("audit", &log));
     let audited = executor(&registry, &["audit"]);
-    let (result, timeline) = audited
-        .run_with_timeline("svc.Call", || async { Ok::<_, &str>(2u32) })
+    let mut timeline = Timeline::default();
+    let result = audited
+        .call("svc.Call", || async { Ok::<_, &str>(2u32) })
+        .timeline(&mut timeline)
+        .run()
         .await;
     assert_eq!(result.unwrap(), 2);
     assert_eq!(timeline.attempts().len(), 1);

@@ -9,6 +9,7 @@ use steadfast::budget::BudgetOptions;
 use steadfast::classify::Outcome;
 use steadfast::hedge::HedgeOptions;
 use steadfast::observe::AttemptEnd;
+use steadfast::observe::Timeline;
 use steadfast::{Error, Jitter, Retry, Stop};
 
 fn ms(n: u64) -> Duration {
@@ -296,6 +297,7 @@ async fn plans_hedge_by_key_and_share_a_budget_by_name() {
             "search.*",
             Plan::new(retry(3))
                 .idempotent(true)
+                .unwrap()
                 .hedge(HedgeOptions::fixed(ms(30)))
                 .unwrap()
                 .shared_budget("backend", quota.clone())
@@ -311,8 +313,9 @@ async fn plans_hedge_by_key_and_share_a_budget_by_name() {
 
     // The first attempt stalls; the hedge, sent at 30 ms, answers at 40 ms.
     let mut n = 0;
-    let (result, timeline) = executor
-        .run_with_timeline("search.Query", || {
+    let mut timeline = Timeline::default();
+    let result = executor
+        .call("search.Query", || {
             n += 1;
             let latency = if n == 1 { 1_000 } else { 10 };
             async move {
@@ -320,6 +323,8 @@ async fn plans_hedge_by_key_and_share_a_budget_by_name() {
                 Ok::<_, ()>(n)
             }
         })
+        .timeline(&mut timeline)
+        .run()
         .await;
     assert_eq!(result.unwrap(), 2);
     assert_eq!(timeline.duration(), ms(40));
@@ -328,13 +333,23 @@ async fn plans_hedge_by_key_and_share_a_budget_by_name() {
     // The hedge cost 5 and, as it won, was refunded (a successful retry gives its cost back),
     // so index.Put's two retries take the whole shared quota…
     let failing = || async { Err::<(), _>("down") };
-    let (result, timeline) = executor.run_with_timeline("index.Put", failing).await;
+    let mut timeline = Timeline::default();
+    let result = executor
+        .call("index.Put", failing)
+        .timeline(&mut timeline)
+        .run()
+        .await;
     assert!(result.is_err());
     assert_eq!(timeline.attempts().len(), 3);
     assert_eq!(timeline.budget_refusals(), 0);
     // …and search.Query finds it empty: the hedge its failure would send at once is refused,
     // then the retry.
-    let (result, timeline) = executor.run_with_timeline("search.Query", failing).await;
+    let mut timeline = Timeline::default();
+    let result = executor
+        .call("search.Query", failing)
+        .timeline(&mut timeline)
+        .run()
+        .await;
     assert!(result.is_err());
     assert_eq!(timeline.attempts().len(), 1);
     assert_eq!(timeline.budget_refusals(), 2);

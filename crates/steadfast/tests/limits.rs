@@ -245,10 +245,12 @@ async fn a_fallback_replaces_chosen_failures_and_is_an_event() {
         .build();
     let mut runs = 0;
     let v = executor
-        .run_with_fallback("prices.Get", Fallback::on(On::EXHAUSTED).value(40), || {
+        .call("prices.Get", || {
             runs += 1;
             async { Err::<u32, _>("down") }
         })
+        .fallback(Fallback::on(On::EXHAUSTED).value(40))
+        .run()
         .await
         .unwrap();
     assert_eq!((v, runs), (40, 3), "three attempts, then the fallback");
@@ -257,22 +259,20 @@ async fn a_fallback_replaces_chosen_failures_and_is_an_event() {
     // A failure it does not handle stays an error, and no event.
     events.0.lock().unwrap().clear();
     let err = executor
-        .run_with_fallback(
-            "prices.Get",
-            Fallback::on(On::REJECTED).value(40),
-            || async { Err::<u32, _>("down") },
-        )
+        .call("prices.Get", || async { Err::<u32, _>("down") })
+        .fallback(Fallback::on(On::REJECTED).value(40))
+        .run()
         .await;
     assert!(matches!(err, Err(Error::Operation { attempts: 3, .. })));
     assert!(!events.0.lock().unwrap().contains(&Event::FallbackUsed));
 
     // A closure picks a specific error of the operation.
     let v = executor
-        .run_with_fallback(
-            "prices.Get",
+        .call("prices.Get", || async { Err::<u32, _>("not found") })
+        .fallback(
             Fallback::on(|e: &Error<&str>| e.operation_error() == Some(&"not found")).with(|_| 0),
-            || async { Err::<u32, _>("not found") },
         )
+        .run()
         .await;
     assert_eq!(v.unwrap(), 0);
 }

@@ -146,9 +146,9 @@ fn rejections_breaker_transitions_and_fallbacks_are_counted() {
             .run("db.Q", || async { Err::<u32, _>("down") })
             .await;
         let v = executor
-            .run_with_fallback("db.Q", Fallback::on(On::REJECTED).value(0), || async {
-                Ok::<u32, &str>(1)
-            })
+            .call("db.Q", || async { Ok::<u32, &str>(1) })
+            .fallback(Fallback::on(On::REJECTED).value(0))
+            .run()
             .await;
         assert_eq!(v.unwrap(), 0);
     });

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use steadfast::classify::Outcome;
+use steadfast::observe::Timeline;
 use steadfast::observe::{AttemptEnd, Event, Observer, RetryReason};
 use steadfast::policy::Policies;
 use steadfast::{Executor, Jitter, Key, Retry, Stop, TimeoutScope};
@@ -43,7 +44,12 @@ fn flaky()
 #[tokio::test(start_paused = true)]
 async fn the_timeline_of_two_failures_and_a_success() {
     let executor = Executor::new(policy());
-    let (result, timeline) = executor.run_with_timeline("svc.Method", flaky()).await;
+    let mut timeline = Timeline::default();
+    let result = executor
+        .call("svc.Method", flaky())
+        .timeline(&mut timeline)
+        .run()
+        .await;
     assert_eq!(result.unwrap(), 3);
     let a = timeline.attempts();
     assert_eq!(a.len(), 3);
@@ -193,11 +199,14 @@ async fn timeouts_show_in_the_timeline() {
             .unwrap(),
     );
     let executor = Executor::new(policies);
-    let (result, timeline) = executor
-        .run_with_timeline("svc.Slow", || async {
+    let mut timeline = Timeline::default();
+    let result = executor
+        .call("svc.Slow", || async {
             sleep(Duration::from_secs(10)).await;
             Ok::<_, ()>(())
         })
+        .timeline(&mut timeline)
+        .run()
         .await;
     assert!(matches!(
         result,

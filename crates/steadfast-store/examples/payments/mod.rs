@@ -77,11 +77,13 @@ async fn charge(
     };
     let request = serde_json::json!({ "idempotency_key": key, "body": body });
     let charged = executor
-        .run_idempotent("payments.Charge", &request, || async {
+        .call("payments.Charge", || async {
             tokio::time::sleep(work).await;
             let n = made.fetch_add(1, Ordering::SeqCst) + 1;
             Ok::<_, std::io::Error>(format!("{{\"charge\":\"ch_{n}\"}}"))
         })
+        .idempotent(&request)
+        .run()
         .await;
     match charged {
         Ok(done) if done.replayed => {

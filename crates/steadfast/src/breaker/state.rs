@@ -125,6 +125,11 @@ impl Breaker {
     /// A breaker with `options`, validated.
     pub fn new(options: BreakerOptions) -> Result<Breaker, ConfigError> {
         options.validate()?;
+        Ok(Self::from_valid(options))
+    }
+
+    /// The same, for options already validated (a plan's): cannot fail.
+    pub(crate) fn from_valid(options: BreakerOptions) -> Breaker {
         let stats = match &options.kind {
             BreakerKind::FailureRate { window, .. } => Some(match *window {
                 Window::Calls(n) => Stats::Count(CountWindow::new(n)),
@@ -133,7 +138,7 @@ impl Breaker {
             BreakerKind::Adaptive { window, .. } => Some(Stats::Time(TimeWindow::new(*window, 10))),
             _ => None,
         };
-        Ok(Breaker {
+        Breaker {
             shared: Arc::new(Shared {
                 options,
                 origin: Instant::now(),
@@ -144,7 +149,7 @@ impl Breaker {
                 open_until: AtomicU64::new(0),
                 slow: Mutex::new(Transitions::default()),
             }),
-        })
+        }
     }
 
     /// Options for a breaker that opens after `threshold` failures in a row.

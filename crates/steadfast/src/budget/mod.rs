@@ -210,6 +210,11 @@ impl BudgetOptions {
     /// The budget, its state fresh.
     pub fn build(self) -> Result<Budget, ConfigError> {
         self.validate()?;
+        Ok(self.build_valid())
+    }
+
+    /// The same, for options already validated (a plan's): cannot fail.
+    pub(crate) fn build_valid(self) -> Budget {
         let state = match self {
             BudgetOptions::TokenBucket {
                 max_tokens,
@@ -255,12 +260,12 @@ impl BudgetOptions {
                 )),
             },
         };
-        Ok(Budget {
+        Budget {
             inner: Arc::new(Inner {
                 options: self,
                 state,
             }),
-        })
+        }
     }
 }
 

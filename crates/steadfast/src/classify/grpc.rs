@@ -76,6 +76,43 @@ impl Code {
         Code::Unauthenticated,
     ];
 
+    /// The code named as gRPC writes it (`UNAVAILABLE`, `RESOURCE_EXHAUSTED`), in any case.
+    ///
+    /// ```
+    /// use steadfast::classify::grpc::Code;
+    ///
+    /// assert_eq!(Code::from_name("unavailable"), Some(Code::Unavailable));
+    /// assert_eq!(Code::from_name("DEADLINE_EXCEEDED"), Some(Code::DeadlineExceeded));
+    /// ```
+    pub fn from_name(name: &str) -> Option<Code> {
+        Code::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The name gRPC gives the code (`UNAVAILABLE`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::Cancelled => "CANCELLED",
+            Code::Unknown => "UNKNOWN",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Code::NotFound => "NOT_FOUND",
+            Code::AlreadyExists => "ALREADY_EXISTS",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::Aborted => "ABORTED",
+            Code::OutOfRange => "OUT_OF_RANGE",
+            Code::Unimplemented => "UNIMPLEMENTED",
+            Code::Internal => "INTERNAL",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::DataLoss => "DATA_LOSS",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+        }
+    }
+
     /// The code for a wire value, if it is one of the 17.
     pub fn from_i32(value: i32) -> Option<Code> {
         usize::try_from(value)

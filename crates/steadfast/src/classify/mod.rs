@@ -31,9 +31,17 @@
 //! # }
 //! ```
 
+#[cfg(feature = "serde")]
+mod file;
 pub mod grpc;
 pub mod http;
 pub mod io;
+mod policy;
+
+pub(crate) use policy::unknown;
+pub use policy::{
+    BUILT_IN, ClassifyOptions, DEFAULT_HTTP_STATUSES, FromPolicy, PolicyClassifier, ReadResult,
+};
 
 use std::time::Duration;
 

@@ -166,12 +166,17 @@ impl HedgeOptions {
     /// The hedge, with an empty latency history.
     pub fn build(self) -> Result<Hedge, ConfigError> {
         self.validate()?;
-        Ok(Hedge {
+        Ok(self.build_valid())
+    }
+
+    /// The same, for options already validated (a plan's): cannot fail.
+    pub(crate) fn build_valid(self) -> Hedge {
+        Hedge {
             inner: Arc::new(Inner {
                 latencies: Latencies::new(self.window),
                 options: self,
             }),
-        })
+        }
     }
 }
 

@@ -136,13 +136,18 @@ impl Bulkhead {
     /// A bulkhead with `options`, validated.
     pub fn with_options(options: BulkheadOptions) -> Result<Bulkhead, ConfigError> {
         options.validate()?;
-        Ok(Bulkhead {
+        Ok(Self::from_valid(options))
+    }
+
+    /// The same, for options already validated (a plan's): cannot fail.
+    pub(crate) fn from_valid(options: BulkheadOptions) -> Bulkhead {
+        Bulkhead {
             shared: Arc::new(BulkheadShared {
                 places: Semaphore::new(options.max_concurrent as usize),
                 options,
                 queued: AtomicU32::new(0),
             }),
-        })
+        }
     }
 
     /// The options it was made with.
@@ -334,9 +339,14 @@ impl RateLimiter {
     /// A limiter with `options`, validated.
     pub fn with_options(options: RateLimitOptions) -> Result<RateLimiter, ConfigError> {
         options.validate()?;
+        Ok(Self::from_valid(options))
+    }
+
+    /// The same, for options already validated (a plan's): cannot fail.
+    pub(crate) fn from_valid(options: RateLimitOptions) -> RateLimiter {
         let interval = options.interval();
         let tolerance = interval.saturating_mul(u64::from(options.burst - 1));
-        Ok(RateLimiter {
+        RateLimiter {
             shared: Arc::new(LimiterShared {
                 options,
                 origin: Instant::now(),
@@ -344,7 +354,7 @@ impl RateLimiter {
                 tolerance,
                 tat: AtomicU64::new(0),
             }),
-        })
+        }
     }
 
     /// The options it was made with.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::breaker::BreakerOptions;
 use crate::budget::BudgetOptions;
 use crate::chain::Registry;
+use crate::classify::ClassifyOptions;
 use crate::config::ConfigError;
 use crate::hedge::HedgeOptions;
 use crate::key::{KeyError, Pattern};
@@ -75,6 +76,10 @@ pub struct TableSpec {
     /// The budget retries and hedges spend from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Scoped<BudgetOptions>>,
+    /// Which failures are retried: `"http"`, `"grpc"`, `"io"`, `"always"` (the default),
+    /// `"never"`, a registered name, or a table with `kind` and options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classify: Option<ClassifyOptions>,
 }
 
 impl TableSpec {
@@ -143,6 +148,12 @@ impl TableSpec {
         self
     }
 
+    /// Sets the classifier.
+    pub fn classify(mut self, classify: ClassifyOptions) -> Self {
+        self.classify = Some(classify);
+        self
+    }
+
     /// This table's strategies, each taken from `lower` where this one does not name it.
     fn over(&self, lower: &TableSpec) -> TableSpec {
         TableSpec {
@@ -159,6 +170,7 @@ impl TableSpec {
             idempotent: self.idempotent.or(lower.idempotent),
             hedge: self.hedge.clone().or_else(|| lower.hedge.clone()),
             budget: self.budget.clone().or_else(|| lower.budget.clone()),
+            classify: self.classify.clone().or_else(|| lower.classify.clone()),
         }
     }
 
@@ -175,6 +187,7 @@ impl TableSpec {
                 .map(crate::idempotency::IdempotencyOptions::validate),
             self.hedge.as_ref().map(HedgeOptions::validate),
             self.budget.as_ref().map(validate_scoped),
+            self.classify.as_ref().map(ClassifyOptions::validate),
         ]
         .into_iter()
         .flatten()
@@ -441,9 +454,16 @@ pub struct Explanation {
     idempotent: bool,
     hedge: Option<(HedgeOptions, Origin)>,
     budget: Option<(Scoped<BudgetOptions>, Origin)>,
+    classify: (ClassifyOptions, Origin),
 }
 
 impl Explanation {
+    /// The classifier in force (`always` from the library when no table names one), and
+    /// where it comes from.
+    pub fn classify(&self) -> (&ClassifyOptions, &Origin) {
+        (&self.classify.0, &self.classify.1)
+    }
+
     /// The retry options in force.
     pub fn retry(&self) -> &RetryOptions {
         &self.retry
@@ -672,6 +692,20 @@ impl PolicyDocument {
                     }
                 }
             }
+            if let Some(classify) = &table.classify
+                && !broken(&path, &["classify"])
+                && !registry.map_or_else(
+                    || crate::classify::BUILT_IN.contains(&classify.kind.as_str()),
+                    |r| r.knows_classifier(&classify.kind),
+                )
+            {
+                let mut at = path.clone();
+                at.push("classify");
+                if !classify.is_plain() {
+                    at.push("kind");
+                }
+                out.push(self.diagnostic(&at, crate::classify::unknown(&classify.kind)));
+            }
             if (table.hedge.is_some() || table.idempotent == Some(false))
                 && !broken(&path, &["hedge"])
                 && !broken(&path, &["idempotent"])
@@ -831,6 +865,10 @@ impl PolicyDocument {
             budget: lineage
                 .iter()
                 .find_map(|(o, t)| t.budget.clone().map(|b| (b, o.clone()))),
+            classify: lineage
+                .iter()
+                .find_map(|(o, t)| t.classify.clone().map(|c| (c, o.clone())))
+                .unwrap_or((ClassifyOptions::new("always"), Origin::Library)),
         })
     }
 
@@ -888,12 +926,17 @@ impl PolicyDocument {
             if let Some(i) = table.idempotency {
                 plan = plan.idempotency(i).map_err(|e| unplaced(e.to_string()))?;
             }
-            plan = plan.idempotent(table.idempotent == Some(true));
+            plan = plan
+                .idempotent(table.idempotent == Some(true))
+                .map_err(|e| unplaced(e.to_string()))?;
             if let Some(h) = table.hedge {
                 plan = plan.hedge(h).map_err(|e| unplaced(e.to_string()))?;
             }
             if let Some(b) = table.budget {
                 plan = plan.scoped_budget(b).map_err(|e| unplaced(e.to_string()))?;
+            }
+            if let Some(c) = &table.classify {
+                plan = plan.classify(registry.classify(c).map_err(|e| unplaced(e.to_string()))?);
             }
             let chain = table.chain.unwrap_or_default();
             let names: Vec<&str> = chain.iter().map(String::as_str).collect();
@@ -966,7 +1009,7 @@ fn suggest(message: &str) -> String {
         let best = list
             .split(", ")
             .map(|c| c.trim_matches('`'))
-            .map(|c| (edit_distance(field, c), c))
+            .map(|c| (crate::config::edit_distance(field, c), c))
             .min()?;
         // Close enough to be a typo: at most a third of the name's letters differ.
         (best.0 > 0 && best.0 * 3 <= best.1.len().max(3)).then(|| {
@@ -979,27 +1022,10 @@ fn suggest(message: &str) -> String {
     parse().unwrap_or_else(|| message.to_owned())
 }
 
-/// Levenshtein distance, by characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (diagonal + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            diagonal = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{edit_distance, suggest};
+    use super::suggest;
+    use crate::config::edit_distance;
 
     #[test]
     fn typos_get_a_suggestion_and_strangers_do_not() {

@@ -105,6 +105,7 @@ use std::sync::Arc;
 use crate::breaker::BreakerOptions;
 use crate::budget::BudgetOptions;
 use crate::chain::{Chain, Policy, Registry};
+use crate::classify::PolicyClassifier;
 use crate::config::{ConfigError, Problems};
 use crate::hedge::HedgeOptions;
 use crate::key::{KeyError, Pattern};
@@ -146,6 +147,7 @@ pub struct Plan {
     idempotent: bool,
     hedge: Option<HedgeOptions>,
     budget: Option<Scoped<BudgetOptions>>,
+    classify: PolicyClassifier,
 }
 
 /// A strategy's options, and the name its state is shared under (`None`: each key has its
@@ -238,7 +240,28 @@ impl Plan {
             idempotent: false,
             hedge: None,
             budget: None,
+            classify: PolicyClassifier::always(),
         }
+    }
+
+    /// Classifies every call's attempts with `classifier` (see
+    /// [`PolicyClassifier`](crate::classify::PolicyClassifier)), unless the call site gives
+    /// its own with `.classify(…)`.
+    ///
+    /// ```
+    /// use steadfast::{classify::PolicyClassifier, policy::Plan, Retry};
+    ///
+    /// let plan = Plan::new(Retry::default()).classify(PolicyClassifier::http());
+    /// assert_eq!(plan.classifier().name(), "http");
+    /// ```
+    pub fn classify(mut self, classifier: PolicyClassifier) -> Self {
+        self.classify = classifier;
+        self
+    }
+
+    /// The classifier the key's calls apply (by default `always`: every error retried).
+    pub fn classifier(&self) -> &PolicyClassifier {
+        &self.classify
     }
 
     /// The retry policy.
@@ -318,9 +341,25 @@ impl Plan {
 
     /// Marks the key's operation safe to run more than once at a time (idempotent), which
     /// [`hedge`](Self::hedge) requires.
-    pub fn idempotent(mut self, yes: bool) -> Self {
+    ///
+    /// A plan that hedges cannot be marked not idempotent afterwards: the plan stays valid as
+    /// a whole after every step, whatever the order of the calls.
+    ///
+    /// ```
+    /// use steadfast::{hedge::HedgeOptions, policy::Plan, Retry};
+    ///
+    /// let hedged = Plan::new(Retry::default()).idempotent(true)?.hedge(HedgeOptions::percentile(95.0))?;
+    /// assert!(hedged.idempotent(false).is_err());
+    /// # Ok::<(), steadfast::ConfigError>(())
+    /// ```
+    pub fn idempotent(mut self, yes: bool) -> Result<Self, ConfigError> {
+        if !yes && self.hedge.is_some() {
+            let mut p = Problems::new("");
+            p.push("idempotent", NOT_IDEMPOTENT);
+            p.finish()?;
+        }
         self.idempotent = yes;
-        self
+        Ok(self)
     }
 
     /// Whether the plan marks the operation safe to duplicate.
@@ -338,7 +377,7 @@ impl Plan {
     /// let hedge = HedgeOptions::percentile(95.0);
     /// let err = Plan::new(Retry::default()).hedge(hedge.clone()).unwrap_err();
     /// assert!(err.to_string().starts_with("hedge: the operation must be marked idempotent"));
-    /// let plan = Plan::new(Retry::default()).idempotent(true).hedge(hedge)?;
+    /// let plan = Plan::new(Retry::default()).idempotent(true)?.hedge(hedge)?;
     /// assert!(plan.hedge_options().is_some());
     /// # Ok::<(), steadfast::ConfigError>(())
     /// ```

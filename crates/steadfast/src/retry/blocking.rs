@@ -45,14 +45,23 @@ where
             }
         },
     };
+    // The budget as in the async engine: adaptive throttling may refuse the call, and each
+    // retry spends (in `Run::after_failure`), so both engines stop at the same attempt.
+    let _in_flight = match guards.budget.map(crate::budget::Budget::call_started) {
+        None => None,
+        Some(Ok(in_flight)) => Some(in_flight),
+        Some(Err(reject_probability)) => {
+            let mut run = Run::start(policy, needs_clock, NoHook);
+            return Err(run.refused(Refusal::Throttled { reject_probability }));
+        }
+    };
     let mut run = Run::start(policy, needs_clock, NoHook);
+    run.budget = guards.budget;
     loop {
-        let permit = match guards.breaker {
+        let permit = match guards.breaker.map(|b| run.breaker_permit(b)) {
             None => None,
-            Some(b) => match b.try_acquire() {
-                Ok(p) => Some(p),
-                Err(open) => return Err(run.refused(Refusal::Breaker(open))),
-            },
+            Some(Ok(p)) => Some(p),
+            Some(Err(open)) => return Err(run.refused(Refusal::Breaker(open))),
         };
         let limit = run.begin_attempt();
         let result = op();

@@ -167,6 +167,23 @@ where
         self.with_guards(guards)
     }
 
+    /// Both hooks at once (the executor's call).
+    pub(crate) fn with_hooks<R2, X2>(
+        self,
+        on_retry: R2,
+        on_exhausted: X2,
+    ) -> Call<'p, F, C, R2, X2, P, Gs> {
+        Call {
+            policy: self.policy,
+            op: self.op,
+            classifier: self.classifier,
+            on_retry,
+            on_exhausted,
+            probe: self.probe,
+            guards: self.guards,
+        }
+    }
+
     /// All of them at once (the executor's plan).
     pub(crate) fn with_guards(self, guards: Guards<'p>) -> Call<'p, F, C, R, X, P, Guards<'p>> {
         Call {
@@ -510,7 +527,23 @@ where
         self
     }
 
-    /// All three at once (the executor's plan).
+    /// Both hooks at once (the executor's call).
+    pub(crate) fn on_hooks<R2, X2>(
+        self,
+        on_retry: R2,
+        on_exhausted: X2,
+    ) -> BlockingCall<'p, F, C, R2, X2> {
+        BlockingCall {
+            policy: self.policy,
+            op: self.op,
+            classifier: self.classifier,
+            on_retry,
+            on_exhausted,
+            guards: self.guards,
+        }
+    }
+
+    /// Every strategy at once (the executor's plan).
     pub(crate) fn with_guards(mut self, guards: Guards<'p>) -> Self {
         self.guards = guards;
         self

@@ -237,7 +237,36 @@ pub struct Retry {
     pub(crate) total_timeout: Option<Duration>,
     pub(crate) max_server_delay: Duration,
     pub(crate) retry_on_timeout: bool,
-    pub(crate) seed: Option<u64>,
+    pub(crate) seed: Option<Seeded>,
+}
+
+/// A seed and the count of calls that drew from it: call `n` of a policy draws its own stream,
+/// derived from the seed and `n`, so a run is reproducible and calls do not jitter in lockstep.
+#[derive(Debug, Clone)]
+pub(crate) struct Seeded {
+    seed: u64,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl PartialEq for Seeded {
+    fn eq(&self, other: &Self) -> bool {
+        self.seed == other.seed
+    }
+}
+
+impl Seeded {
+    /// The random source of the next call: SplitMix64 of the seed and the call's number.
+    pub(crate) fn next_rng(&self) -> fastrand::Rng {
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut z = self
+            .seed
+            .wrapping_add(n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        fastrand::Rng::with_seed(z ^ (z >> 31))
+    }
 }
 
 impl Default for Retry {
@@ -274,7 +303,10 @@ impl Retry {
             total_timeout: options.total_timeout,
             max_server_delay: options.max_server_delay,
             retry_on_timeout: options.retry_on_timeout,
-            seed: options.seed,
+            seed: options.seed.map(|seed| Seeded {
+                seed,
+                calls: Default::default(),
+            }),
         })
     }
 

@@ -247,7 +247,7 @@ impl<'p, P: Probe> Run<'p, P> {
             None => {
                 let policy = self.policy;
                 let schedule = self.schedule.get_or_insert_with(|| {
-                    Schedule::new(policy.seed.map(fastrand::Rng::with_seed))
+                    Schedule::new(policy.seed.as_ref().map(super::options::Seeded::next_rng))
                 });
                 match schedule.next(&policy.backoff, Some(outcome)) {
                     Some(d) => d,

@@ -1,0 +1,109 @@
+//! The key cache: sharded, read-copy-update tables of entries, bounded by a second-chance
+//! sweep, each entry re-resolved when the policies' generation moves.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use hashbrown::HashTable;
+
+use super::bind::Bound;
+use super::{Inner, SHARDS};
+use crate::key::{Key, KeyError};
+
+/// One shard of the key cache: entries found by a hash computed once per lookup.
+///
+/// Read-copy-update: readers `load` the table (no lock, no shared counter to bump); writers,
+/// one at a time per shard, copy it to insert or sweep and store the copy. The cache is read
+/// on every call and written once per new key.
+#[derive(Debug, Default)]
+pub(super) struct Shard {
+    pub(super) table: ArcSwap<HashTable<Arc<Entry>>>,
+    writer: Mutex<()>,
+}
+
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub(super) key: Key,
+    hash: u64,
+    bound: ArcSwap<Bound>,
+    generation: AtomicU64,
+    touched: AtomicBool,
+}
+
+impl Inner {
+    pub(super) fn shard(&self, hash: u64) -> &Shard {
+        // The table uses the hash's low bits; the shard takes high ones.
+        &self.shards[(hash >> 60) as usize % SHARDS]
+    }
+
+    /// The cached entry of `key`, made (and the cache swept) if absent.
+    pub(super) fn entry(&self, key: &str) -> Result<Arc<Entry>, KeyError> {
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shard(hash);
+        let found = |e: &Arc<Entry>| e.key.as_str() == key;
+        if let Some(e) = shard.table.load().find(hash, found) {
+            return Ok(e.clone());
+        }
+        let parsed = Key::parse(key)?;
+        let generation = self.generation.load(Ordering::Acquire);
+        let plan = self.policies.load().resolve(key).plan().clone();
+        let entry = Arc::new(Entry {
+            key: parsed,
+            hash,
+            bound: ArcSwap::from_pointee(self.bind(plan, None)),
+            generation: AtomicU64::new(generation),
+            touched: AtomicBool::new(true),
+        });
+        let _writer = shard.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = shard.table.load_full();
+        if let Some(e) = current.find(hash, found) {
+            return Ok(e.clone()); // another thread made it meanwhile
+        }
+        let mut map = (*current).clone();
+        if map.len() >= self.shard_cap {
+            let before = map.len();
+            // Second chance: keep what was used since the last sweep, clearing its mark.
+            map.retain(|e| e.touched.swap(false, Ordering::Relaxed));
+            if map.len() >= self.shard_cap
+                && let Some(victim) = map.iter().next().cloned()
+                && let Ok(slot) = map.find_entry(victim.hash, |e| Arc::ptr_eq(e, &victim))
+            {
+                slot.remove();
+            }
+            self.len.fetch_sub(before - map.len(), Ordering::Relaxed);
+        }
+        map.insert_unique(hash, entry.clone(), |e| e.hash);
+        shard.table.store(Arc::new(map));
+        self.len.fetch_add(1, Ordering::Relaxed);
+        Ok(entry)
+    }
+
+    /// The entry's plan under the policies in force, re-resolved if they changed (keeping
+    /// the state of strategies whose options did not change).
+    pub(super) fn current(&self, entry: &Entry) -> Arc<Bound> {
+        if !entry.touched.load(Ordering::Relaxed) {
+            entry.touched.store(true, Ordering::Relaxed);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        if entry.generation.load(Ordering::Acquire) == generation {
+            return entry.bound.load_full();
+        }
+        let plan = self
+            .policies
+            .load()
+            .resolve(entry.key.as_str())
+            .plan()
+            .clone();
+        let previous = entry.bound.load();
+        let bound = if Arc::ptr_eq(&previous.plan, &plan) {
+            Arc::clone(&previous)
+        } else {
+            Arc::new(self.bind(plan, Some(&previous)))
+        };
+        entry.bound.store(bound.clone());
+        entry.generation.store(generation, Ordering::Release);
+        bound
+    }
+}
