@@ -14,6 +14,18 @@ use crate::Output;
 struct Named;
 impl Policy for Named {}
 
+/// Stands in for an application's classifier: only its name matters to a check.
+#[derive(Debug)]
+struct NamedClassifier;
+impl steadfast::classify::ReadResult for NamedClassifier {
+    fn read(
+        &self,
+        _: Result<&dyn std::any::Any, &dyn std::any::Any>,
+    ) -> Option<steadfast::Outcome> {
+        None
+    }
+}
+
 #[derive(Serialize)]
 struct FileReport {
     file: String,
@@ -33,11 +45,15 @@ struct ErrorReport {
 pub(crate) fn run(
     files: &[PathBuf],
     strategies: &[String],
+    classifiers: &[String],
     format: Output,
 ) -> anyhow::Result<ExitCode> {
     let registry = strategies
         .iter()
         .fold(Registry::new(), |r, name| r.register(name.clone(), Named));
+    let registry = classifiers.iter().fold(registry, |r, name| {
+        r.classifier(name.clone(), NamedClassifier)
+    });
     let mut reports = Vec::new();
     for path in files {
         let origin = path.display().to_string();
@@ -50,7 +66,7 @@ pub(crate) fn run(
             }]),
             Ok(text) => {
                 let fmt = Format::from_path(path).unwrap_or(Format::Toml);
-                let doc = if strategies.is_empty() {
+                let doc = if strategies.is_empty() && classifiers.is_empty() {
                     PolicyDocument::parse(&text, fmt, &origin)
                 } else {
                     PolicyDocument::parse_with(&text, fmt, &origin, &registry)

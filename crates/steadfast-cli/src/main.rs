@@ -33,6 +33,10 @@ enum Command {
         /// `chain` is an error.
         #[arg(long = "strategy", value_name = "NAME")]
         strategies: Vec<String>,
+        /// Classifier names the application registers, beside the built-in always, never, io,
+        /// http and grpc; any other name in a `classify` is an error.
+        #[arg(long = "classifier", value_name = "NAME")]
+        classifiers: Vec<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         format: Output,
@@ -149,8 +153,9 @@ fn main() -> ExitCode {
         Command::Check {
             files,
             strategies,
+            classifiers,
             format,
-        } => check::run(&files, &strategies, format),
+        } => check::run(&files, &strategies, &classifiers, format),
         Command::Plan {
             file,
             key,

@@ -47,6 +47,9 @@ struct Report {
     retry_from: String,
     chain: Vec<String>,
     chain_from: String,
+    /// The classifier, as its table is written, and where it comes from.
+    classify: steadfast::classify::ClassifyOptions,
+    classify_from: String,
     /// Breaker, bulkhead, rate limiter: each as its table is written, and where it comes from.
     strategies: Vec<Strategy>,
     samples: u32,
@@ -161,6 +164,8 @@ pub(crate) fn run(
         retry_from: explained.retry_origin().to_string(),
         chain: explained.chain().to_vec(),
         chain_from: explained.chain_origin().to_string(),
+        classify: explained.classify().0.clone(),
+        classify_from: explained.classify().1.to_string(),
         strategies: [
             strategy("breaker", explained.breaker()),
             strategy("bulkhead", explained.bulkhead()),
@@ -272,6 +277,11 @@ fn text(r: &Report) -> String {
             r.chain_from
         ));
     }
+    out.push_str(&format!(
+        "  classify  {}  from {}\n",
+        serde_json::to_string(&r.classify).unwrap_or_default(),
+        r.classify_from
+    ));
     for st in &r.strategies {
         let fields: Vec<String> = st
             .table

@@ -40,6 +40,38 @@ fn check_passes_the_example_and_lists_every_problem_of_a_bad_file() {
 }
 
 #[test]
+fn check_places_an_unknown_classifier_and_plan_shows_the_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, "[policies.\"payments.*\"]\nclassify = \"htpp\"\n").unwrap();
+    let path = file.to_str().unwrap();
+    let o = steadfast(&["check", path]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains(&format!("{path}:2:12: policies.\"payments.*\".classify: unknown classifier \"htpp\" (did you mean \"http\"?)")),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::write(
+        &file,
+        "[policies.\"payments.*\"]\nclassify = \"tenant_errors\"\n",
+    )
+    .unwrap();
+    assert_eq!(steadfast(&["check", path]).status.code(), Some(1));
+    let named = steadfast(&["check", "--classifier", "tenant_errors", path]);
+    assert_eq!(named.status.code(), Some(0), "{}", stdout(&named));
+
+    let plan = steadfast(&["plan", "examples/policies.toml", "payments.Charge"]);
+    assert!(
+        stdout(&plan).contains("  classify  \"http\"  from policies.\"payments.*\"\n"),
+        "{}",
+        stdout(&plan)
+    );
+    let plain = steadfast(&["plan", "examples/policies.toml", "search.Query"]);
+    assert!(stdout(&plain).contains("  classify  \"always\"  from the library's default\n"));
+}
+
+#[test]
 fn check_speaks_json() {
     let o = steadfast(&["check", "--format", "json", FIVE]);
     assert_eq!(o.status.code(), Some(1));

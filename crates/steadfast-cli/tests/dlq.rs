@@ -124,7 +124,7 @@ async fn dlq_and_queue_stats_on_a_sqlite_file() {
 #[tokio::test]
 async fn dlq_and_queue_stats_on_postgres() {
     let Ok(url) = std::env::var("STEADFAST_TEST_POSTGRES_URL") else {
-        eprintln!("skipping PostgreSQL: STEADFAST_TEST_POSTGRES_URL is not set");
+        common::skip_service("STEADFAST_TEST_POSTGRES_URL");
         return;
     };
     let store = PostgresStore::connect(&url).await.unwrap();

@@ -101,7 +101,7 @@ async fn gate_commands_read_and_steer_a_sqlite_file() {
 #[tokio::test]
 async fn gate_commands_read_and_steer_postgres() {
     let Ok(url) = std::env::var("STEADFAST_TEST_POSTGRES_URL") else {
-        eprintln!("skipping PostgreSQL: STEADFAST_TEST_POSTGRES_URL is not set");
+        common::skip_service("STEADFAST_TEST_POSTGRES_URL");
         return;
     };
     let nanos = SystemTime::now()

@@ -210,6 +210,8 @@ enum Seen<'a> {
         pushback: Option<&'a str>,
     },
     Io(&'a std::io::Error),
+    /// A client's own timeout (not an I/O error).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     Timeout,
     Grpc(Code),
     /// The type classified itself (a registered [`Classify`] type).
@@ -298,12 +300,24 @@ impl PolicyClassifier {
 
     /// HTTP statuses with `Retry-After`.
     pub fn http() -> Self {
-        Self::built(&ClassifyOptions::new("http")).expect("the defaults are valid")
+        Self::with(
+            ClassifyOptions::new("http"),
+            Rules::Http {
+                statuses: DEFAULT_HTTP_STATUSES.to_vec(),
+                timeouts: true,
+            },
+        )
     }
 
     /// gRPC codes with pushback.
     pub fn grpc() -> Self {
-        Self::built(&ClassifyOptions::new("grpc")).expect("the defaults are valid")
+        Self::with(
+            ClassifyOptions::new("grpc"),
+            Rules::Grpc {
+                rules: GrpcRules::new(),
+                timeouts: true,
+            },
+        )
     }
 
     /// A classifier of your own, under `name`.
@@ -343,7 +357,8 @@ impl PolicyClassifier {
             other => {
                 let mut p = Problems::new("classify");
                 p.push("kind", unknown(other));
-                return Err(p.finish().unwrap_err());
+                p.finish()?;
+                Rules::Always // not reached: one problem was pushed
             }
         };
         Ok(Self::with(options.clone(), rules))
@@ -365,7 +380,7 @@ impl PolicyClassifier {
     }
 
     fn add_reader(mut self, id: TypeId, reader: Reader) -> Self {
-        let inner = unique(&mut self.0);
+        let inner = Arc::make_mut(&mut self.0);
         if let Some(slot) = inner.readers.iter_mut().find(|(t, _)| *t == id) {
             slot.1 = reader;
         } else {
@@ -452,17 +467,16 @@ impl PolicyClassifier {
     }
 }
 
-/// The compiled classifier, unique to `this` (a copy starts with nothing reported).
-fn unique(this: &mut Arc<Compiled>) -> &mut Compiled {
-    if Arc::get_mut(this).is_none() {
-        *this = Arc::new(Compiled {
-            options: this.options.clone(),
-            rules: this.rules.clone(),
-            readers: this.readers.clone(),
+impl Clone for Compiled {
+    /// A copy starts with nothing reported.
+    fn clone(&self) -> Self {
+        Compiled {
+            options: self.options.clone(),
+            rules: self.rules.clone(),
+            readers: self.readers.clone(),
             reported: Mutex::new(Vec::new()),
-        });
+        }
     }
-    Arc::get_mut(this).expect("just made unique")
 }
 
 /// The message for a classifier name that is neither built in nor registered.
