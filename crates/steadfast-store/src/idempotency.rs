@@ -15,7 +15,7 @@
 //! old holder's completion then stores nothing.
 //!
 //! [`Idempotency`] is also the executor's [`IdempotencyBackend`], for plans with an
-//! `idempotency = { key = [...] }` step ([`steadfast::Executor::run_idempotent`]).
+//! `idempotency = { key = [...] }` step ([`steadfast::executor::KeyCall::idempotent`]).
 //!
 //! ```
 //! use std::time::Duration;

@@ -36,7 +36,7 @@ mod file;
 pub mod grpc;
 pub mod http;
 pub mod io;
-mod policy;
+pub mod policy;
 
 pub(crate) use policy::unknown;
 pub use policy::{

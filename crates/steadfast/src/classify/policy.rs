@@ -11,7 +11,7 @@
 //! | `never` | any error | no error is retried |
 //! | `io` | [`std::io::Error`] (also inside a `Box<dyn Error>`'s sources) | [`io`](super::io) |
 //! | `http` | `http::Response<B>` and `http::StatusCode` as `Ok` or `Err` (feature `http-types`), `reqwest::Error` (feature `http`), I/O errors | [`http`](super::http), with `Retry-After` |
-//! | `grpc` | `grpc-status` and `grpc-retry-pushback-ms` in an `http::Response<B>`'s headers, [`Code`](super::grpc::Code) as an error, I/O errors | [`grpc`](super::grpc) |
+//! | `grpc` | `grpc-status` and `grpc-retry-pushback-ms` in an `http::Response<B>`'s headers, [`Code`] as an error, I/O errors | [`grpc`](super::grpc) |
 //!
 //! `http::Response<B>` is read for the bodies `()`, `String`, `Vec<u8>`, `&'static str` and
 //! `bytes::Bytes`; [`PolicyClassifier::http_body`] (or [`Registry::http_body`]) adds another.

@@ -92,9 +92,9 @@ struct Inner {
     len: AtomicUsize,
     /// The state of strategies shared by name.
     shared: Mutex<SharedStates>,
-    /// Where the retry gate keeps its records (`run_gated`).
+    /// Where the retry gate keeps its records (`KeyCall::gate`).
     gate: Option<Arc<dyn crate::gate::GateBackend>>,
-    /// Where idempotency keys and results are kept (`run_idempotent`).
+    /// Where idempotency keys and results are kept (`KeyCall::idempotent`).
     #[cfg_attr(not(feature = "serde"), allow(dead_code))]
     idempotency: Option<Arc<dyn crate::idempotency::IdempotencyBackend>>,
 }
@@ -395,14 +395,14 @@ impl std::fmt::Debug for dyn crate::idempotency::IdempotencyBackend {
 
 impl ExecutorBuilder {
     /// Where the retry gate of plans that have one keeps its records (`steadfast-store`'s
-    /// `RetryGate` over SQLite or PostgreSQL); see [`Executor::run_gated`].
+    /// `RetryGate` over SQLite or PostgreSQL); see [`KeyCall::gate`](crate::executor::KeyCall::gate).
     pub fn gate(mut self, backend: impl crate::gate::GateBackend) -> Self {
         self.gate = Some(Arc::new(backend));
         self
     }
 
     /// Where plans with idempotency keep keys and results (`steadfast-store`'s `Idempotency`
-    /// over memory, SQLite, PostgreSQL or Redis); see [`Executor::run_idempotent`].
+    /// over memory, SQLite, PostgreSQL or Redis); see [`KeyCall::idempotent`](crate::executor::KeyCall::idempotent).
     pub fn idempotency(mut self, backend: impl crate::idempotency::IdempotencyBackend) -> Self {
         self.idempotency = Some(Arc::new(backend));
         self

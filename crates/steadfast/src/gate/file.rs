@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::GateOptions;
 
-/// The durable retry gate of calls made for a target (`Executor::run_gated`).
+/// The durable retry gate of calls made for a target (`KeyCall::gate`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "schema", schemars(rename = "Gate"))]

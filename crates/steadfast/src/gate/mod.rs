@@ -18,7 +18,7 @@
 //! The gate itself, with its stores (memory, SQLite, PostgreSQL), lives in the
 //! `steadfast-store` crate; this module holds what the executor and policy files need to name
 //! it: [`GateOptions`], [`Target`], [`Decision`], and the [`GateBackend`] trait a store
-//! implements so that [`Executor::run_gated`](crate::Executor::run_gated) can go through it.
+//! implements so that [`KeyCall::gate`](crate::executor::KeyCall::gate) can go through it.
 //!
 //! ```
 //! use std::time::Duration;

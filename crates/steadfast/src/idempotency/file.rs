@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::IdempotencyOptions;
 
-/// Calls with the same idempotency key run once (`Executor::run_idempotent`).
+/// Calls with the same idempotency key run once (`KeyCall::idempotent`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(feature = "schema", schemars(rename = "Idempotency"))]

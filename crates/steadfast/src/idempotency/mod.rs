@@ -2,7 +2,7 @@
 //! instead of running the operation again.
 //!
 //! A plan with [`IdempotencyOptions`] (a policy file's `idempotency = { key = ["order_id"],
-//! ttl = "24h" }`) makes [`Executor::run_idempotent`](crate::Executor::run_idempotent) read
+//! ttl = "24h" }`) makes [`KeyCall::idempotent`](crate::executor::KeyCall::idempotent) read
 //! the key from the named fields of the request, and a fingerprint (SHA-256) of the whole
 //! request. Then, as the IETF `Idempotency-Key` draft and Stripe do:
 //!
@@ -186,7 +186,7 @@ pub trait IdempotencyHold: Send {
     fn abandon(self: Box<Self>) -> IdempotencyFuture<'static, ()>;
 }
 
-/// What [`Executor::run_idempotent`](crate::Executor::run_idempotent) returns: the value, and
+/// What [`KeyCall::idempotent`](crate::executor::KeyCall::idempotent) returns: the value, and
 /// whether it was replayed from the store rather than computed now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotent<T> {

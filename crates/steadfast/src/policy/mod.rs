@@ -245,7 +245,7 @@ impl Plan {
     }
 
     /// Classifies every call's attempts with `classifier` (see
-    /// [`PolicyClassifier`](crate::classify::PolicyClassifier)), unless the call site gives
+    /// [`PolicyClassifier`]), unless the call site gives
     /// its own with `.classify(…)`.
     ///
     /// ```
@@ -449,7 +449,7 @@ impl Plan {
         self.rate_limit.as_ref()
     }
 
-    /// Puts calls made for a target ([`Executor::run_gated`](crate::Executor::run_gated))
+    /// Puts calls made for a target ([`KeyCall::gate`](crate::executor::KeyCall::gate))
     /// under the durable retry gate with `options`.
     ///
     /// ```
@@ -470,7 +470,7 @@ impl Plan {
         self.gate.as_ref()
     }
 
-    /// Makes calls through [`Executor::run_idempotent`](crate::Executor::run_idempotent)
+    /// Makes calls through [`KeyCall::idempotent`](crate::executor::KeyCall::idempotent)
     /// idempotent by key: a repeated key gets the stored result.
     ///
     /// ```
