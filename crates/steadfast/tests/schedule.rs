@@ -77,10 +77,11 @@ async fn seeded_jitter_is_pinned_to_the_millisecond() {
         for jitter in jitters {
             for seed in [1, 7, 42] {
                 let options = kind.clone().max(ms(2000)).jitter(jitter);
-                // The engine draws from the same seeded source as a standalone Backoff.
+                // The engine's first call draws from the same seeded source as a standalone
+                // Backoff seeded for that call.
                 let expected: Vec<Duration> = Backoff::new(options.clone())
                     .unwrap()
-                    .with_seed(seed)
+                    .with_seed(steadfast::backoff::call_seed(seed, 0))
                     .take(7)
                     .collect();
                 let got = gaps(options.clone(), 8, seed).await;

@@ -54,4 +54,22 @@ pub use options::{
     DelayArgs, DelayFn, Jitter,
 };
 pub use state::Backoff;
+
+/// The seed that call `call` (counting from 0) of a policy seeded with `seed` draws its
+/// jitter from: SplitMix64 of the two, so each call of a seeded policy has its own stream and
+/// a run of calls repeats exactly. `Backoff::with_seed(call_seed(seed, 0))` gives the delays
+/// of a seeded policy's first call.
+///
+/// ```
+/// use steadfast::backoff::call_seed;
+///
+/// assert_ne!(call_seed(42, 0), call_seed(42, 1));
+/// assert_eq!(call_seed(42, 1), call_seed(42, 1));
+/// ```
+pub fn call_seed(seed: u64, call: u64) -> u64 {
+    let mut z = seed.wrapping_add(call.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
 pub(crate) use state::Schedule;

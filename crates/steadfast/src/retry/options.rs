@@ -255,17 +255,12 @@ impl PartialEq for Seeded {
 }
 
 impl Seeded {
-    /// The random source of the next call: SplitMix64 of the seed and the call's number.
+    /// The random source of the next call.
     pub(crate) fn next_rng(&self) -> fastrand::Rng {
         let n = self
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut z = self
-            .seed
-            .wrapping_add(n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        fastrand::Rng::with_seed(z ^ (z >> 31))
+        fastrand::Rng::with_seed(crate::backoff::call_seed(self.seed, n))
     }
 }
 
