@@ -57,7 +57,7 @@ pub(crate) fn run(
     let mut reports = Vec::new();
     for path in files {
         let origin = path.display().to_string();
-        let parsed = match std::fs::read_to_string(path) {
+        let parsed = match steadfast::policy::read_to_string(path) {
             Err(e) => Err(vec![ErrorReport {
                 line: None,
                 column: None,

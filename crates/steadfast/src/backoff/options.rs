@@ -365,7 +365,10 @@ impl<'de> serde::Deserialize<'de> for Jitter {
                     "none" => Ok(Jitter::None),
                     "full" => Ok(Jitter::Full),
                     "equal" => Ok(Jitter::Equal),
-                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                    _ => Err(E::custom(format_args!(
+                        "unknown variant `{v}`, expected one of `none`, `full`, `equal` \
+                         (or a ratio in (0, 1] for proportional jitter)"
+                    ))),
                 }
             }
 

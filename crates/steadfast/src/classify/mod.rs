@@ -38,6 +38,7 @@ pub mod http;
 pub mod io;
 pub mod policy;
 
+#[cfg(feature = "serde")]
 pub(crate) use policy::unknown;
 pub use policy::{
     BUILT_IN, ClassifyOptions, DEFAULT_HTTP_STATUSES, FromPolicy, PolicyClassifier, ReadResult,

@@ -203,6 +203,7 @@ pub trait ReadResult: fmt::Debug + Send + Sync + 'static {
 /// What a built-in saw in a result.
 enum Seen<'a> {
     /// An HTTP status, with the `Retry-After`, `grpc-status` and pushback header values.
+    #[cfg_attr(not(feature = "http-types"), allow(dead_code))]
     Http {
         status: u16,
         retry_after: Option<&'a str>,

@@ -343,6 +343,7 @@ where
     }
 
     /// Uses `classifier` as it is (a layer's wrapper around the policy's).
+    #[cfg(feature = "tower")]
     pub(crate) fn classify_with<C2>(self, classifier: C2) -> KeyCall<'e, F, C2, R, X, W, S, G, I> {
         with!(self, classifier: classifier)
     }

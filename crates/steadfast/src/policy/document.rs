@@ -570,7 +570,7 @@ impl PolicyDocument {
     pub fn load(path: impl AsRef<Path>) -> Result<Self, Diagnostics> {
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = format::read_to_string(path).map_err(|e| {
             Diagnostics::one(Diagnostic::new(
                 &origin,
                 None,
@@ -594,21 +594,34 @@ impl PolicyDocument {
         let root = format::parse(text, format).map_err(|(pos, message)| {
             Diagnostics::one(Diagnostic::new(origin, Some(pos), String::new(), message))
         })?;
-        let mut work = root.clone();
         let mut found = Vec::new();
-        let doc: Option<PolicyDocument> = node::collect(&mut work, &mut found);
+        // A clean document is read once; one with errors is read from a copy that loses each
+        // entry in error (the source map keeps the original, for placing later messages).
+        let doc = match PolicyDocument::deserialize(node::NodeDe(&root)) {
+            Ok(doc) => Some(doc),
+            Err(_) => node::collect(&mut root.clone(), &mut found),
+        };
         let mut doc = doc.unwrap_or_default();
         doc.source = Some(Arc::new(SourceMap {
             origin: origin.to_owned(),
             root,
         }));
+        // Past the cap, the last problem says reading stopped; it goes last.
+        let stopped = (found.len() > node::MAX_PROBLEMS)
+            .then(|| found.pop())
+            .flatten();
         let mut out: Vec<Diagnostic> = found
             .iter()
             .map(|f| Diagnostic::new(origin, Some(f.pos), fmt_path(&f.path), suggest(&f.message)))
             .collect();
-        out.extend(doc.check(&found, registry));
+        if stopped.is_none() {
+            out.extend(doc.check(&found, registry));
+        }
         // The order of the text: line, then column.
         out.sort_by_key(|d| d.position);
+        if let Some(f) = stopped {
+            out.push(Diagnostic::new(origin, None, String::new(), f.message));
+        }
         if out.is_empty() {
             Ok(doc)
         } else {
@@ -998,10 +1011,14 @@ fn covers(general: &Pattern, specific: &Pattern) -> bool {
 
 /// Serde's "unknown field `atempt_timeout`, expected one of `max_attempts`, …" with the
 /// likely intended name first: "unknown field `atempt_timeout` (did you mean
-/// `attempt_timeout`?); expected one of …". Other messages are returned as they are.
+/// `attempt_timeout`?); expected one of …", and the same for an unknown variant (an enum's
+/// value, such as `backoff = "exponentail"`). Other messages are returned as they are.
 fn suggest(message: &str) -> String {
     let parse = || {
-        let rest = message.strip_prefix("unknown field `")?;
+        let (what, rest) = ["field", "variant"].iter().find_map(|what| {
+            let rest = message.strip_prefix(&format!("unknown {what} `"))?;
+            Some((*what, rest))
+        })?;
         let (field, rest) = rest.split_once('`')?;
         let list = rest
             .strip_prefix(", expected one of ")
@@ -1014,7 +1031,7 @@ fn suggest(message: &str) -> String {
         // Close enough to be a typo: at most a third of the name's letters differ.
         (best.0 > 0 && best.0 * 3 <= best.1.len().max(3)).then(|| {
             format!(
-                "unknown field `{field}` (did you mean `{}`?); expected one of {list}",
+                "unknown {what} `{field}` (did you mean `{}`?); expected one of {list}",
                 best.1
             )
         })
@@ -1038,5 +1055,10 @@ mod tests {
         let far = "unknown field `colour`, expected one of `base`, `jitter`";
         assert_eq!(suggest(far), far);
         assert_eq!(suggest("must be > 0"), "must be > 0");
+        assert_eq!(
+            suggest("unknown variant `exponentail`, expected one of `fixed`, `exponential`"),
+            "unknown variant `exponentail` (did you mean `exponential`?); expected one of \
+             `fixed`, `exponential`"
+        );
     }
 }

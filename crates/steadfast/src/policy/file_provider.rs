@@ -71,7 +71,7 @@ impl FileProvider {
 
     /// Reads and validates the file now.
     fn read(&self, source: &Arc<str>) -> (Option<String>, Update) {
-        let text = match std::fs::read_to_string(&self.path) {
+        let text = match crate::policy::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) => {
                 return (

@@ -65,8 +65,51 @@ impl Format {
 /// A syntax error: where, and what.
 pub(crate) type SyntaxError = (Position, String);
 
+/// The largest policy document read, in bytes (4 MiB: a file of thousands of keys is a few
+/// hundred kilobytes). Reading is linear in the size, so this bounds time and memory.
+pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
+
+/// Reads a policy file as text, refusing one over [`MAX_DOCUMENT_BYTES`] without reading the
+/// rest of it (`std::fs::read_to_string` with the documents' size limit).
+///
+/// # Example
+/// ```
+/// let dir = std::env::temp_dir().join(format!("steadfast-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("policies.toml");
+/// std::fs::write(&path, "[defaults.retry]\nmax_attempts = 3\n")?;
+/// let text = steadfast::policy::read_to_string(&path)?;
+/// assert!(text.contains("max_attempts"));
+///
+/// std::fs::write(&path, vec![b'#'; steadfast::policy::MAX_DOCUMENT_BYTES + 1])?;
+/// assert!(steadfast::policy::read_to_string(&path).is_err());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn read_to_string(path: impl AsRef<Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path.as_ref())?
+        .take(MAX_DOCUMENT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return Err(std::io::Error::other(format!(
+            "the file is over {MAX_DOCUMENT_BYTES} bytes, the most a policy document may be"
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not UTF-8"))
+}
+
 /// Parses `text` into a tree; an empty document is an empty table.
 pub(crate) fn parse(text: &str, format: Format) -> Result<Node, SyntaxError> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        let message = format!(
+            "the document is {} bytes; a policy document is at most {MAX_DOCUMENT_BYTES} bytes",
+            text.len()
+        );
+        return Err((Position { line: 1, column: 1 }, message));
+    }
     let mut ids = Ids::default();
     match format {
         Format::Toml => toml_tree(text, &mut ids),
@@ -130,8 +173,13 @@ fn toml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
         v: &toml::Spanned<DeValue<'_>>,
         lines: &Lines<'_>,
         ids: &mut Ids,
+        depth: usize,
     ) -> Result<Node, SyntaxError> {
         let pos = lines.at(v.span().start);
+        if depth >= MAX_DEPTH {
+            let message = format!("nesting deeper than {MAX_DEPTH} levels (recursion limit)");
+            return Err((pos, message));
+        }
         let kind = match v.get_ref() {
             DeValue::String(s) => Kind::Str(s.to_string()),
             DeValue::Integer(i) => {
@@ -161,10 +209,10 @@ fn toml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
             DeValue::Array(items) => Kind::Seq(
                 items
                     .iter()
-                    .map(|i| value(i, lines, ids))
+                    .map(|i| value(i, lines, ids, depth + 1))
                     .collect::<Result<_, _>>()?,
             ),
-            DeValue::Table(t) => Kind::Map(entries(t, lines, ids)?),
+            DeValue::Table(t) => Kind::Map(entries(t, lines, ids, depth + 1)?),
         };
         Ok(ids.node(pos, kind))
     }
@@ -173,142 +221,188 @@ fn toml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
         t: &DeTable<'_>,
         lines: &Lines<'_>,
         ids: &mut Ids,
+        depth: usize,
     ) -> Result<Vec<Entry>, SyntaxError> {
         t.iter()
             .map(|(k, v)| {
                 Ok(Entry {
                     key: k.get_ref().to_string(),
                     key_pos: lines.at(k.span().start),
-                    value: value(v, lines, ids)?,
+                    value: value(v, lines, ids, depth)?,
                 })
             })
             .collect()
     }
 
-    let root = entries(table.get_ref(), &lines, ids)?;
+    let root = entries(table.get_ref(), &lines, ids, 0)?;
     Ok(ids.node(Position { line: 1, column: 1 }, Kind::Map(root)))
 }
 
-fn yaml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
-    use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-    use yaml_rust2::scanner::{Marker, TScalarStyle};
+/// How deep a document may nest maps and sequences (JSON's and TOML's readers stop at a
+/// similar depth; a policy file needs fewer than ten levels).
+pub(crate) const MAX_DEPTH: usize = 128;
 
-    enum Frame {
-        Seq(Position, usize, Vec<Node>),
-        Map(Position, usize, Vec<Entry>, Option<(String, Position)>),
+/// How many nodes YAML aliases may expand to in one document: enough to share a table many
+/// times, far too few for an exponential "billion laughs" file.
+pub(crate) const MAX_ALIASED_NODES: usize = 100_000;
+
+fn yaml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
+    use std::collections::HashSet;
+    use yaml_rust2::parser::{Event, Parser};
+    use yaml_rust2::scanner::TScalarStyle;
+
+    /// A map or sequence being read: where it starts, its anchor, what it holds so far and
+    /// how many nodes that is (for the alias budget).
+    struct Frame {
+        pos: Position,
+        anchor: usize,
+        size: usize,
+        body: Body,
+    }
+
+    enum Body {
+        Seq(Vec<Node>),
+        Map {
+            entries: Vec<Entry>,
+            keys: HashSet<String>,
+            pending: Option<(String, Position)>,
+        },
     }
 
     struct Builder<'i> {
         ids: &'i mut Ids,
         stack: Vec<Frame>,
-        anchors: Vec<(usize, Node)>,
+        /// Anchored nodes and their sizes in nodes.
+        anchors: Vec<(usize, Node, usize)>,
+        aliased: usize,
         root: Option<Node>,
-        error: Option<SyntaxError>,
     }
 
     impl Builder<'_> {
-        fn fail(&mut self, pos: Position, message: String) {
-            if self.error.is_none() {
-                self.error = Some((pos, message));
-            }
-        }
-
-        fn complete(&mut self, node: Node, anchor: usize) {
+        fn complete(&mut self, node: Node, anchor: usize, size: usize) -> Result<(), SyntaxError> {
             if anchor > 0 {
-                self.anchors.push((anchor, node.clone()));
+                self.anchors.push((anchor, node.clone(), size));
             }
-            match self.stack.last_mut() {
-                None => {
-                    if self.root.is_none() {
-                        self.root = Some(node);
-                    }
+            let Some(frame) = self.stack.last_mut() else {
+                if self.root.is_none() {
+                    self.root = Some(node);
                 }
-                Some(Frame::Seq(_, _, items)) => items.push(node),
-                Some(Frame::Map(_, _, entries, pending)) => match pending.take() {
+                return Ok(());
+            };
+            frame.size += size;
+            match &mut frame.body {
+                Body::Seq(items) => items.push(node),
+                Body::Map {
+                    entries,
+                    keys,
+                    pending,
+                } => match pending.take() {
                     None => match node.kind {
                         Kind::Str(key) => *pending = Some((key, node.pos)),
                         _ => {
                             let message =
                                 format!("a key must be a string, not {}", node.type_name());
-                            self.fail(node.pos, message);
+                            return Err((node.pos, message));
                         }
                     },
                     Some((key, key_pos)) => {
-                        if entries.iter().any(|e| e.key == key) {
-                            let message = format!("duplicate key {key:?}");
-                            self.fail(key_pos, message);
-                        } else {
-                            entries.push(Entry {
-                                key,
-                                key_pos,
-                                value: node,
-                            });
+                        if !keys.insert(key.clone()) {
+                            return Err((key_pos, format!("duplicate key {key:?}")));
                         }
+                        entries.push(Entry {
+                            key,
+                            key_pos,
+                            value: node,
+                        });
                     }
                 },
             }
+            Ok(())
         }
-    }
 
-    impl MarkedEventReceiver for Builder<'_> {
-        fn on_event(&mut self, ev: Event, mark: Marker) {
-            let pos = Position {
-                line: mark.line() as u32,
-                column: mark.col() as u32 + 1,
-            };
+        fn open(&mut self, pos: Position, anchor: usize, body: Body) -> Result<(), SyntaxError> {
+            if self.stack.len() >= MAX_DEPTH {
+                let message = format!("nesting deeper than {MAX_DEPTH} levels (recursion limit)");
+                return Err((pos, message));
+            }
+            self.stack.push(Frame {
+                pos,
+                anchor,
+                size: 1,
+                body,
+            });
+            Ok(())
+        }
+
+        /// Reads one event; an error ends the document.
+        fn event(&mut self, ev: Event, pos: Position) -> Result<(), SyntaxError> {
             match ev {
                 Event::Scalar(text, style, anchor, _) => {
                     let kind = if style == TScalarStyle::Plain {
-                        match yaml_rust2::Yaml::from_str(&text) {
-                            yaml_rust2::Yaml::Integer(i) => Kind::Int(i),
-                            yaml_rust2::Yaml::Real(r) => match r.parse::<f64>() {
-                                Ok(f) => Kind::Float(f),
-                                Err(_) => Kind::Float(match r.trim_start_matches(['+', '-']) {
-                                    ".inf" | ".Inf" | ".INF" if r.starts_with('-') => {
-                                        f64::NEG_INFINITY
-                                    }
-                                    ".inf" | ".Inf" | ".INF" => f64::INFINITY,
-                                    _ => f64::NAN,
-                                }),
-                            },
-                            yaml_rust2::Yaml::Boolean(b) => Kind::Bool(b),
-                            yaml_rust2::Yaml::Null => Kind::Null,
-                            _ => Kind::Str(text),
-                        }
+                        scalar(text)
                     } else {
                         Kind::Str(text)
                     };
                     let node = self.ids.node(pos, kind);
-                    self.complete(node, anchor);
+                    self.complete(node, anchor, 1)
                 }
-                Event::SequenceStart(anchor, _) => {
-                    self.stack.push(Frame::Seq(pos, anchor, Vec::new()))
-                }
-                Event::MappingStart(anchor, _) => {
-                    self.stack.push(Frame::Map(pos, anchor, Vec::new(), None))
-                }
+                Event::SequenceStart(anchor, _) => self.open(pos, anchor, Body::Seq(Vec::new())),
+                Event::MappingStart(anchor, _) => self.open(
+                    pos,
+                    anchor,
+                    Body::Map {
+                        entries: Vec::new(),
+                        keys: HashSet::new(),
+                        pending: None,
+                    },
+                ),
                 Event::SequenceEnd | Event::MappingEnd => {
-                    let (pos, anchor, kind) = match self.stack.pop() {
-                        Some(Frame::Seq(pos, anchor, items)) => (pos, anchor, Kind::Seq(items)),
-                        Some(Frame::Map(pos, anchor, entries, _)) => {
-                            (pos, anchor, Kind::Map(entries))
-                        }
-                        None => return,
+                    let Some(frame) = self.stack.pop() else {
+                        return Ok(());
                     };
-                    let node = self.ids.node(pos, kind);
-                    self.complete(node, anchor);
+                    let kind = match frame.body {
+                        Body::Seq(items) => Kind::Seq(items),
+                        Body::Map { entries, .. } => Kind::Map(entries),
+                    };
+                    let node = self.ids.node(frame.pos, kind);
+                    self.complete(node, frame.anchor, frame.size)
                 }
                 Event::Alias(anchor) => {
-                    match self.anchors.iter().rev().find(|(a, _)| *a == anchor) {
-                        Some((_, node)) => {
-                            let node = node.clone();
-                            self.complete(node, 0);
-                        }
-                        None => self.fail(pos, "an alias to an unknown anchor".to_owned()),
+                    let Some((_, node, size)) =
+                        self.anchors.iter().rev().find(|(a, _, _)| *a == anchor)
+                    else {
+                        return Err((pos, "an alias to an unknown anchor".to_owned()));
+                    };
+                    let (node, size) = (node.clone(), *size);
+                    self.aliased += size;
+                    if self.aliased > MAX_ALIASED_NODES {
+                        let message = format!(
+                            "aliases expand to more than {MAX_ALIASED_NODES} values; \
+                             write the shared table out or use fewer aliases"
+                        );
+                        return Err((pos, message));
                     }
+                    self.complete(node, 0, size)
                 }
-                _ => {}
+                _ => Ok(()),
             }
+        }
+    }
+
+    fn scalar(text: String) -> Kind {
+        match yaml_rust2::Yaml::from_str(&text) {
+            yaml_rust2::Yaml::Integer(i) => Kind::Int(i),
+            yaml_rust2::Yaml::Real(r) => match r.parse::<f64>() {
+                Ok(f) => Kind::Float(f),
+                Err(_) => Kind::Float(match r.trim_start_matches(['+', '-']) {
+                    ".inf" | ".Inf" | ".INF" if r.starts_with('-') => f64::NEG_INFINITY,
+                    ".inf" | ".Inf" | ".INF" => f64::INFINITY,
+                    _ => f64::NAN,
+                }),
+            },
+            yaml_rust2::Yaml::Boolean(b) => Kind::Bool(b),
+            yaml_rust2::Yaml::Null => Kind::Null,
+            _ => Kind::Str(text),
         }
     }
 
@@ -316,20 +410,36 @@ fn yaml_tree(text: &str, ids: &mut Ids) -> Result<Node, SyntaxError> {
         ids,
         stack: Vec::new(),
         anchors: Vec::new(),
+        aliased: 0,
         root: None,
-        error: None,
     };
+    // The parser's events are read one at a time (its own `load` recurses once per level of
+    // block nesting, so a deep file would overflow the stack before any limit applied).
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut builder, false) {
-        let m = e.marker();
+    let mut documents = 0;
+    loop {
+        let (ev, mark) = parser.next_token().map_err(|e| {
+            let m = e.marker();
+            let pos = Position {
+                line: m.line() as u32,
+                column: m.col() as u32 + 1,
+            };
+            (pos, e.info().to_owned())
+        })?;
         let pos = Position {
-            line: m.line() as u32,
-            column: m.col() as u32 + 1,
+            line: mark.line() as u32,
+            column: mark.col() as u32 + 1,
         };
-        return Err((pos, e.info().to_owned()));
-    }
-    if let Some(err) = builder.error {
-        return Err(err);
+        match ev {
+            Event::StreamEnd => break,
+            Event::DocumentStart => {
+                documents += 1;
+                if documents > 1 {
+                    return Err((pos, "a policy file holds one document".to_owned()));
+                }
+            }
+            ev => builder.event(ev, pos)?,
+        }
     }
     let start = Position { line: 1, column: 1 };
     match builder.root {

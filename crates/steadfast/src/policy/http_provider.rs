@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::provider::{Provider, Update, Updates};
-use crate::policy::{Format, PolicyDocument};
+use crate::policy::{Format, MAX_DOCUMENT_BYTES, PolicyDocument};
 
 /// Default time between polls: 30 s.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -142,7 +142,7 @@ impl HttpProvider {
         if let Some(etag) = etag {
             request = request.header(reqwest::header::IF_NONE_MATCH, etag);
         }
-        let response = request
+        let mut response = request
             .send()
             .await
             .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
@@ -169,10 +169,22 @@ impl HttpProvider {
             })
             .or(self.format)
             .unwrap_or(Format::Toml);
-        let body = response
-            .text()
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| format!("reading {}: {e}", self.url))?;
+            .map_err(|e| format!("reading {}: {e}", self.url))?
+        {
+            if bytes.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(format!(
+                    "{} sent over {MAX_DOCUMENT_BYTES} bytes, the most a policy document may be",
+                    self.url
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let body = String::from_utf8(bytes)
+            .map_err(|_| format!("{} sent a document that is not UTF-8", self.url))?;
         Ok(Fetched::Body { etag, format, body })
     }
 }

@@ -34,7 +34,7 @@ mod node;
 #[cfg(feature = "serde")]
 pub use document::{Diagnostic, Diagnostics, Explanation, Origin, PolicyDocument, TableSpec};
 #[cfg(feature = "serde")]
-pub use format::Format;
+pub use format::{Format, MAX_DOCUMENT_BYTES, read_to_string};
 #[cfg(feature = "serde")]
 pub use node::Position;
 

@@ -240,14 +240,30 @@ pub(crate) struct Found {
     pub(crate) message: String,
 }
 
+/// How many problems one document reports before reading stops (each is found by reading the
+/// tree again, so the cap keeps a file of thousands of mistakes linear to check).
+pub(crate) const MAX_PROBLEMS: usize = 100;
+
 /// Reads a `T` from `root`, reporting every problem: after each error the entry it is about is
-/// removed and the tree read again (so the field takes its default), until it reads cleanly or
-/// the error is about the root itself. Returns the value if one was read at all.
+/// removed and the tree read again (so the field takes its default), until it reads cleanly, the
+/// error is about the root itself, or [`MAX_PROBLEMS`] are found (then the last one says reading
+/// stopped). Returns the value if one was read at all.
 pub(crate) fn collect<T: DeserializeOwned>(root: &mut Node, found: &mut Vec<Found>) -> Option<T> {
+    let start = found.len();
     loop {
         match T::deserialize(NodeDe(root)) {
             Ok(v) => return Some(v),
             Err(e) => {
+                if found.len() - start == MAX_PROBLEMS {
+                    found.push(Found {
+                        path: Vec::new(),
+                        pos: root.pos,
+                        message: format!(
+                            "stopped after {MAX_PROBLEMS} problems; fix these and check again"
+                        ),
+                    });
+                    return None;
+                }
                 let id = e.node.unwrap_or(root.id);
                 let (path, pos) = root.locate(id).unwrap_or_default();
                 found.push(Found {
