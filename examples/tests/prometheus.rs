@@ -4,8 +4,8 @@
 fn a_scrape_reads_the_calls() {
     let text = steadfast_examples::prometheus::scrape_after_some_calls();
     for line in [
-        r#"steadfast_calls_total{key="payments.Charge",result="ok"} 1"#,
-        r#"steadfast_calls_total{key="payments.Refund",result="error"} 1"#,
+        r#"steadfast_calls_total{key="payments.Charge",result="ok",stop="none"} 1"#,
+        r#"steadfast_calls_total{key="payments.Refund",result="error",stop="exhausted"} 1"#,
         r#"steadfast_retries_total{key="payments.Charge",reason="backoff"} 1"#,
         r#"steadfast_retries_total{key="payments.Refund",reason="backoff"} 2"#,
         r#"steadfast_attempts_total{key="payments.Refund",outcome="retryable"} 3"#,

@@ -226,10 +226,11 @@ fn describe(o: &RetryOptions) -> String {
     if let Some(t) = o.total_timeout {
         limits.push(format!("total timeout {}", fmt(t)));
     }
-    limits.push(format!(
-        "server delays honoured up to {}",
-        fmt(o.max_server_delay)
-    ));
+    limits.push(if o.cap_server_delay {
+        format!("server delays honoured, cut to {}", fmt(o.max_server_delay))
+    } else {
+        format!("server delays honoured up to {}", fmt(o.max_server_delay))
+    });
     if !o.retry_on_timeout {
         limits.push("a timed-out attempt is not retried".to_owned());
     }

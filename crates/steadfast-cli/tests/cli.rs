@@ -188,6 +188,7 @@ fn schema_is_json_and_names_every_retry_field() {
         "attempt_timeout",
         "total_timeout",
         "max_server_delay",
+        "cap_server_delay",
         "retry_on_timeout",
         "seed",
     ] {

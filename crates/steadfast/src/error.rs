@@ -138,6 +138,26 @@ pub enum Stop {
 }
 
 impl Stop {
+    /// The name metrics label it with: `non_retryable`, `aborted`, `exhausted`, `deadline`,
+    /// `server_delay_too_long`, `backoff_ended`, `not_cloneable`, `budget_exhausted`.
+    ///
+    /// # Example
+    /// ```
+    /// assert_eq!(steadfast::Stop::Exhausted.as_str(), "exhausted");
+    /// ```
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Stop::NonRetryable => "non_retryable",
+            Stop::Aborted => "aborted",
+            Stop::Exhausted => "exhausted",
+            Stop::Deadline => "deadline",
+            Stop::ServerDelayTooLong { .. } => "server_delay_too_long",
+            Stop::BackoffEnded => "backoff_ended",
+            Stop::NotCloneable => "not_cloneable",
+            Stop::BudgetExhausted => "budget_exhausted",
+        }
+    }
+
     /// Whether the policy's allowance ran out (as opposed to the classifier refusing).
     pub const fn is_exhaustion(&self) -> bool {
         !matches!(self, Stop::NonRetryable | Stop::Aborted)

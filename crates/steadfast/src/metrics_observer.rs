@@ -11,8 +11,8 @@ use crate::observe::{AttemptEnd, Event, Observer, RetryReason};
 /// |---|---|---|
 /// | `steadfast_attempts_total` | counter | `key`, `outcome` (`success`, `retryable`, `non_retryable`, `abort`, `cancelled`: a hedge race's loser) |
 /// | `steadfast_attempt_duration_seconds` | histogram | `key` |
-/// | `steadfast_retries_total` | counter | `key`, `reason` (`backoff`, `server_delay`) |
-/// | `steadfast_calls_total` | counter | `key`, `result` (`ok`, `error`, `timeout`) |
+/// | `steadfast_retries_total` | counter | `key`, `reason` (`backoff`, `server_delay`, `server_delay_capped`) |
+/// | `steadfast_calls_total` | counter | `key`, `result` (`ok`, `error`, `timeout`: an `Ok` the classifier called a failure is an `error`), `stop` (`none` on success, else [`Stop::as_str`](crate::Stop::as_str)) |
 /// | `steadfast_call_duration_seconds` | histogram | `key` |
 /// | `steadfast_rejections_total` | counter | `key`, `by` (`breaker`, `bulkhead`, `rate_limiter`, `budget`) |
 /// | `steadfast_breaker_transitions_total` | counter | `key`, `from`, `to` (`closed`, `open`, `half_open`, `isolated`) |
@@ -72,12 +72,14 @@ impl Observer for MetricsObserver {
                 let reason = match reason {
                     RetryReason::Backoff => "backoff",
                     RetryReason::ServerDelay => "server_delay",
+                    RetryReason::ServerDelayCapped { .. } => "server_delay_capped",
                 };
                 metrics::counter!("steadfast_retries_total", "key" => key, "reason" => reason)
                     .increment(1);
             }
             Event::CallFinished {
                 ok,
+                stop,
                 timeout,
                 duration,
                 ..
@@ -87,8 +89,14 @@ impl Observer for MetricsObserver {
                     (false, Some(_)) => "timeout",
                     (false, None) => "error",
                 };
-                metrics::counter!("steadfast_calls_total", "key" => key.clone(), "result" => result)
-                    .increment(1);
+                let stop = stop.map_or("none", |s| s.as_str());
+                metrics::counter!(
+                    "steadfast_calls_total",
+                    "key" => key.clone(),
+                    "result" => result,
+                    "stop" => stop
+                )
+                .increment(1);
                 metrics::histogram!("steadfast_call_duration_seconds", "key" => key)
                     .record(duration.as_secs_f64());
             }

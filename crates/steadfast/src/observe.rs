@@ -69,6 +69,12 @@ pub enum RetryReason {
     Backoff,
     /// The delay the server asked for (`Retry-After`, pushback).
     ServerDelay,
+    /// The server asked for more than the policy's `max_server_delay`, and the policy caps
+    /// server delays (`cap_server_delay`), so the wait is `max_server_delay`.
+    ServerDelayCapped {
+        /// What the server asked for.
+        requested: Duration,
+    },
 }
 
 /// Which strategy refused a call or an attempt.

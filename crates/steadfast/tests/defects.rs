@@ -115,3 +115,126 @@ async fn seeded_jitter_differs_between_calls_and_repeats_between_runs() {
     let again = delays_of_calls(&build(), 3).await;
     assert_eq!(first, again, "the same seed repeats the run");
 }
+
+/// Events of the calls an executor runs, in order.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<steadfast::observe::Event>>);
+
+impl steadfast::observe::Observer for Recorder {
+    fn on_event(&self, _: &steadfast::Key, event: &steadfast::observe::Event) {
+        self.0.lock().unwrap().push(*event);
+    }
+}
+
+fn recorded(policy: Retry) -> (Executor, std::sync::Arc<Recorder>) {
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let executor = Executor::builder()
+        .policies(Policies::new(policy))
+        .shared_observer(recorder.clone())
+        .build();
+    (executor, recorder)
+}
+
+fn last_finished(recorder: &Recorder) -> (bool, Option<Stop>) {
+    recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find_map(|e| match *e {
+            steadfast::observe::Event::CallFinished { ok, stop, .. } => Some((ok, stop)),
+            _ => None,
+        })
+        .expect("a call finished")
+}
+
+/// Statuses as results: 503 is retryable, 429 asks to wait an hour, the rest succeed.
+fn statuses(r: &Result<u16, &'static str>) -> steadfast::classify::Outcome {
+    use steadfast::classify::Outcome;
+    match r {
+        Ok(503) | Err(_) => Outcome::RETRYABLE,
+        Ok(429) => Outcome::retry_after(Duration::from_secs(3600)),
+        Ok(_) => Outcome::Success,
+    }
+}
+
+/// Three 503s return the last response, but the call is reported as a failure that ran out of
+/// attempts (it read `ok: true, stop: None` before, so metrics counted it a success).
+#[tokio::test(start_paused = true)]
+async fn an_exhausted_call_that_ended_on_ok_is_reported_as_a_failure() {
+    let (executor, recorder) = recorded(Retry::immediate().max_attempts(3).build().unwrap());
+    let tries = AtomicU32::new(0);
+    let result = executor
+        .call("svc.M", || {
+            tries.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<u16, &'static str>(503) }
+        })
+        .classify(steadfast::classify::results(statuses))
+        .run()
+        .await;
+    assert_eq!(result.unwrap(), 503);
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+    assert_eq!(last_finished(&recorder), (false, Some(Stop::Exhausted)));
+
+    // A success is still reported as one.
+    let result = executor
+        .call("svc.M", || async { Ok::<u16, &'static str>(200) })
+        .classify(steadfast::classify::results(statuses))
+        .run()
+        .await;
+    assert_eq!(result.unwrap(), 200);
+    assert_eq!(last_finished(&recorder), (true, None));
+}
+
+/// A server delay over `max_server_delay` stops the call by default, and the reason is in the
+/// error and the events; with `cap_server_delay` the wait is cut to the most and the retry
+/// says why.
+#[tokio::test(start_paused = true)]
+async fn a_server_delay_over_the_most_stops_visibly_or_is_capped() {
+    let hour = Duration::from_secs(3600);
+    let (executor, recorder) = recorded(Retry::immediate().max_attempts(3).build().unwrap());
+    let result = executor
+        .call("svc.M", || async { Ok::<u16, &'static str>(429) })
+        .classify(steadfast::classify::results(statuses))
+        .run()
+        .await;
+    assert_eq!(result.unwrap(), 429);
+    assert_eq!(
+        last_finished(&recorder),
+        (false, Some(Stop::ServerDelayTooLong { requested: hour }))
+    );
+    let err = executor
+        .call("svc.M", || async { Err::<u16, _>("busy") })
+        .classify(|_: &&'static str| steadfast::classify::Outcome::retry_after(hour))
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.stop(),
+        Some(Stop::ServerDelayTooLong { requested: hour })
+    );
+
+    let capped = Retry::immediate()
+        .max_attempts(2)
+        .max_server_delay(Duration::from_secs(1))
+        .cap_server_delay(true)
+        .build()
+        .unwrap();
+    let (executor, recorder) = recorded(capped);
+    let started = tokio::time::Instant::now();
+    let result = executor
+        .call("svc.M", || async { Ok::<u16, &'static str>(429) })
+        .classify(steadfast::classify::results(statuses))
+        .run()
+        .await;
+    assert_eq!(result.unwrap(), 429);
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    let events = recorder.0.lock().unwrap().clone();
+    assert!(events.contains(&steadfast::observe::Event::RetryScheduled {
+        attempt: 1,
+        delay: Duration::from_secs(1),
+        reason: steadfast::observe::RetryReason::ServerDelayCapped { requested: hour },
+    }));
+    assert_eq!(last_finished(&recorder), (false, Some(Stop::Exhausted)));
+}

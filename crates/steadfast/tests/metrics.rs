@@ -86,11 +86,11 @@ fn counts_are_exact() {
                 1
             ),
             (
-                "steadfast_calls_total{key=svc.Down,result=error}".to_string(),
+                "steadfast_calls_total{key=svc.Down,result=error,stop=exhausted}".to_string(),
                 1
             ),
             (
-                "steadfast_calls_total{key=svc.Flaky,result=ok}".to_string(),
+                "steadfast_calls_total{key=svc.Flaky,result=ok,stop=none}".to_string(),
                 1
             ),
             (

@@ -44,7 +44,7 @@ fn five_planted_errors_are_five_errors_with_their_places() {
     assert_eq!(
         got,
         [
-            r#"6:29: policies."payments.*".retry.basee: unknown field `basee` (did you mean `base`?); expected one of `max_attempts`, `max_retries`, `backoff`, `base`, `max`, `factor`, `jitter`, `attempt_timeout`, `total_timeout`, `max_server_delay`, `retry_on_timeout`, `seed`"#,
+            r#"6:29: policies."payments.*".retry.basee: unknown field `basee` (did you mean `base`?); expected one of `max_attempts`, `max_retries`, `backoff`, `base`, `max`, `factor`, `jitter`, `attempt_timeout`, `total_timeout`, `max_server_delay`, `cap_server_delay`, `retry_on_timeout`, `seed`"#,
             r#"9:56: policies."payments.Charge".retry.max: must be >= base (2s), got 500ms"#,
             r#"12:26: policies."search.Query".retry.max_attempts: must be >= 1, got 0"#,
             r#"12:47: policies."search.Query".retry.attempt_timeout: expected a duration like "250ms" or "1m30s", got "5 sec""#,
@@ -483,15 +483,16 @@ fn retry_options() -> impl Strategy<Value = RetryOptions> {
         ],
         proptest::option::of(duration()),
         proptest::option::of(duration()),
-        duration(),
+        (duration(), any::<bool>()),
         any::<bool>(),
         proptest::option::of(0..=i64::MAX as u64),
     )
         .prop_map(
-            |(backoff, (attempts, retries), attempt, total, server, on_timeout, seed)| {
+            |(backoff, (attempts, retries), attempt, total, (server, cap), on_timeout, seed)| {
                 let mut o = Retry::builder()
                     .backoff(backoff)
                     .max_server_delay(server)
+                    .cap_server_delay(cap)
                     .retry_on_timeout(on_timeout);
                 o.max_attempts = attempts;
                 o.max_retries = retries;

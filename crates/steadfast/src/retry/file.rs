@@ -87,7 +87,8 @@ pub(crate) struct RetryFile {
     )]
     #[cfg_attr(feature = "schema", schemars(with = "Option<DurationText>"))]
     total_timeout: Option<Duration>,
-    /// The longest server-given delay (Retry-After, pushback) to wait; longer stops. Default "5m".
+    /// The longest server-given delay (Retry-After, pushback) to wait; longer stops (or is cut
+    /// to this with `cap_server_delay`). Default "5m".
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -95,6 +96,10 @@ pub(crate) struct RetryFile {
     )]
     #[cfg_attr(feature = "schema", schemars(with = "Option<DurationText>"))]
     max_server_delay: Option<Duration>,
+    /// Whether a server delay over `max_server_delay` is cut to it (true) or ends the call
+    /// (false). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cap_server_delay: Option<bool>,
     /// Whether an attempt that timed out may be retried. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     retry_on_timeout: Option<bool>,
@@ -165,6 +170,9 @@ impl RetryFile {
         if let Some(d) = self.max_server_delay {
             options.max_server_delay = d;
         }
+        if let Some(cap) = self.cap_server_delay {
+            options.cap_server_delay = cap;
+        }
         if let Some(on) = self.retry_on_timeout {
             options.retry_on_timeout = on;
         }
@@ -197,6 +205,7 @@ impl RetryFile {
             attempt_timeout: o.attempt_timeout,
             total_timeout: o.total_timeout,
             max_server_delay: Some(o.max_server_delay),
+            cap_server_delay: Some(o.cap_server_delay),
             retry_on_timeout: Some(o.retry_on_timeout),
             seed: o.seed,
         })

@@ -66,11 +66,17 @@ pub struct RetryOptions {
     pub attempt_timeout: Option<Duration>,
     /// Time limit of the whole call, every attempt and sleep included.
     pub total_timeout: Option<Duration>,
-    /// The longest server-given delay to wait; a longer one stops retrying.
+    /// The longest server-given delay to wait; a longer one stops retrying (or, with
+    /// `cap_server_delay`, is waited for only this long).
     pub max_server_delay: Duration,
+    /// Whether a server delay over `max_server_delay` is cut to it (`true`) or ends the call
+    /// with [`Stop::ServerDelayTooLong`](crate::Stop::ServerDelayTooLong) (`false`, the
+    /// default: a server that asks for an hour is not called back sooner).
+    pub cap_server_delay: bool,
     /// Whether an attempt that timed out may be retried.
     pub retry_on_timeout: bool,
-    /// Seed for the jitter's random source (tests); every call then draws the same sequence.
+    /// Seed for the jitter's random source (tests, simulations): a run is then reproducible,
+    /// and each call of the policy still draws its own stream.
     pub seed: Option<u64>,
 }
 
@@ -89,6 +95,7 @@ impl RetryOptions {
             attempt_timeout: None,
             total_timeout: None,
             max_server_delay: DEFAULT_MAX_SERVER_DELAY,
+            cap_server_delay: false,
             retry_on_timeout: true,
             seed: None,
         }
@@ -157,6 +164,15 @@ impl RetryOptions {
     /// The longest server-given delay to wait for.
     pub fn max_server_delay(mut self, max: Duration) -> Self {
         self.max_server_delay = max;
+        self
+    }
+
+    /// Whether a server delay over [`max_server_delay`](Self::max_server_delay) is cut to it
+    /// rather than ending the call (the default ends it). Either way the events say so:
+    /// [`RetryReason::ServerDelayCapped`](crate::observe::RetryReason::ServerDelayCapped) or a
+    /// call finished with [`Stop::ServerDelayTooLong`](crate::Stop::ServerDelayTooLong).
+    pub fn cap_server_delay(mut self, cap: bool) -> Self {
+        self.cap_server_delay = cap;
         self
     }
 
@@ -236,6 +252,7 @@ pub struct Retry {
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) total_timeout: Option<Duration>,
     pub(crate) max_server_delay: Duration,
+    pub(crate) cap_server_delay: bool,
     pub(crate) retry_on_timeout: bool,
     pub(crate) seed: Option<Seeded>,
 }
@@ -278,6 +295,7 @@ impl Retry {
         attempt_timeout: None,
         total_timeout: None,
         max_server_delay: DEFAULT_MAX_SERVER_DELAY,
+        cap_server_delay: false,
         retry_on_timeout: true,
         seed: None,
     };
@@ -297,6 +315,7 @@ impl Retry {
             attempt_timeout: options.attempt_timeout,
             total_timeout: options.total_timeout,
             max_server_delay: options.max_server_delay,
+            cap_server_delay: options.cap_server_delay,
             retry_on_timeout: options.retry_on_timeout,
             seed: options.seed.map(|seed| Seeded {
                 seed,

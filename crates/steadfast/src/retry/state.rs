@@ -28,7 +28,7 @@ pub(crate) enum Step<T, E> {
 
 /// What to do after a failed attempt.
 pub(crate) enum Next {
-    Retry(Duration),
+    Retry(Duration, RetryReason),
     Stop(Stop),
 }
 
@@ -232,17 +232,25 @@ impl<'p, P: Probe> Run<'p, P> {
         {
             return Next::Stop(Stop::Exhausted);
         }
-        let delay = match after {
-            Some(requested) if requested > self.policy.max_server_delay => {
+        let (delay, reason) = match after {
+            Some(requested)
+                if requested > self.policy.max_server_delay && !self.policy.cap_server_delay =>
+            {
                 return Next::Stop(Stop::ServerDelayTooLong { requested });
             }
             Some(requested) => {
-                // A server delay is honoured exactly, and restarts the computed schedule
-                // (gRPC A6: after pushback the delay resets to the initial backoff).
+                // A server delay is honoured exactly (or cut to the policy's most), and restarts
+                // the computed schedule (gRPC A6: after pushback the delay resets to the
+                // initial backoff).
                 if let Some(s) = &mut self.schedule {
                     s.reset();
                 }
-                requested
+                if requested > self.policy.max_server_delay {
+                    let capped = RetryReason::ServerDelayCapped { requested };
+                    (self.policy.max_server_delay, capped)
+                } else {
+                    (requested, RetryReason::ServerDelay)
+                }
             }
             None => {
                 let policy = self.policy;
@@ -250,7 +258,7 @@ impl<'p, P: Probe> Run<'p, P> {
                     Schedule::new(policy.seed.as_ref().map(super::options::Seeded::next_rng))
                 });
                 match schedule.next(&policy.backoff, Some(outcome)) {
-                    Some(d) => d,
+                    Some(d) => (d, RetryReason::Backoff),
                     None => return Next::Stop(Stop::BackoffEnded),
                 }
             }
@@ -264,7 +272,7 @@ impl<'p, P: Probe> Run<'p, P> {
             Ok(spent) => self.spent = spent,
             Err(()) => return Next::Stop(Stop::BudgetExhausted),
         }
-        Next::Retry(delay)
+        Next::Retry(delay, reason)
     }
 
     /// Settles one attempt (`last` is `None` when it ran out of its own time): classifies it,
@@ -316,15 +324,11 @@ impl<'p, P: Probe> Run<'p, P> {
                 self.restart();
                 return Step::Again;
             }
-            return Step::Done(self.finish(on_exhausted, last, Stop::NonRetryable));
+            return Step::Done(self.finish(on_exhausted, last, None));
         }
         match self.after_failure(&outcome, last.is_none()) {
-            Next::Retry(delay) => {
+            Next::Retry(delay, reason) => {
                 self.notify_retry(on_retry, last.as_ref(), outcome, delay);
-                let reason = match outcome.server_delay() {
-                    Some(_) => RetryReason::ServerDelay,
-                    None => RetryReason::Backoff,
-                };
                 self.emit(Event::RetryScheduled {
                     attempt: self.attempts,
                     delay,
@@ -332,7 +336,7 @@ impl<'p, P: Probe> Run<'p, P> {
                 });
                 Step::Sleep(delay, last)
             }
-            Next::Stop(stop) => Step::Done(self.finish(on_exhausted, last, stop)),
+            Next::Stop(stop) => Step::Done(self.finish(on_exhausted, last, Some(stop))),
         }
     }
 
@@ -346,7 +350,7 @@ impl<'p, P: Probe> Run<'p, P> {
     ) -> Option<Result<T, Error<E>>> {
         match self.deadline {
             Some(deadline) if Instant::now() >= deadline => {
-                Some(self.finish(on_exhausted, last, Stop::Deadline))
+                Some(self.finish(on_exhausted, last, Some(Stop::Deadline)))
             }
             _ => None,
         }
@@ -386,22 +390,24 @@ impl<'p, P: Probe> Run<'p, P> {
         }
     }
 
-    /// What the call returns once retrying stopped on a failure (`last` is `None` when the
-    /// last attempt timed out).
+    /// What the call returns once it ended: on a success (`stop` is `None`) or because
+    /// retrying stopped on a failure (`last` is `None` when the last attempt timed out). An
+    /// `Ok` the classifier called a failure (three 503s) ends with its stop reason like an `Err`
+    /// does, and is reported as a failure; the caller still gets the value.
     fn finish<T, E, X: ExhaustedHook<T, E>>(
         &mut self,
         hook: &mut X,
         mut last: Option<Result<T, E>>,
-        stop: Stop,
+        stop: Option<Stop>,
     ) -> Result<T, Error<E>> {
+        let ok = stop.is_none() && matches!(last, Some(Ok(_)));
+        // An `Err` or a timeout the classifier called a success still ends the call as an error.
+        let stop = stop.unwrap_or(Stop::NonRetryable);
         if P::ACTIVE {
-            match &last {
-                Some(Ok(_)) => self.call_finished(true, None, None),
-                Some(Err(_)) => self.call_finished(false, Some(stop), None),
-                None => self.call_finished(false, Some(stop), Some(TimeoutScope::Attempt)),
-            }
+            let timeout = last.is_none().then_some(TimeoutScope::Attempt);
+            self.call_finished(ok, (!ok).then_some(stop), timeout);
         }
-        if X::ACTIVE && stop.is_exhaustion() {
+        if X::ACTIVE && !ok && stop.is_exhaustion() {
             hook.on_exhausted(&mut OnExhausted {
                 attempts: self.attempts,
                 last: last.as_mut(),
