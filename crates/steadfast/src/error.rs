@@ -102,6 +102,9 @@ pub enum Error<E> {
         /// The probability an attempt was being refused with.
         reject_probability: f64,
     },
+    /// The service was not ready to take the call (a tower service's `poll_ready` failed):
+    /// the operation never ran. Holds the service's error.
+    NotReady(E),
 }
 
 /// Why the retry loop stopped on a failure.
@@ -214,7 +217,8 @@ impl<E> Error<E> {
             | Error::RateLimited { .. }
             | Error::GateClosed(_)
             | Error::Idempotency(_)
-            | Error::Throttled { .. } => 0,
+            | Error::Throttled { .. }
+            | Error::NotReady(_) => 0,
         }
     }
 
@@ -325,6 +329,7 @@ impl<E> Error<E> {
             Error::GateClosed(d) => Error::GateClosed(d),
             Error::Idempotency(r) => Error::Idempotency(r),
             Error::Throttled { reject_probability } => Error::Throttled { reject_probability },
+            Error::NotReady(e) => Error::NotReady(f(e)),
         }
     }
 }
@@ -388,6 +393,7 @@ impl<E> fmt::Display for Error<E> {
                 "throttled locally (adaptive throttling refuses {:.0} % of attempts)",
                 reject_probability * 100.0
             ),
+            Error::NotReady(_) => f.write_str("the service was not ready"),
         }
     }
 }
@@ -399,6 +405,7 @@ impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
             Error::InvalidKey(e) => Some(e),
             Error::Rejected(r) => Some(r),
             Error::Idempotency(r) => Some(r),
+            Error::NotReady(e) => Some(e),
             _ => None,
         }
     }

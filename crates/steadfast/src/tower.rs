@@ -1,11 +1,13 @@
-//! `tower` integration (feature `tower`): any [`Service`] under a key's plan, so hyper, axum,
-//! tonic and reqwest stacks get retries, observers and the policy chain from one layer.
+//! `tower` integration (feature `tower`): any [`Service`] under a key's plan, so a hyper or
+//! axum stack gets retries, observers and the policy chain from one layer.
 //!
 //! Each attempt calls a fresh clone of the inner service (after `ready`) with a copy of the
 //! request. Requests are copied with `Clone` by default, or with [`RetryLayer::clone_with`]
 //! for requests that can only sometimes be copied (a streaming HTTP body): when the copy
-//! fails, the request is sent once and a failure is final ([`Stop::NotCloneable`]), never a
-//! silent retry without a body.
+//! fails, the request's one attempt still runs under the plan (timeouts, strategies,
+//! observers) and a retryable failure ends the call with [`Stop::NotCloneable`], never a
+//! silent retry without a body. A service whose `poll_ready` fails gives
+//! [`Error::NotReady`] with its error.
 //!
 //! # Example
 //! ```
@@ -141,13 +143,7 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<S::Response, Error<S::Error>>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner
-            .poll_ready(cx)
-            .map_err(|source| Error::Operation {
-                source,
-                attempts: 0,
-                stop: Stop::NonRetryable,
-            })
+        self.inner.poll_ready(cx).map_err(Error::NotReady)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
@@ -158,20 +154,15 @@ where
         let cloner = self.clone.clone();
         let classifier = self.classifier.clone();
         Box::pin(async move {
-            let Some(template) = cloner.clone_request(&req) else {
-                // Not copyable: one attempt, and its failure is final.
-                let mut svc = ready;
-                return svc.call(req).await.map_err(|source| Error::Operation {
-                    source,
-                    attempts: 1,
-                    stop: Stop::NotCloneable,
-                });
-            };
+            // A request that cannot be copied has one attempt, run through the engine like any
+            // other (timeouts, strategies, observers); a retryable failure then ends the call
+            // with `Stop::NotCloneable`.
+            let mut template = cloner.clone_request(&req);
             let spare = ready.clone();
             let mut first = Some((ready, req));
-            let mut template = Some(template);
-            // Set when an attempt had to take the template itself: it is the last.
-            let last = Arc::new(AtomicBool::new(false));
+            // Set when an attempt had to take the template itself (or there is none): it is
+            // the last.
+            let last = Arc::new(AtomicBool::new(template.is_none()));
             let classifier = LastAttempt {
                 inner: classifier,
                 last: last.clone(),
@@ -190,7 +181,7 @@ where
                         }
                     };
                     async move {
-                        // `None` cannot happen: after the template was taken the classifier
+                        // `None` cannot happen: once the last request was taken the classifier
                         // ends the call, so no attempt follows.
                         let Some((mut svc, req, ready)) = next else {
                             return std::future::pending().await;
@@ -233,9 +224,14 @@ impl<T, E, C: CallClassifier<T, E>> CallClassifier<T, E> for LastAttempt<C> {
 
 impl<T, E, C: Classifier<T, E>> Classifier<T, E> for LastAttempt<C> {
     fn classify(&self, result: &Result<T, E>) -> Outcome {
-        match self.inner.classify(result) {
-            Outcome::Retryable { .. } if self.last.load(Ordering::Relaxed) => Outcome::Abort,
-            outcome => outcome,
+        self.inner.classify(result)
+    }
+
+    fn stop_after(&self) -> Option<Stop> {
+        if self.last.load(Ordering::Relaxed) {
+            Some(Stop::NotCloneable)
+        } else {
+            self.inner.stop_after()
         }
     }
 }

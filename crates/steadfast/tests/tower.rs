@@ -124,3 +124,95 @@ async fn a_request_that_cannot_be_copied_is_sent_once() {
         "operation failed after 1 attempt (the request could not be cloned for a retry)"
     );
 }
+
+/// Events an executor reports, in order.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<steadfast::observe::Event>>);
+
+impl steadfast::observe::Observer for Recorder {
+    fn on_event(&self, _: &steadfast::Key, event: &steadfast::observe::Event) {
+        self.0.lock().unwrap().push(*event);
+    }
+}
+
+/// The one attempt of a request that cannot be copied runs through the engine: its attempt
+/// timeout applies, observers see it, and a retryable `Ok(503)` ends with the reason
+/// `NotCloneable` where they see it (it went straight to the service before, bypassing all).
+#[tokio::test(start_paused = true)]
+async fn a_request_that_cannot_be_copied_still_runs_under_the_plan() {
+    let recorder = Arc::new(Recorder::default());
+    let executor = Executor::builder()
+        .policies(Policies::new(
+            Retry::immediate()
+                .max_attempts(4)
+                .attempt_timeout(Duration::from_millis(50))
+                .build()
+                .unwrap(),
+        ))
+        .shared_observer(recorder.clone())
+        .build();
+    let slow = tower::service_fn(|_: Streaming| async {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        Ok::<u16, String>(200)
+    });
+    let layer = RetryLayer::new(executor.handle("upload.Put").unwrap())
+        .clone_with(|_: &Streaming| None)
+        .classify(classify::results(|r: &Result<u16, String>| match r {
+            Ok(status) => classify::http::status(*status),
+            Err(_) => classify::Outcome::RETRYABLE,
+        }));
+    let err = layer.layer(slow).oneshot(Streaming).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(err.attempts(), 1);
+
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let unavailable = tower::service_fn(move |_: Streaming| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<u16, String>(503) }
+    });
+    let status = layer.layer(unavailable).oneshot(Streaming).await.unwrap();
+    assert_eq!((status, calls.load(Ordering::SeqCst)), (503, 1));
+    let events = recorder.0.lock().unwrap().clone();
+    assert!(
+        matches!(
+            events.last(),
+            Some(steadfast::observe::Event::CallFinished {
+                attempts: 1,
+                ok: false,
+                stop: Some(Stop::NotCloneable),
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+}
+
+/// A service that is not ready fails with `NotReady` and its error, not as an operation that
+/// failed after 0 attempts.
+#[tokio::test]
+async fn a_service_that_is_not_ready_says_so() {
+    #[derive(Clone)]
+    struct Broken;
+    impl Service<()> for Broken {
+        type Response = ();
+        type Error = String;
+        type Future = std::future::Ready<Result<(), String>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), String>> {
+            std::task::Poll::Ready(Err("closed".to_owned()))
+        }
+        fn call(&mut self, _: ()) -> Self::Future {
+            std::future::ready(Ok(()))
+        }
+    }
+    let layer = RetryLayer::new(executor().handle("svc.Broken").unwrap());
+    let err = layer.layer(Broken).oneshot(()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::NotReady(e) if e == "closed"),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "the service was not ready");
+}

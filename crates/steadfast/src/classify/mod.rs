@@ -126,6 +126,16 @@ impl Outcome {
 pub trait Classifier<T, E> {
     /// The outcome of one attempt.
     fn classify(&self, result: &Result<T, E>) -> Outcome;
+
+    /// Whether the attempt just classified is the last whatever its outcome, and the reason
+    /// the call then stops with: the tower layer says [`Stop::NotCloneable`](crate::Stop) for
+    /// a request it cannot copy for another attempt. A failure keeps its outcome (the breaker
+    /// and the budget count it as what it was); only the retry does not happen. `None` (the
+    /// default): the policy decides.
+    #[inline]
+    fn stop_after(&self) -> Option<crate::Stop> {
+        None
+    }
 }
 
 impl<T, E, F> Classifier<T, E> for F

@@ -109,6 +109,11 @@ impl<T, E, C: Classifier<T, E>> Classifier<T, E> for ByRef<'_, C> {
     fn classify(&self, result: &Result<T, E>) -> Outcome {
         self.0.classify(result)
     }
+
+    #[inline]
+    fn stop_after(&self) -> Option<crate::Stop> {
+        self.0.stop_after()
+    }
 }
 
 /// What replaces a failed call's error: nothing ([`NoFallback`]) or a

@@ -326,6 +326,11 @@ impl<'p, P: Probe> Run<'p, P> {
             }
             return Step::Done(self.finish(on_exhausted, last, None));
         }
+        if outcome.is_retryable()
+            && let Some(stop) = classifier.stop_after()
+        {
+            return Step::Done(self.finish(on_exhausted, last, Some(stop)));
+        }
         match self.after_failure(&outcome, last.is_none()) {
             Next::Retry(delay, reason) => {
                 self.notify_retry(on_retry, last.as_ref(), outcome, delay);
