@@ -123,6 +123,26 @@ impl<'a> Problems<'a> {
     }
 }
 
+/// Options a builder was given that its kind does not use (a call window on an adaptive
+/// breaker): each is a problem when the options are validated, never silently dropped.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct NotApplied(Vec<(&'static str, &'static str)>);
+
+impl NotApplied {
+    /// Records that `field` was set, which only `kinds` use.
+    pub(crate) fn push(&mut self, field: &'static str, kinds: &'static str) {
+        if !self.0.iter().any(|(f, _)| *f == field) {
+            self.0.push((field, kinds));
+        }
+    }
+
+    pub(crate) fn check(&self, p: &mut Problems<'_>) {
+        for (field, kinds) in &self.0 {
+            p.push(field, format!("does not apply here: only {kinds} have it"));
+        }
+    }
+}
+
 /// Parses a duration the way policy files and `#[steadfast::retry]` write it: one or more
 /// `<number><unit>` parts, the number possibly with a fraction, the unit one of `ns`, `us`
 /// (or `µs`), `ms`, `s`, `m`, `h`: `250ms`, `1.5s`, `1m30s`, `2h`.

@@ -238,3 +238,45 @@ async fn a_server_delay_over_the_most_stops_visibly_or_is_capped() {
     }));
     assert_eq!(last_finished(&recorder), (false, Some(Stop::Exhausted)));
 }
+
+/// An option the chosen kind does not use is an error, in code and in files (a call window on
+/// an adaptive breaker was dropped without a word before).
+#[test]
+fn options_that_do_not_apply_are_errors() {
+    use steadfast::breaker::{BreakerOptions, Window};
+    let err = BreakerOptions::adaptive(5, 20)
+        .window(Window::Calls(100))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "breaker.window_calls: does not apply here: only failure_rate breakers have it"
+    );
+    let err = BreakerOptions::consecutive(5)
+        .min_calls(10)
+        .slow_calls(Duration::from_secs(1), 0.5)
+        .validate()
+        .unwrap_err();
+    assert_eq!(err.errors().len(), 2, "{err}");
+    let err = Plan::new(Retry::default())
+        .breaker(BreakerOptions::consecutive(5).window(Window::time(Duration::from_secs(10))))
+        .unwrap_err();
+    assert!(err.to_string().contains("breaker.window: does not apply here"), "{err}");
+    let err = HedgeOptions::fixed(Duration::from_millis(5))
+        .fallback(Duration::from_millis(1))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("hedge.fallback: does not apply"), "{err}");
+}
+
+/// The same in a policy file: placed, with the field's name.
+#[cfg(feature = "serde")]
+#[test]
+fn options_that_do_not_apply_are_placed_errors_in_files() {
+    use steadfast::policy::{Format, PolicyDocument};
+    let text = "[defaults]\nbreaker = { kind = \"adaptive\", window_calls = 100 }\n";
+    let err = PolicyDocument::parse(text, Format::Toml, "p.toml").unwrap_err();
+    let d = &err.diagnostics()[0];
+    assert_eq!(d.line(), Some(2), "{err}");
+    assert!(d.to_string().contains("window_calls"), "{err}");
+}

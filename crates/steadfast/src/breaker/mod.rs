@@ -57,7 +57,7 @@ pub use state::{Breaker, BreakerState, Open, Permit, Transition};
 use std::time::Duration;
 
 use crate::classify::Outcome;
-use crate::config::{ConfigError, Problems, fmt_duration};
+use crate::config::{ConfigError, NotApplied, Problems, fmt_duration};
 
 /// The default break: how long an opened breaker refuses calls before probing.
 pub const DEFAULT_BREAK: Duration = Duration::from_secs(30);
@@ -220,6 +220,8 @@ pub struct BreakerOptions {
     pub probe_timeout: Duration,
     /// Which outcomes count as failures.
     pub failures: Failures,
+    /// Setters called that this kind does not use.
+    not_applied: NotApplied,
 }
 
 impl Default for BreakerOptions {
@@ -237,6 +239,7 @@ impl BreakerOptions {
             half_open_calls: 1,
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
             failures: Failures::default(),
+            not_applied: NotApplied::default(),
         }
     }
 
@@ -272,37 +275,63 @@ impl BreakerOptions {
         BreakerOptions::with_kind(BreakerKind::NoOp)
     }
 
-    /// The window of a failure-rate breaker (of an adaptive one: its span).
+    /// The window of a failure-rate breaker (of an adaptive one: its span, a
+    /// [`Window::Time`]). A window on another kind, or a count window on an adaptive breaker,
+    /// is a problem [`validate`](Self::validate) reports.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::breaker::{BreakerOptions, Window};
+    ///
+    /// let err = BreakerOptions::adaptive(5, 20).window(Window::Calls(100)).validate().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "breaker.window_calls: does not apply here: only failure_rate breakers have it"
+    /// );
+    /// assert!(BreakerOptions::adaptive(5, 20).window(Window::time(Duration::from_secs(10))).validate().is_ok());
+    /// ```
     pub fn window(mut self, w: Window) -> Self {
-        match &mut self.kind {
-            BreakerKind::FailureRate { window, .. } => *window = w,
-            BreakerKind::Adaptive { window, .. } => {
-                *window = match w {
-                    Window::Time { length, .. } => length,
-                    Window::Calls(_) => *window,
-                }
+        match (&mut self.kind, w) {
+            (BreakerKind::FailureRate { window, .. }, w) => *window = w,
+            (BreakerKind::Adaptive { window, .. }, Window::Time { length, .. }) => *window = length,
+            (BreakerKind::Adaptive { .. }, Window::Calls(_)) => {
+                self.not_applied
+                    .push("window_calls", "failure_rate breakers");
             }
-            _ => {}
+            (_, Window::Calls(_)) => self
+                .not_applied
+                .push("window_calls", "failure_rate breakers"),
+            (_, Window::Time { .. }) => {
+                self.not_applied
+                    .push("window", "failure_rate and adaptive breakers");
+            }
         }
         self
     }
 
-    /// Calls the window must hold before a failure-rate breaker may open.
+    /// Calls the window must hold before a failure-rate breaker may open (a problem on
+    /// another kind).
     pub fn min_calls(mut self, n: u32) -> Self {
-        if let BreakerKind::FailureRate { min_calls, .. } = &mut self.kind {
-            *min_calls = n;
+        match &mut self.kind {
+            BreakerKind::FailureRate { min_calls, .. } => *min_calls = n,
+            _ => self.not_applied.push("min_calls", "failure_rate breakers"),
         }
         self
     }
 
     /// Counts attempts of `duration` or longer as slow; a failure-rate breaker opens when the
-    /// slow share reaches `threshold` too.
+    /// slow share reaches `threshold` too (a problem on another kind).
     pub fn slow_calls(mut self, duration: Duration, threshold: f64) -> Self {
-        if let BreakerKind::FailureRate { slow, .. } = &mut self.kind {
-            *slow = Some(SlowCalls {
-                duration,
-                threshold,
-            });
+        match &mut self.kind {
+            BreakerKind::FailureRate { slow, .. } => {
+                *slow = Some(SlowCalls {
+                    duration,
+                    threshold,
+                });
+            }
+            _ => self
+                .not_applied
+                .push("slow_call_duration", "failure_rate breakers"),
         }
         self
     }
@@ -427,6 +456,7 @@ impl BreakerOptions {
             p.push("half_open_calls", "must be >= 1, got 0");
         }
         positive(p, "probe_timeout", self.probe_timeout);
+        self.not_applied.check(p);
     }
 
     /// Validates the options and makes a breaker.

@@ -56,7 +56,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{ConfigError, Problems};
+use crate::config::{ConfigError, NotApplied, Problems};
 
 /// When a hedge is sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,6 +87,8 @@ pub struct HedgeOptions {
     /// How far back latencies count (default 30 s; the histogram keeps between a half and a
     /// whole window).
     pub window: Duration,
+    /// Setters called that a fixed delay does not use.
+    not_applied: NotApplied,
 }
 
 impl HedgeOptions {
@@ -96,6 +98,7 @@ impl HedgeOptions {
             delay: HedgeDelay::Fixed(delay),
             max_hedged_attempts: 1,
             window: Duration::from_secs(30),
+            not_applied: NotApplied::default(),
         }
     }
 
@@ -110,6 +113,7 @@ impl HedgeOptions {
             },
             max_hedged_attempts: 1,
             window: Duration::from_secs(30),
+            not_applied: NotApplied::default(),
         }
     }
 
@@ -119,18 +123,30 @@ impl HedgeOptions {
         self
     }
 
-    /// Samples needed before the percentile applies (percentile delays only).
+    /// Samples needed before the percentile applies (percentile delays only: on a fixed delay
+    /// it is a problem [`validate`](Self::validate) reports).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::hedge::HedgeOptions;
+    ///
+    /// let err = HedgeOptions::fixed(Duration::from_millis(50)).min_samples(10).validate().unwrap_err();
+    /// assert_eq!(err.to_string(), "hedge.min_samples: does not apply here: only percentile delays have it");
+    /// ```
     pub fn min_samples(mut self, n: u32) -> Self {
-        if let HedgeDelay::Percentile { min_samples, .. } = &mut self.delay {
-            *min_samples = n;
+        match &mut self.delay {
+            HedgeDelay::Percentile { min_samples, .. } => *min_samples = n,
+            HedgeDelay::Fixed(_) => self.not_applied.push("min_samples", "percentile delays"),
         }
         self
     }
 
-    /// The delay until the percentile applies (percentile delays only).
+    /// The delay until the percentile applies (percentile delays only, like
+    /// [`min_samples`](Self::min_samples)).
     pub fn fallback(mut self, delay: Duration) -> Self {
-        if let HedgeDelay::Percentile { fallback, .. } = &mut self.delay {
-            *fallback = delay;
+        match &mut self.delay {
+            HedgeDelay::Percentile { fallback, .. } => *fallback = delay,
+            HedgeDelay::Fixed(_) => self.not_applied.push("fallback", "percentile delays"),
         }
         self
     }
@@ -161,6 +177,7 @@ impl HedgeOptions {
         if self.window.is_zero() {
             p.push("window", "must be > 0, got 0ms");
         }
+        self.not_applied.check(p);
     }
 
     /// The hedge, with an empty latency history.
