@@ -688,12 +688,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn adaptive_refuses_the_share_the_backend_does_not_accept() {
         let b = BudgetOptions::adaptive(2.0).seed(7).build().unwrap();
-        let mut sent = 0;
+        let (mut sent, mut accepted) = (0u32, 0u32);
+        // The expectation: call n is sent with probability 1 − p(n), p = (n − 2·accepts)/(n + 1),
+        // and accepted when it is sent and n is a multiple of 5.
+        let (mut expected_sent, mut expected_accepts) = (0.0, 0.0);
         for i in 0..10_000 {
+            let p = reject_probability(f64::from(i + 1), expected_accepts, 2.0);
+            expected_sent += 1.0 - p;
+            if i % 5 == 0 {
+                expected_accepts += 1.0 - p;
+            }
             if b.call_started().is_ok() {
                 sent += 1;
                 // The backend accepts one attempt in five of those wanted.
                 let verdict = if i % 5 == 0 {
+                    accepted += 1;
                     Verdict::Success
                 } else {
                     Verdict::Retryable
@@ -701,14 +710,25 @@ mod tests {
                 b.attempt_ended(verdict, None);
             }
         }
-        // requests 10 000, accepts ≈ 2 000 × (share sent): p → (1 − 2a/r) with a = r/5 × s.
         let BudgetSnapshot::Adaptive {
-            reject_probability, ..
+            requests,
+            accepts,
+            reject_probability: p,
         } = b.snapshot()
         else {
             unreachable!()
         };
-        assert!(sent < 10_000 && reject_probability > 0.0, "{sent}");
+        // Every call is a request, accepted or not; the probability is the SRE book's.
+        assert_eq!((requests, accepts), (10_000.0, f64::from(accepted)));
+        assert_eq!(p, (10_000.0 - 2.0 * accepts) / 10_001.0);
+        // About 97 sent (19 accepted): refusing grows as accepts fall behind requests.
+        assert!((96.0..98.0).contains(&expected_sent), "{expected_sent}");
+        let sd = expected_sent.sqrt();
+        assert!(
+            (f64::from(sent) - expected_sent).abs() < 3.0 * sd,
+            "sent {sent}, expected {expected_sent:.1} ± {sd:.1}"
+        );
+        assert!(p > 0.99, "{p}");
     }
 
     #[test]
