@@ -1,4 +1,5 @@
-//! Where the gate reads the time: the system clock, or a clock a test moves by hand.
+//! Where the gate and the queue read the time: the system clock, or a clock a test moves by
+//! hand.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

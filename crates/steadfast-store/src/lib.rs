@@ -1,21 +1,24 @@
 //! The durable parts of steadfast: state that must survive restarts and be shared by many
 //! processes.
 //!
-//! This release holds the **retry gate**: per target `(target_type, target_id)`, "may this be
-//! attempted now?", with the reason and when it reopens, over minutes or hours (see
-//! [`steadfast::gate`] for the rules). Records live in a [`GateStore`]:
+//! - [`gate`]: the **retry gate**, per target `(target_type, target_id)`: "may this be
+//!   attempted now?", with the reason and when it reopens, over minutes or hours (see
+//!   [`steadfast::gate`] for the rules).
+//! - [`queue`]: the **retry queue**, messages retried later by their topic's policy, and dead
+//!   letters for what cannot succeed, which an operator can read and send back.
+//! - [`idempotency`]: **idempotency keys** with stored results, so a duplicate request never
+//!   does the work twice.
+//!
+//! Each lives in a store:
 //!
 //! - [`MemoryStore`]: this process only;
 //! - [`SqliteStore`] (feature `sqlite`, default): a file in WAL mode, shared by the processes of
 //!   one host;
-//! - [`PostgresStore`] (feature `postgres`): one database for many hosts.
+//! - [`PostgresStore`] (feature `postgres`): one database for many hosts;
+//! - [`RedisStore`] (feature `redis`): idempotency keys shared by many hosts.
 //!
-//! Each write is a compare-and-set over the record's version, so racing processes never both
-//! spend the last retry.
-//!
-//! The same stores hold the [retry queue](queue): messages retried later by their topic's
-//! policy, and dead letters for what cannot succeed; and [idempotency keys](idempotency) with
-//! stored results, so a duplicate request never does the work twice.
+//! Each write is a compare-and-set (or one atomic script), so racing processes never both
+//! spend the last retry, lease the same message or claim the same key.
 //!
 //! ```
 //! use std::time::{Duration, UNIX_EPOCH};

@@ -35,15 +35,59 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Policies decide, call sites name a key
+//! An [`Executor`] holds [`Policies`](policy::Policies) by key pattern; a call names its key
+//! and [`Executor::call`] returns one builder for everything a call may add (a classifier,
+//! properties for the chain, a fallback, the durable gate, an idempotency key, a timeline,
+//! hooks, a cancellation signal). A policy file says which failures are worth retrying with
+//! `classify = "http"` (or `"grpc"`, `"io"`, `"always"`, `"never"`, or a name registered in
+//! the [`Registry`](chain::Registry)), so the call site needs no classifier:
+//!
+//! ```toml
+//! [defaults.retry]
+//! max_attempts = 3
+//!
+//! [policies."payments.*"]
+//! classify = "http"                  # 429 and 5xx retry (honouring Retry-After); 400 does not
+//! retry = { base = "50ms", max_attempts = 4 }
+//! breaker = { kind = "consecutive", failure_threshold = 5, break = "30s" }
+//! ```
+//!
+//! ```
+//! use steadfast::{Executor, Retry, policy::Policies};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn charge() -> Result<u32, std::io::Error> { Ok(7) }
+//! let executor = Executor::new(Policies::new(Retry::default()));
+//! let mut timeline = steadfast::observe::Timeline::default();
+//! let receipt = executor
+//!     .call("payments.Charge", || charge())
+//!     .timeline(&mut timeline)
+//!     .run()
+//!     .await?;
+//! assert_eq!((receipt, timeline.attempts().len()), (7, 1));
+//! # Ok(()) }
+//! ```
+//!
 //! # Modules
+//! - [`retry`](mod@retry): the policy, the async and blocking engines, hooks and loops.
 //! - [`backoff`]: fixed, linear, exponential, fibonacci, decorrelated and custom schedules,
 //!   jitter modes, and the reusable [`Backoff`] for reconnect loops.
 //! - [`classify`]: success / retryable / non-retryable / abort, with built-ins for I/O, HTTP
-//!   (`Retry-After`) and gRPC (pushback).
-//! - [`retry`](mod@retry): the policy, the async and blocking engines, hooks and loops.
+//!   (`Retry-After`) and gRPC (pushback), and the classifiers policies name.
+//! - [`executor`](mod@executor): calls by key, the call builder, [`Handle`]s.
+//! - [`policy`]: plans by key pattern, policy files (TOML, YAML, JSON) and providers.
+//! - [`key`]: keys (`"payments.Charge"`) and the patterns that match them.
 //! - [`breaker`]: circuit breakers (consecutive, failure rate and slow calls, adaptive) that
 //!   see every attempt; [`limit`]: bulkhead and rate limiter; [`fallback`]: a value in place
-//!   of chosen failures.
+//!   of chosen failures; [`hedge`]: hedged attempts; [`budget`]: retry budgets and adaptive
+//!   throttling.
+//! - [`chain`]: custom strategies registered by name, run in order around the call.
+//! - [`gate`]: the durable retry gate's vocabulary; [`idempotency`]: idempotency keys' (the
+//!   stores are in `steadfast-store`).
+//! - [`observe`]: events, observers and timelines (with `metrics` and `tracing` behind
+//!   features); `tower` (feature `tower`): a layer for any tower `Service`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -261,12 +261,19 @@ fn options_that_do_not_apply_are_errors() {
     let err = Plan::new(Retry::default())
         .breaker(BreakerOptions::consecutive(5).window(Window::time(Duration::from_secs(10))))
         .unwrap_err();
-    assert!(err.to_string().contains("breaker.window: does not apply here"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("breaker.window: does not apply here"),
+        "{err}"
+    );
     let err = HedgeOptions::fixed(Duration::from_millis(5))
         .fallback(Duration::from_millis(1))
         .build()
         .unwrap_err();
-    assert!(err.to_string().contains("hedge.fallback: does not apply"), "{err}");
+    assert!(
+        err.to_string().contains("hedge.fallback: does not apply"),
+        "{err}"
+    );
 }
 
 /// The same in a policy file: placed, with the field's name.

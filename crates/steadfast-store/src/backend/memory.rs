@@ -1,5 +1,6 @@
-//! Records in this process's memory: for tests of your own code and single-process services
-//! that need no restart survival.
+//! Gate records in this process's memory (the queue and idempotency keys have their own
+//! files beside this one): for tests of your own code and single-process services that need
+//! no restart survival.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

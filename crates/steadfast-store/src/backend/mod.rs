@@ -1,5 +1,6 @@
-//! Where gate records live: one small trait, a compare-and-set over a record's version, so
-//! every store (and every process sharing one) runs the same rules.
+//! Where the durable state lives: gate records, queue messages and idempotency keys, each
+//! behind a small trait of compare-and-set writes, so every store (and every process sharing
+//! one) runs the same rules.
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod idempotency_sql;

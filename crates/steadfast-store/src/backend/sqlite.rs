@@ -1,4 +1,5 @@
-//! Gate records in a SQLite file: the embedded default, shared by the processes of one host.
+//! The retry gate, the retry queue and idempotency keys in a SQLite file: the embedded
+//! default, shared by the processes of one host.
 
 use std::path::Path;
 use std::str::FromStr;

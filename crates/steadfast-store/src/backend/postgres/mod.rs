@@ -1,4 +1,5 @@
-//! Gate records in PostgreSQL: one database for the processes of many hosts.
+//! The retry gate, the retry queue and idempotency keys in PostgreSQL: one database for the
+//! processes of many hosts.
 
 mod batch;
 
