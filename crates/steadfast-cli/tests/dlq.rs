@@ -132,3 +132,35 @@ async fn dlq_and_queue_stats_on_postgres() {
     let dead = seed(Arc::new(store), &topic).await;
     exercise(&url, &topic, &dead);
 }
+
+/// A service test whose URL is unset fails the run in CI and passes visibly elsewhere: this
+/// test binary runs its own PostgreSQL test in a child process without the URL, once with
+/// `CI` set and once without. (The test returned early and passed silently before.)
+#[test]
+fn a_missing_service_fails_in_ci_and_says_skipped_elsewhere() {
+    let run = |ci: Option<&str>| {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "dlq_and_queue_stats_on_postgres", "--nocapture"])
+            .env_remove("STEADFAST_TEST_POSTGRES_URL")
+            .env_remove("CI");
+        if let Some(ci) = ci {
+            cmd.env("CI", ci);
+        }
+        cmd.output().unwrap()
+    };
+    let in_ci = run(Some("true"));
+    assert!(!in_ci.status.success(), "passed in CI without its service");
+    let stderr = String::from_utf8_lossy(&in_ci.stderr);
+    assert!(
+        stderr
+            .contains("STEADFAST_TEST_POSTGRES_URL is not set, and CI runs every service's tests"),
+        "{stderr}"
+    );
+    let laptop = run(None);
+    assert!(laptop.status.success());
+    let stderr = String::from_utf8_lossy(&laptop.stderr);
+    assert!(
+        stderr.contains("SKIPPED: STEADFAST_TEST_POSTGRES_URL is not set"),
+        "{stderr}"
+    );
+}
