@@ -48,8 +48,8 @@ use steadfast::idempotency::{
 
 use crate::StoreError;
 use crate::backend::StoreFuture;
+use crate::clock::to_ms;
 use crate::clock::{Clock, SystemClock};
-use crate::gate::to_ms;
 
 /// What a store found when a key was claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]

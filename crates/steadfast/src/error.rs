@@ -65,7 +65,7 @@ pub enum Error<E> {
     /// The call site's key is malformed; the operation never ran.
     InvalidKey(crate::key::KeyProblem),
     /// A custom policy of the key's chain refused the call (or its result).
-    Rejected(crate::chain::Rejection),
+    Rejected(crate::chain::rejection::Rejection),
     /// The circuit breaker is open: the attempt was not made.
     #[non_exhaustive]
     CircuitOpen {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use steadfast::gate::Target;
 
 use super::{Filter, GateStore, StoreFuture};
-use crate::gate::GateRecord;
+use crate::gate::record::GateRecord;
 
 /// Gate records in memory; clones share them.
 ///

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::PoisonError;
 
 use super::{MemoryStore, StoreFuture};
-use crate::gate::{from_ms, to_ms};
+use crate::clock::{from_ms, to_ms};
 use crate::queue::{
     AttemptRecord, DeadLetter, DeadLetterFilter, Leased, NewMessage, QueueStore, TopicStats,
 };

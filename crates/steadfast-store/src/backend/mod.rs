@@ -30,7 +30,7 @@ pub use redis::RedisStore;
 pub use sqlite::{SqliteStore, Synchronous};
 
 use crate::StoreError;
-use crate::gate::GateRecord;
+use crate::gate::record::GateRecord;
 use steadfast::gate::Target;
 
 /// A boxed future of a store's result.

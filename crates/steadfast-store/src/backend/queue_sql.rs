@@ -166,7 +166,7 @@ macro_rules! sql_queue_store {
                 (
                     filter.id,
                     filter.topic.clone(),
-                    filter.older_than.map($crate::gate::to_ms),
+                    filter.older_than.map($crate::clock::to_ms),
                     filter.limit.map_or(no_limit, i64::from),
                 )
             }
@@ -500,8 +500,8 @@ macro_rules! sql_queue_store {
                                 dedupe_key: r.3,
                                 payload: r.4,
                                 attempts: u32::try_from(r.5).unwrap_or(u32::MAX),
-                                enqueued_at: $crate::gate::from_ms(r.6),
-                                died_at: $crate::gate::from_ms(r.7),
+                                enqueued_at: $crate::clock::from_ms(r.6),
+                                died_at: $crate::clock::from_ms(r.7),
                                 reason: r.8,
                                 history,
                             })

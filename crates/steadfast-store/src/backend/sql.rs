@@ -110,10 +110,11 @@ macro_rules! sql_gate_store {
         impl $store {
             fn decode(
                 row: &<$db as sqlx::Database>::Row,
-            ) -> Result<$crate::gate::GateRecord, $crate::StoreError> {
+            ) -> Result<$crate::gate::record::GateRecord, $crate::StoreError> {
                 use sqlx::Row as _;
                 use $crate::backend::sql::count_from_db;
-                use $crate::gate::{from_ms, policy_from_json};
+                use $crate::clock::from_ms;
+                use $crate::gate::record::policy_from_json;
                 let target = steadfast::gate::Target::new(
                     row.try_get::<String, _>("target_type")?,
                     row.try_get::<String, _>("target_id")?,
@@ -129,7 +130,7 @@ macro_rules! sql_gate_store {
                     }
                 })?;
                 let version: i64 = row.try_get("version")?;
-                let mut record = $crate::gate::GateRecord::new(
+                let mut record = $crate::gate::record::GateRecord::new(
                     target.clone(),
                     policy,
                     from_ms(row.try_get("created_ms")?),
@@ -156,9 +157,10 @@ macro_rules! sql_gate_store {
             /// Binds every column of `r`, in the order of `COLUMNS`.
             fn bind<'q>(
                 q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
-                r: &$crate::gate::GateRecord,
+                r: &$crate::gate::record::GateRecord,
             ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
-                use $crate::gate::{policy_to_json, to_ms};
+                use $crate::clock::to_ms;
+                use $crate::gate::record::policy_to_json;
                 q.bind(r.target.target_type.clone())
                     .bind(r.target.target_id.clone())
                     .bind(i64::from(r.attempts))
@@ -212,7 +214,7 @@ macro_rules! sql_gate_store {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sql: &$crate::backend::sql::Statements,
                 target: &steadfast::gate::Target,
-            ) -> Result<Option<$crate::gate::GateRecord>, $crate::StoreError> {
+            ) -> Result<Option<$crate::gate::record::GateRecord>, $crate::StoreError> {
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql.load.as_str()))
                     .bind(target.target_type.as_str())
                     .bind(target.target_id.as_str())
@@ -225,7 +227,7 @@ macro_rules! sql_gate_store {
             async fn save_on(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sql: &$crate::backend::sql::Statements,
-                record: &$crate::gate::GateRecord,
+                record: &$crate::gate::record::GateRecord,
             ) -> Result<bool, $crate::StoreError> {
                 let done = if record.version <= 1 {
                     Self::bind(
@@ -252,7 +254,7 @@ macro_rules! sql_gate_store {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 sql: &$crate::backend::sql::Statements,
                 filter: &$crate::Filter,
-            ) -> Result<Vec<$crate::gate::GateRecord>, $crate::StoreError> {
+            ) -> Result<Vec<$crate::gate::record::GateRecord>, $crate::StoreError> {
                 let limit = filter.limit.map_or(i64::MAX, i64::from);
                 let rows = match &filter.target_type {
                     None => {

@@ -21,7 +21,7 @@ use super::queue_sql::{QueueStatements, ROWS_PER_INSERT, sql_queue_store};
 use super::sql::{Dialect, Statements, sql_gate_store};
 use super::{Filter, GateStore, StoreFuture};
 use crate::StoreError;
-use crate::gate::GateRecord;
+use crate::gate::record::GateRecord;
 
 /// The migrations, in order; each runs once per file, inside `BEGIN IMMEDIATE`.
 const MIGRATIONS: &[(i64, &str, &str)] = &[

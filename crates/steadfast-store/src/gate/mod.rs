@@ -1,7 +1,7 @@
 //! The durable retry gate: per target, "may this be attempted now?", with the reason and when
 //! it reopens; the rules are those of [`steadfast::gate`].
 
-mod record;
+pub(crate) mod record;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,7 +13,6 @@ use steadfast::ConfigError;
 use steadfast::gate::{Decision, GateAttempt, GateBackend, GateFuture, GateOptions, Target};
 
 pub use record::{GateRecord, MAX_ERROR_LEN};
-pub(crate) use record::{from_ms, policy_from_json, policy_to_json, to_ms};
 
 use crate::StoreError;
 use crate::backend::{Filter, GateStore};

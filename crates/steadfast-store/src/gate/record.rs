@@ -1,7 +1,9 @@
 //! A target's record and the gate's rules over it: pure functions of the record, the options
 //! it was created with and the time, so every store decides the same way.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use crate::clock::{from_ms, to_ms};
 
 use serde::{Deserialize, Serialize};
 use steadfast::BackoffOptions;
@@ -229,23 +231,6 @@ fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-/// Milliseconds since the Unix epoch (negative before it), as stores keep times.
-pub(crate) fn to_ms(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-    }
-}
-
-/// The time `ms` milliseconds after the Unix epoch.
-pub(crate) fn from_ms(ms: i64) -> SystemTime {
-    if ms >= 0 {
-        UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs())
-    } else {
-        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
-    }
 }
 
 /// `t` cut to the millisecond, so what a store returns equals what was written.

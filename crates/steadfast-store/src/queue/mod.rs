@@ -52,7 +52,7 @@ use steadfast::policy::Policies;
 use crate::StoreError;
 use crate::backend::StoreFuture;
 use crate::clock::{Clock, SystemClock};
-use crate::gate::{from_ms, to_ms};
+use crate::clock::{from_ms, to_ms};
 
 pub use worker::{Failure, Worker, WorkerReport};
 

@@ -4,7 +4,7 @@
 //! the overall deadline) is judged when it returns: its result is dropped and it counts as
 //! timed out, exactly as if the async engine had cancelled it. Sleeps never cross the deadline.
 
-use super::engine::{Guards, Refusal};
+use super::guards::{Guards, Refusal};
 use super::hooks::{ExhaustedHook, NoHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};

@@ -4,7 +4,8 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Poll;
 
-use super::engine::{Engine, Guarded, Guards, NoGuards};
+use super::engine::Engine;
+use super::guards::{Guarded, Guards, NoGuards};
 use super::hooks::{
     ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook,
 };

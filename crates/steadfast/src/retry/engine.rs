@@ -4,136 +4,16 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::guards::{Guards, Refusal};
 use super::hedged::{self, TryEnd};
 use super::hooks::{ExhaustedHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};
-use crate::breaker::{Breaker, Open};
 use crate::budget::Budget;
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
-use crate::hedge::Hedge;
-use crate::limit::{Bulkhead, BulkheadPermit, Limited, RateLimiter};
-use crate::observe::{Probe, RejectedBy};
-
-/// The strategies a call runs through: a rate limiter and a bulkhead admit the call once
-/// (outside the retry loop), a breaker admits each attempt, a budget each retry and hedge,
-/// and a hedge races attempts within each try. Set with
-/// [`Call::breaker`](super::Call::breaker), [`bulkhead`](super::Call::bulkhead),
-/// [`rate_limiter`](super::Call::rate_limiter), [`budget`](super::Call::budget) and
-/// [`hedge`](super::Call::hedge).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Guards<'a> {
-    // The four that end the fast path first: `only_breaker` reads them as two 16-byte
-    // words, which then line up with the 16-byte moves of a copied `Guards` (a load that
-    // straddles two stores waits for both to land, a stall on every call).
-    pub(crate) bulkhead: Option<&'a Bulkhead>,
-    pub(crate) limiter: Option<&'a RateLimiter>,
-    pub(crate) budget: Option<&'a Budget>,
-    pub(crate) hedge: Option<&'a Hedge>,
-    pub(crate) breaker: Option<&'a Breaker>,
-}
-
-impl Guards<'_> {
-    #[inline]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.breaker.is_none() && self.only_breaker()
-    }
-
-    /// Whether nothing but (at most) a breaker is set: the first attempt may run on the
-    /// fast path.
-    #[inline]
-    pub(crate) fn only_breaker(&self) -> bool {
-        self.bulkhead.is_none()
-            && self.limiter.is_none()
-            && self.budget.is_none()
-            && self.hedge.is_none()
-    }
-}
-
-/// No strategy around the call: the type a [`Call`](super::Call) starts with, so a plain call
-/// carries and checks nothing for them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoGuards;
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for super::NoGuards {}
-    impl Sealed for super::Guards<'_> {}
-}
-
-/// [`NoGuards`] or [`Guards`]: which strategies a call runs through, known at compile time
-/// when there are none.
-pub trait Guarded<'p>: Copy + sealed::Sealed {
-    /// Whether there may be any.
-    const ACTIVE: bool;
-    /// The strategies.
-    fn guards(self) -> Guards<'p>;
-}
-
-impl<'p> Guarded<'p> for NoGuards {
-    const ACTIVE: bool = false;
-    #[inline]
-    fn guards(self) -> Guards<'p> {
-        Guards::default()
-    }
-}
-
-impl<'p> Guarded<'p> for Guards<'p> {
-    const ACTIVE: bool = true;
-    #[inline]
-    fn guards(self) -> Guards<'p> {
-        self
-    }
-}
-
-/// Why a call, or its next attempt, was not let through.
-pub(crate) enum Refusal {
-    Breaker(Open),
-    Bulkhead { max_concurrent: u32 },
-    RateLimiter(Limited),
-    Throttled { reject_probability: f64 },
-}
-
-impl Refusal {
-    pub(crate) fn full(bulkhead: &Bulkhead) -> Self {
-        Refusal::Bulkhead {
-            max_concurrent: bulkhead.options().max_concurrent,
-        }
-    }
-
-    pub(crate) fn by(&self) -> RejectedBy {
-        match self {
-            Refusal::Breaker(_) => RejectedBy::Breaker,
-            Refusal::Bulkhead { .. } => RejectedBy::Bulkhead,
-            Refusal::RateLimiter(_) => RejectedBy::RateLimiter,
-            Refusal::Throttled { .. } => RejectedBy::Budget,
-        }
-    }
-
-    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
-        match self {
-            Refusal::Breaker(open) => open.retry_after,
-            Refusal::Bulkhead { .. } | Refusal::Throttled { .. } => None,
-            Refusal::RateLimiter(l) => Some(l.retry_after),
-        }
-    }
-
-    /// The call's error, `attempts` made before the refusal.
-    pub(crate) fn into_error<E>(self, attempts: u32) -> Error<E> {
-        match self {
-            Refusal::Breaker(open) => Error::CircuitOpen {
-                retry_after: open.retry_after,
-                attempts,
-            },
-            Refusal::Bulkhead { max_concurrent } => Error::BulkheadFull { max_concurrent },
-            Refusal::RateLimiter(l) => Error::RateLimited {
-                retry_after: l.retry_after,
-            },
-            Refusal::Throttled { reject_probability } => Error::Throttled { reject_probability },
-        }
-    }
-}
+use crate::limit::BulkheadPermit;
+use crate::observe::Probe;
 
 enum Admission<'a> {
     Admitted(Option<BulkheadPermit<'a>>),

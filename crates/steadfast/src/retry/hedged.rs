@@ -8,7 +8,7 @@ use std::task::Poll;
 
 use tokio::time::Instant;
 
-use super::engine::Guards;
+use super::guards::Guards;
 use super::state::{Run, verdict};
 use crate::breaker::Permit;
 use crate::budget::Spent;

@@ -50,13 +50,14 @@ mod call;
 pub(crate) mod engine;
 #[cfg(feature = "serde")]
 pub(crate) mod file;
+mod guards;
 mod hedged;
 mod hooks;
 mod options;
 mod state;
 
 pub use call::{BlockingCall, Call};
-pub use engine::{Guarded, Guards, NoGuards};
+pub use guards::{Guarded, Guards, NoGuards};
 
 pub use hooks::{ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook};
 pub use options::{DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_SERVER_DELAY, Retry, RetryOptions};

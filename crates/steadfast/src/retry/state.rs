@@ -451,7 +451,7 @@ impl<'p, P: Probe> Run<'p, P> {
     /// The error for a refused call (rate limiter, bulkhead: before any attempt) or a refused
     /// attempt (breaker), reported as an event.
     #[cold]
-    pub(crate) fn refused<E>(&mut self, r: super::engine::Refusal) -> Error<E> {
+    pub(crate) fn refused<E>(&mut self, r: super::guards::Refusal) -> Error<E> {
         self.emit(Event::Rejected {
             by: r.by(),
             retry_after: r.retry_after(),

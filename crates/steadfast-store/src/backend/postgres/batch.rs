@@ -14,7 +14,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::PostgresStore;
 use crate::StoreError;
 use crate::backend::sql::{COLUMNS, Statements};
-use crate::gate::{GateRecord, policy_to_json, to_ms};
+use crate::clock::to_ms;
+use crate::gate::record::{GateRecord, policy_to_json};
 
 /// Saves one batch takes at most.
 const MAX_BATCH: usize = 256;

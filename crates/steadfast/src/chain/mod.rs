@@ -43,6 +43,9 @@ use std::sync::Arc;
 
 use crate::key::Key;
 
+pub(crate) mod rejection;
+pub use rejection::Rejection;
+
 /// A custom strategy: hooks around a call. Both have defaults that do nothing.
 pub trait Policy: fmt::Debug + Send + Sync + 'static {
     /// Before the call, in chain order. `Err` rejects the call: the operation never runs,
@@ -57,42 +60,6 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
         let _ = (cx, response);
     }
 }
-
-/// Why a policy refused a call.
-///
-/// # Example
-/// ```
-/// use steadfast::chain::Rejection;
-///
-/// let r = Rejection::new("tenant over quota");
-/// assert_eq!(r.to_string(), "tenant over quota");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    reason: Arc<str>,
-}
-
-impl Rejection {
-    /// A rejection with a reason.
-    pub fn new(reason: impl Into<Arc<str>>) -> Self {
-        Rejection {
-            reason: reason.into(),
-        }
-    }
-
-    /// The reason given.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason)
-    }
-}
-
-impl std::error::Error for Rejection {}
 
 /// Typed values a call carries from hook to hook (and from the call site, through
 /// `Executor::run_in`): one value per type.
