@@ -323,3 +323,113 @@ async fn timelines_run_the_chain_too() {
     assert_eq!(result.unwrap(), 2);
     assert_eq!(timeline.attempts().len(), 1);
 }
+
+/// A quota looked up remotely: the request hook awaits (here a 20 ms lookup on the paused
+/// clock) before it admits or refuses, with a code beside the message.
+#[derive(Debug)]
+struct RemoteQuota {
+    log: Log,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TenantOf(u32);
+
+impl Policy for RemoteQuota {
+    fn on_request_async<'a>(
+        &'a self,
+        cx: &'a mut Context<'_>,
+    ) -> Option<steadfast::chain::RequestFuture<'a>> {
+        Some(Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let tenant = cx.properties().get::<TenantOf>().map_or(0, |t| t.0);
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("looked up tenant {tenant}"));
+            if tenant > 100 {
+                return Err(Rejection::with_code(
+                    "quota_exceeded",
+                    format!("tenant {tenant} is over quota"),
+                ));
+            }
+            Ok(())
+        }))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_async_request_hook_awaits_before_admitting() {
+    let log = Log::default();
+    let registry = Registry::new()
+        .register("quota", RemoteQuota { log: log.clone() })
+        .register("after", Recording::new("after", &log));
+    let executor = executor(&registry, &["quota", "after"]);
+    let call = |tenant: u32| {
+        let mut props = Properties::default();
+        props.insert(TenantOf(tenant));
+        let log = log.clone();
+        let executor = &executor;
+        async move {
+            executor
+                .call("svc.Call", move || {
+                    log.lock().unwrap().push("operation".into());
+                    async { Ok::<_, &str>(7u32) }
+                })
+                .properties(props)
+                .run()
+                .await
+        }
+    };
+    let started = tokio::time::Instant::now();
+    assert_eq!(call(7).await.unwrap(), 7);
+    assert_eq!(started.elapsed(), std::time::Duration::from_millis(20));
+    assert_eq!(
+        log.lock().unwrap()[..3],
+        ["looked up tenant 7", "request after svc.Call", "operation"]
+    );
+
+    log.lock().unwrap().clear();
+    let err = call(101).await.unwrap_err();
+    let Error::Rejected(r) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(r.code(), Some("quota_exceeded"));
+    assert_eq!(r.reason(), "tenant 101 is over quota");
+    assert_eq!(*log.lock().unwrap(), ["looked up tenant 101"]);
+
+    // The blocking mirror drives an awaiting hook on its own thread (one that yields once
+    // here: the paused clock does not advance while a blocking call runs).
+    #[derive(Debug)]
+    struct YieldingRefusal;
+    impl Policy for YieldingRefusal {
+        fn on_request_async<'a>(
+            &'a self,
+            _: &'a mut Context<'_>,
+        ) -> Option<steadfast::chain::RequestFuture<'a>> {
+            let mut yielded = false;
+            Some(Box::pin(std::future::poll_fn(move |cx| {
+                if yielded {
+                    std::task::Poll::Ready(Err(Rejection::with_code("closed", "after a wait")))
+                } else {
+                    yielded = true;
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+            })))
+        }
+    }
+    let registry = Registry::new().register("yielding", YieldingRefusal);
+    let blocking = executor(&registry, &["yielding"]);
+    let err = std::thread::spawn(move || {
+        blocking
+            .call_blocking("svc.Call", || Ok::<_, &str>(1u32))
+            .run()
+    })
+    .join()
+    .unwrap()
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Rejected(r) if r.code() == Some("closed")),
+        "{err:?}"
+    );
+}

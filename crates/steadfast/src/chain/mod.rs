@@ -55,11 +55,45 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
         Ok(())
     }
 
+    /// The request hook of a policy that must await (a quota lookup in Redis, an
+    /// authorisation call): return the future, and the chain awaits it in place of
+    /// [`on_request`](Self::on_request). The default, `None`, runs `on_request`, so a
+    /// synchronous policy costs no allocation.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::chain::{Context, Policy, RequestFuture, Rejection};
+    ///
+    /// #[derive(Debug)]
+    /// struct RemoteQuota;
+    /// impl Policy for RemoteQuota {
+    ///     fn on_request_async<'a>(&'a self, cx: &'a mut Context<'_>) -> Option<RequestFuture<'a>> {
+    ///         Some(Box::pin(async move {
+    ///             tokio::time::sleep(Duration::from_millis(5)).await; // the lookup
+    ///             match cx.properties().get::<u32>() {
+    ///                 Some(&tenant) if tenant > 100 => {
+    ///                     Err(Rejection::with_code("quota_exceeded", format!("tenant {tenant} is over quota")))
+    ///                 }
+    ///                 _ => Ok(()),
+    ///             }
+    ///         }))
+    ///     }
+    /// }
+    /// ```
+    fn on_request_async<'a>(&'a self, cx: &'a mut Context<'_>) -> Option<RequestFuture<'a>> {
+        let _ = cx;
+        None
+    }
+
     /// After the call (or a rejection), in reverse chain order.
     fn on_response(&self, cx: &mut Context<'_>, response: &mut Response) {
         let _ = (cx, response);
     }
 }
+
+/// What an awaiting request hook returns ([`Policy::on_request_async`]).
+pub type RequestFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Rejection>> + Send + 'a>>;
 
 /// Typed values a call carries from hook to hook (and from the call site, through
 /// `Executor::run_in`): one value per type.
@@ -371,7 +405,7 @@ where
     Fut: std::future::Future<Output = Result<T, crate::Error<E>>>,
 {
     let mut cx = Context::new(key, deadline, properties);
-    let (passed, rejection) = request(chain, &mut cx);
+    let (passed, rejection) = request(chain, &mut cx).await;
     let result = match rejection {
         Some(r) => Err(r),
         None => Ok(call.await),
@@ -380,9 +414,10 @@ where
     respond(&chain[..passed], &mut cx, result)
 }
 
-/// The blocking mirror of [`run`]: the same hooks, in the same order, around a blocking call.
-/// Response hooks see the attempts of a failed call; of a successful one, 0 (the blocking
-/// engine does not report its attempts yet).
+/// The blocking mirror of [`run`]: the same hooks, in the same order, around a blocking call
+/// (an awaiting request hook is driven to its end on this thread, so it must not need a
+/// runtime the thread lacks). Response hooks see the attempts of a failed call; of a
+/// successful one, 0 (the blocking engine does not report its attempts yet).
 pub(crate) fn run_blocking<T, E>(
     chain: &[(Box<str>, Arc<dyn Policy>)],
     key: &Key,
@@ -395,7 +430,7 @@ where
     E: 'static,
 {
     let mut cx = Context::new(key, deadline, properties);
-    let (passed, rejection) = request(chain, &mut cx);
+    let (passed, rejection) = block_on(request(chain, &mut cx));
     let result = match rejection {
         Some(r) => Err(r),
         None => Ok(call()),
@@ -406,17 +441,46 @@ where
     respond(&chain[..passed], &mut cx, result)
 }
 
-/// Request hooks in order: how many passed, and the rejection that stopped them, if any.
-fn request(
+/// Request hooks in order, each awaited if it awaits: how many passed, and the rejection that
+/// stopped them, if any.
+async fn request(
     chain: &[(Box<str>, Arc<dyn Policy>)],
     cx: &mut Context<'_>,
 ) -> (usize, Option<Rejection>) {
     for (passed, (_, policy)) in chain.iter().enumerate() {
-        if let Err(r) = policy.on_request(cx) {
+        let awaited = match policy.on_request_async(cx) {
+            Some(fut) => Some(fut.await),
+            None => None,
+        };
+        let verdict = match awaited {
+            Some(verdict) => verdict,
+            None => policy.on_request(cx),
+        };
+        if let Err(r) = verdict {
             return (passed, Some(r));
         }
     }
     (chain.len(), None)
+}
+
+/// Drives `fut` to its end on this thread (the blocking chain's request hooks; a synchronous
+/// chain is ready at the first poll).
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
 }
 
 /// Response hooks in reverse over the call's result (`Err` when a request hook rejected it),
