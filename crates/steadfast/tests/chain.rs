@@ -419,7 +419,7 @@ async fn an_async_request_hook_awaits_before_admitting() {
         }
     }
     let registry = Registry::new().register("yielding", YieldingRefusal);
-    let blocking = executor(&registry, &["yielding"]);
+    let blocking = crate::executor(&registry, &["yielding"]);
     let err = std::thread::spawn(move || {
         blocking
             .call_blocking("svc.Call", || Ok::<_, &str>(1u32))
