@@ -903,12 +903,17 @@ where
             .classifier
             .resolve(plan.classifier(), inner.observed().then_some(&report as _));
         let call = || {
-            plan.retry()
+            let call = plan
+                .retry()
                 .call_blocking(self.op)
                 .classify(classifier)
                 .on_hooks(self.on_retry, self.on_exhausted)
-                .with_guards(bound.guards())
-                .run()
+                .with_guards(bound.guards());
+            if inner.observed() {
+                call.run_with_probe(inner.observers(key))
+            } else {
+                call.run()
+            }
         };
         let result = if plan.policies().is_empty() {
             call()

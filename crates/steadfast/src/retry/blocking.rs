@@ -5,14 +5,17 @@
 //! timed out, exactly as if the async engine had cancelled it. Sleeps never cross the deadline.
 
 use super::guards::{Guards, Refusal};
-use super::hooks::{ExhaustedHook, NoHook, RetryHook};
+use super::hooks::{ExhaustedHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
+use crate::observe::Probe;
 
-/// Runs `op` under `policy` on this thread; see [`execute`](super::engine::execute).
-pub(crate) fn execute<T, E, F, C, R, X, L>(
+/// Runs `op` under `policy` on this thread, reporting to `probe`; see
+/// [`execute`](super::engine::execute).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn execute<T, E, F, C, R, X, L, P>(
     policy: &Retry,
     mut op: F,
     classifier: &C,
@@ -20,6 +23,7 @@ pub(crate) fn execute<T, E, F, C, R, X, L>(
     on_exhausted: &mut X,
     restart: L,
     guards: Guards<'_>,
+    probe: P,
 ) -> Result<T, Error<E>>
 where
     F: FnMut() -> Result<T, E>,
@@ -27,6 +31,7 @@ where
     R: RetryHook<T, E>,
     X: ExhaustedHook<T, E>,
     L: Fn(&T) -> bool,
+    P: Probe,
 {
     let needs_clock = R::ACTIVE || X::ACTIVE;
     // Admission as in the async engine; a blocking call takes a bulkhead place only if one is
@@ -34,14 +39,14 @@ where
     if let Some(limiter) = guards.limiter
         && let Err(l) = limiter.acquire_blocking()
     {
-        return Err(Run::start(policy, needs_clock, NoHook).refused(Refusal::RateLimiter(l)));
+        return Err(Run::start(policy, needs_clock, probe).refused(Refusal::RateLimiter(l)));
     }
     let _place = match guards.bulkhead {
         None => None,
         Some(b) => match b.try_acquire() {
             Some(place) => Some(place),
             None => {
-                return Err(Run::start(policy, needs_clock, NoHook).refused(Refusal::full(b)));
+                return Err(Run::start(policy, needs_clock, probe).refused(Refusal::full(b)));
             }
         },
     };
@@ -51,11 +56,11 @@ where
         None => None,
         Some(Ok(in_flight)) => Some(in_flight),
         Some(Err(reject_probability)) => {
-            let mut run = Run::start(policy, needs_clock, NoHook);
+            let mut run = Run::start(policy, needs_clock, probe);
             return Err(run.refused(Refusal::Throttled { reject_probability }));
         }
     };
-    let mut run = Run::start(policy, needs_clock, NoHook);
+    let mut run = Run::start(policy, needs_clock, probe);
     run.budget = guards.budget;
     loop {
         let permit = match guards.breaker.map(|b| run.breaker_permit(b)) {

@@ -551,7 +551,18 @@ where
     }
 
     /// Runs the call on this thread.
-    pub fn run(mut self) -> Result<T, Error<E>>
+    pub fn run(self) -> Result<T, Error<E>>
+    where
+        C: Classifier<T, E>,
+        R: RetryHook<T, E>,
+        X: ExhaustedHook<T, E>,
+    {
+        self.run_with_probe(NoHook)
+    }
+
+    /// Runs the call on this thread, reporting its events to `probe` (the executor's
+    /// observers).
+    pub(crate) fn run_with_probe<P: Probe>(mut self, probe: P) -> Result<T, Error<E>>
     where
         C: Classifier<T, E>,
         R: RetryHook<T, E>,
@@ -565,6 +576,7 @@ where
             &mut self.on_exhausted,
             |_: &T| false,
             self.guards,
+            probe,
         )
     }
 }
@@ -588,6 +600,7 @@ where
             &mut self.on_exhausted,
             ControlFlow::is_continue,
             self.guards,
+            NoHook,
         )?;
         Ok(break_value(flow))
     }
