@@ -316,29 +316,25 @@ fn macro_attempt() -> Result<u32, String> {
     MACRO_OP.lock().unwrap().as_ref().unwrap().attempt()
 }
 
-#[steadfast::retry("m.Retry")]
-async fn m_retry() -> Result<u32, String> {
-    macro_attempt()
+/// One attributed function per key (the attribute names its key as a literal).
+macro_rules! keyed {
+    ($($name:ident => $key:literal),* $(,)?) => {
+        $(
+            #[steadfast::retry($key)]
+            async fn $name() -> Result<u32, String> {
+                macro_attempt()
+            }
+        )*
+    };
 }
-#[steadfast::retry("m.Breaker")]
-async fn m_breaker() -> Result<u32, String> {
-    macro_attempt()
-}
-#[steadfast::retry("m.Budget")]
-async fn m_budget() -> Result<u32, String> {
-    macro_attempt()
-}
-#[steadfast::retry("m.Limited")]
-async fn m_limited() -> Result<u32, String> {
-    macro_attempt()
-}
-#[steadfast::retry("m.Bulkhead")]
-async fn m_bulkhead() -> Result<u32, String> {
-    macro_attempt()
-}
-#[steadfast::retry("m.Chain")]
-async fn m_chain() -> Result<u32, String> {
-    macro_attempt()
+
+keyed! {
+    m_retry => "m.Retry",
+    m_breaker => "m.Breaker",
+    m_budget => "m.Budget",
+    m_limited => "m.Limited",
+    m_bulkhead => "m.Bulkhead",
+    m_chain => "m.Chain",
 }
 
 #[tokio::test(start_paused = true)]
