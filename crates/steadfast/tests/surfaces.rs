@@ -213,7 +213,10 @@ fn observed() -> (Executor, Arc<Recorder>) {
 /// One surface's results for every case: (attempts, end) per call and the events.
 type Seen = Vec<(Vec<(u32, End)>, Vec<String>)>;
 
-async fn through_call() -> Seen {
+/// Every case through one surface: `one` makes one call of `key` with the operation.
+async fn through(
+    mut one: impl AsyncFnMut(&Executor, &'static str, Op) -> Result<u32, Error<String>>,
+) -> Seen {
     let mut seen = Vec::new();
     for case in cases() {
         let (executor, recorder) = observed();
@@ -223,78 +226,54 @@ async fn through_call() -> Seen {
         };
         let mut calls = Vec::new();
         for _ in case.calls {
-            let o = op.clone();
-            let result = executor
-                .call(case.key, move || std::future::ready(o.attempt()))
-                .run()
-                .await;
+            let result = one(&executor, case.key, op.clone()).await;
             calls.push((op.take(), end(result)));
         }
         seen.push((calls, recorder.take()));
     }
     seen
+}
+
+async fn through_call() -> Seen {
+    through(async |executor: &Executor, key, op: Op| {
+        executor
+            .call(key, move || std::future::ready(op.attempt()))
+            .run()
+            .await
+    })
+    .await
 }
 
 async fn through_handle() -> Seen {
-    let mut seen = Vec::new();
-    for case in cases() {
-        let (executor, recorder) = observed();
-        let handle = executor.handle(case.key).unwrap();
-        let op = Op {
-            fails: case.fails,
-            tries: Default::default(),
-        };
-        let mut calls = Vec::new();
-        for _ in case.calls {
-            let o = op.clone();
-            let result = handle
-                .call(move || std::future::ready(o.attempt()))
-                .run()
-                .await;
-            calls.push((op.take(), end(result)));
-        }
-        seen.push((calls, recorder.take()));
-    }
-    seen
-}
-
-fn through_blocking() -> Seen {
-    let mut seen = Vec::new();
-    for case in cases() {
-        let (executor, recorder) = observed();
-        let op = Op {
-            fails: case.fails,
-            tries: Default::default(),
-        };
-        let mut calls = Vec::new();
-        for _ in case.calls {
-            let result = executor.call_blocking(case.key, || op.attempt()).run();
-            calls.push((op.take(), end(result)));
-        }
-        seen.push((calls, recorder.take()));
-    }
-    seen
+    through(async |executor: &Executor, key, op: Op| {
+        let handle = executor.handle(key).unwrap();
+        handle
+            .call(move || std::future::ready(op.attempt()))
+            .run()
+            .await
+    })
+    .await
 }
 
 async fn through_tower() -> Seen {
-    let mut seen = Vec::new();
-    for case in cases() {
-        let (executor, recorder) = observed();
-        let op = Op {
-            fails: case.fails,
-            tries: Default::default(),
-        };
-        let layer = RetryLayer::new(executor.handle(case.key).unwrap());
-        let mut calls = Vec::new();
-        for _ in case.calls {
-            let o = op.clone();
-            let svc = layer.layer(tower::service_fn(move |()| std::future::ready(o.attempt())));
-            let result = svc.oneshot(()).await;
-            calls.push((op.take(), end(result)));
-        }
-        seen.push((calls, recorder.take()));
-    }
-    seen
+    through(async |executor: &Executor, key, op: Op| {
+        let layer = RetryLayer::new(executor.handle(key).unwrap());
+        let svc = layer.layer(tower::service_fn(move |()| {
+            std::future::ready(op.attempt())
+        }));
+        svc.oneshot(()).await
+    })
+    .await
+}
+
+/// The blocking mirror, driven by the same loop on a thread of its own.
+fn through_blocking() -> Seen {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(through(async |executor: &Executor, key, op: Op| {
+        executor.call_blocking(key, || op.attempt()).run()
+    }))
 }
 
 #[tokio::test(start_paused = true)]
