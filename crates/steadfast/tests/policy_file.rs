@@ -8,6 +8,8 @@ use steadfast::backoff::{BackoffOptions, Jitter};
 use steadfast::breaker::{BreakerOptions, Failures, Window};
 use steadfast::budget::BudgetOptions;
 use steadfast::chain::{Policy, Registry};
+use steadfast::classify::ClassifyOptions;
+use steadfast::gate::GateOptions;
 use steadfast::hedge::HedgeOptions;
 use steadfast::idempotency::IdempotencyOptions;
 use steadfast::limit::{BulkheadOptions, RateLimitOptions};
@@ -637,19 +639,91 @@ fn budget() -> impl Strategy<Value = Scoped<BudgetOptions>> {
     })
 }
 
+fn classify() -> impl Strategy<Value = ClassifyOptions> {
+    let timeouts = proptest::option::of(any::<bool>());
+    prop_oneof![
+        prop_oneof![Just("always"), Just("never")].prop_map(ClassifyOptions::new),
+        timeouts.clone().prop_map(|t| {
+            let mut o = ClassifyOptions::new("io");
+            o.timeouts = t;
+            o
+        }),
+        (
+            proptest::option::of(proptest::collection::vec(400u16..600, 1..4)),
+            timeouts.clone()
+        )
+            .prop_map(|(statuses, t)| {
+                let mut o = ClassifyOptions::new("http");
+                o.statuses = statuses;
+                o.timeouts = t;
+                o
+            }),
+        (
+            proptest::option::of(proptest::sample::subsequence(
+                vec!["UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED", "INTERNAL"],
+                1..3
+            )),
+            timeouts
+        )
+            .prop_map(|(codes, t)| {
+                let mut o = ClassifyOptions::new("grpc");
+                o.codes = codes.map(|c| c.into_iter().map(str::to_owned).collect());
+                o.timeouts = t;
+                o
+            }),
+    ]
+}
+
+fn gate() -> impl Strategy<Value = GateOptions> {
+    (0u32..10, 1u64..7200, 0u32..100, 0u32..100).prop_map(|(base, window, early, max)| {
+        let mut o = GateOptions::default();
+        o.base_retries = base;
+        o.base_window = Duration::from_secs(window);
+        o.early_window = Duration::from_secs(window) * early / 100;
+        o.max_retries = max;
+        o
+    })
+}
+
+fn idempotency() -> impl Strategy<Value = IdempotencyOptions> {
+    (
+        proptest::collection::vec("[a-z]{1,6}(\\.[a-z]{1,6})?", 1..3),
+        1u64..100_000,
+        1u64..3600,
+    )
+        .prop_map(|(key, ttl, lock)| {
+            IdempotencyOptions::new(key)
+                .ttl(Duration::from_secs(ttl))
+                .lock_timeout(Duration::from_secs(lock))
+        })
+}
+
 fn table() -> impl Strategy<Value = TableSpec> {
     (
-        proptest::option::of(retry_options()),
-        proptest::option::of(proptest::collection::btree_set("[a-z_]{1,8}", 0..3)),
-        proptest::option::of(breaker()),
-        proptest::option::of(bulkhead()),
-        proptest::option::of(rate_limit()),
-        proptest::option::of(hedge()),
-        proptest::option::of(budget()),
+        (
+            proptest::option::of(retry_options()),
+            proptest::option::of(proptest::collection::btree_set("[a-z_]{1,8}", 0..3)),
+            proptest::option::of(breaker()),
+            proptest::option::of(bulkhead()),
+            proptest::option::of(rate_limit()),
+            proptest::option::of(hedge()),
+            proptest::option::of(budget()),
+        ),
+        (
+            proptest::option::of(classify()),
+            proptest::option::of(gate()),
+            proptest::option::of(idempotency()),
+        ),
     )
         .prop_map(
-            |(retry, chain, breaker, bulkhead, rate_limit, hedge, budget)| {
+            |(
+                (retry, chain, breaker, bulkhead, rate_limit, hedge, budget),
+                (classify, gate, idempotency),
+            )| {
                 let mut t = TableSpec::new();
+                t.classify = classify;
+                t.gate = gate;
+                t.idempotency = idempotency;
                 t.retry = retry;
                 t.chain = chain.map(|c| c.into_iter().collect());
                 t.breaker = breaker;
@@ -735,4 +809,63 @@ fn deep_nesting_is_an_error_not_a_crash() {
             "{format:?}: {err}"
         );
     }
+}
+
+/// The round-trip property above writes every field of every table: a field added to a
+/// table's file form (its JSON Schema) but not to the generators fails here, by name.
+#[cfg(feature = "schema")]
+#[test]
+fn the_round_trip_generators_cover_every_field_of_every_table() {
+    use proptest::strategy::ValueTree;
+    use std::collections::BTreeSet;
+
+    let schema = steadfast::policy::json_schema();
+    let props = |def: &str| -> BTreeSet<String> {
+        schema["$defs"][def]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no properties for {def}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    // Each table field, and the schema definition of its table form.
+    let strategies = [
+        ("retry", "Retry"),
+        ("breaker", "Breaker"),
+        ("bulkhead", "Bulkhead"),
+        ("rate_limit", "RateLimit"),
+        ("hedge", "Hedge"),
+        ("budget", "Budget"),
+        ("gate", "Gate"),
+        ("idempotency", "Idempotency"),
+        ("classify", "ClassifyTable"),
+    ];
+    let mut expected: BTreeSet<String> = props("Table");
+    for (field, def) in strategies {
+        expected.extend(props(def).into_iter().map(|p| format!("{field}.{p}")));
+    }
+
+    let mut seen = BTreeSet::new();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let tables = table();
+    for _ in 0..4000 {
+        let mut doc = PolicyDocument::new();
+        doc.defaults = Some(tables.new_tree(&mut runner).unwrap().current());
+        let json: serde_json::Value =
+            serde_json::from_str(&doc.to_text(Format::Json).unwrap()).unwrap();
+        let Some(table) = json["defaults"].as_object() else {
+            continue;
+        };
+        for (field, value) in table {
+            seen.insert(field.clone());
+            if let Some(inner) = value.as_object() {
+                seen.extend(inner.keys().map(|k| format!("{field}.{k}")));
+            }
+        }
+    }
+    let missing: Vec<&String> = expected.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "fields the round trip never writes: {missing:?}"
+    );
 }
