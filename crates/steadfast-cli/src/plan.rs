@@ -50,7 +50,10 @@ struct Report {
     /// The classifier, as its table is written, and where it comes from.
     classify: steadfast::classify::ClassifyOptions,
     classify_from: String,
-    /// Breaker, bulkhead, rate limiter: each as its table is written, and where it comes from.
+    /// Whether the key is marked idempotent (hedging needs it).
+    idempotent: bool,
+    /// Breaker, bulkhead, rate limiter, hedge, budget, gate, idempotency keys: each as its
+    /// table is written, and where it comes from.
     strategies: Vec<Strategy>,
     samples: u32,
     attempts: Vec<Row>,
@@ -166,12 +169,15 @@ pub(crate) fn run(
         chain_from: explained.chain_origin().to_string(),
         classify: explained.classify().0.clone(),
         classify_from: explained.classify().1.to_string(),
+        idempotent: explained.idempotent(),
         strategies: [
             strategy("breaker", explained.breaker()),
             strategy("bulkhead", explained.bulkhead()),
             strategy("rate_limit", explained.rate_limit()),
             strategy("hedge", explained.hedge()),
             strategy("budget", explained.budget()),
+            strategy("gate", explained.gate()),
+            strategy("idempotency", explained.idempotency()),
         ]
         .into_iter()
         .flatten()
@@ -234,6 +240,9 @@ fn describe(o: &RetryOptions) -> String {
     if !o.retry_on_timeout {
         limits.push("a timed-out attempt is not retried".to_owned());
     }
+    if let Some(seed) = o.seed {
+        limits.push(format!("jitter seeded with {seed}"));
+    }
     format!(
         "{attempts}; {schedule}{cap}{jitter}\n       {}",
         limits.join(", ")
@@ -283,6 +292,9 @@ fn text(r: &Report) -> String {
         serde_json::to_string(&r.classify).unwrap_or_default(),
         r.classify_from
     ));
+    if r.idempotent {
+        out.push_str("  idempotent  true\n");
+    }
     for st in &r.strategies {
         let fields: Vec<String> = st
             .table

@@ -206,3 +206,97 @@ fn bad_usage_and_bad_keys_say_so() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("\"nodot\" is not a key"));
     assert_eq!(steadfast(&["check"]).status.code(), Some(2));
 }
+
+/// `steadfast plan` shows every strategy and option of a table: each field of the policy
+/// file's schema appears in the plan of some key of a file that sets them all (strategies as
+/// their tables, the retry policy in words). A field added to a table but not to the plan, or
+/// to this file, fails here by name.
+#[test]
+fn plan_shows_every_strategy_and_option() {
+    let file = "crates/steadfast-cli/tests/fixtures/every_option.toml";
+    let keys = [
+        "a.Rate",
+        "b.Adaptive",
+        "c.Consecutive",
+        "d.Calls",
+        "e.Adaptive",
+    ];
+    let plans: String = keys
+        .iter()
+        .map(|key| {
+            let o = steadfast(&["plan", file, key]);
+            assert_eq!(o.status.code(), Some(0), "{key}: {}", stdout(&o));
+            stdout(&o)
+        })
+        .collect();
+    let schema: serde_json::Value = serde_json::from_str(&stdout(&steadfast(&["schema"]))).unwrap();
+    let fields = |def: &str| -> Vec<String> {
+        schema["$defs"][def]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{def}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let mut missing = Vec::new();
+    // Table-level fields: each has its line.
+    for field in fields("Table") {
+        if !plans.contains(&format!("\n  {field}  ")) {
+            missing.push(field);
+        }
+    }
+    // Strategies: every field of the table form, on the strategy's line.
+    for (name, def) in [
+        ("breaker", "Breaker"),
+        ("bulkhead", "Bulkhead"),
+        ("rate_limit", "RateLimit"),
+        ("hedge", "Hedge"),
+        ("budget", "Budget"),
+        ("gate", "Gate"),
+        ("idempotency", "Idempotency"),
+    ] {
+        let lines: Vec<&str> = plans
+            .lines()
+            .filter(|l| l.starts_with(&format!("  {name}  {{")))
+            .collect();
+        for field in fields(def) {
+            if !lines.iter().any(|l| l.contains(&format!(" {field} = "))) {
+                missing.push(format!("{name}.{field}"));
+            }
+        }
+    }
+    for field in fields("ClassifyTable") {
+        if !plans.contains(&format!("\"{field}\":")) {
+            missing.push(format!("classify.{field}"));
+        }
+    }
+    // The retry policy in words: what each field reads as in this file.
+    for field in fields("Retry") {
+        let shown = match field.as_str() {
+            "max_attempts" => "up to 4 attempts",
+            "max_retries" => "up to 4 attempts (3 retries)",
+            "backoff" => "exponential backoff",
+            "base" => "from 250ms",
+            "factor" => "×3",
+            "max" => "capped at 8s",
+            "jitter" => "equal jitter",
+            "attempt_timeout" => "attempt timeout 3s",
+            "total_timeout" => "total timeout 30s",
+            "max_server_delay" => "cut to 1m",
+            "cap_server_delay" => "server delays honoured, cut to",
+            "retry_on_timeout" => "a timed-out attempt is not retried",
+            "seed" => "jitter seeded with 7",
+            _ => {
+                missing.push(format!("retry.{field} (no reading in this test)"));
+                continue;
+            }
+        };
+        if !plans.contains(shown) {
+            missing.push(format!("retry.{field}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the plan does not show {missing:?}:\n{plans}"
+    );
+}
