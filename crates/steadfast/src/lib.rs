@@ -152,7 +152,7 @@ pub use backoff::{Backoff, BackoffOptions, Jitter};
 pub use classify::{Classifier, Classify, Outcome};
 pub use config::{ConfigError, FieldError};
 pub use error::{Error, Stop, TimeoutScope};
-pub use executor::{Executor, ExecutorBuilder, Handle};
+pub use executor::{Attempt, Executor, ExecutorBuilder, Handle};
 pub use key::{Key, KeyError, KeyProblem};
 pub use retry::{Retry, RetryOptions};
 

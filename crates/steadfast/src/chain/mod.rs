@@ -465,7 +465,7 @@ async fn request(
 
 /// Drives `fut` to its end on this thread (the blocking chain's request hooks; a synchronous
 /// chain is ready at the first poll).
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: Arc<Self>) {

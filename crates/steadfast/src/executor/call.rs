@@ -8,6 +8,7 @@ use std::task::Poll;
 
 use std::sync::Arc;
 
+use super::attempt::{AttemptCell, AttemptSource, CallOp, OnRetryAsync, Tracker};
 use super::bind::Bound;
 use super::cache::Entry;
 use super::{Executor, Handle, Inner};
@@ -249,6 +250,8 @@ pub struct KeyCall<
     idempotency: I,
     properties: Properties,
     timeline: Option<&'e mut Timeline>,
+    /// The attempt context, when the operation or a hook reads it.
+    attempt: Option<AttemptCell>,
 }
 
 impl<F, C, R, X, W, S, G, I> std::fmt::Debug for KeyCall<'_, F, C, R, X, W, S, G, I> {
@@ -303,11 +306,12 @@ macro_rules! with {
             idempotency: pick!(idempotency $field, $value, s.idempotency),
             properties: s.properties,
             timeline: s.timeline,
+            attempt: s.attempt,
         }
     }};
 }
 
-impl<'e, F> KeyCall<'e, F> {
+impl<'e, F: CallOp> KeyCall<'e, F> {
     pub(super) fn by_key(executor: &'e Executor, key: &'e str, op: F) -> Self {
         Self::new(At::Key(executor, key), op)
     }
@@ -318,6 +322,7 @@ impl<'e, F> KeyCall<'e, F> {
 
     fn new(at: At<'e>, op: F) -> Self {
         KeyCall {
+            attempt: F::READS_ATTEMPT.then(AttemptCell::default),
             at,
             op,
             classifier: FromPlan,
@@ -335,7 +340,7 @@ impl<'e, F> KeyCall<'e, F> {
 
 impl<'e, F, Fut, T, E, C, R, X, W, S, G, I> KeyCall<'e, F, C, R, X, W, S, G, I>
 where
-    F: FnMut() -> Fut,
+    F: CallOp<Output = Fut>,
     Fut: Future<Output = Result<T, E>>,
 {
     /// Classifies each attempt with `classifier` instead of the key's policy's (see
@@ -404,6 +409,55 @@ where
         with!(self, on_exhausted: OnExhaustedFn(hook))
     }
 
+    /// Runs the async `hook` before each retry: the engine awaits its future before the wait
+    /// for the next attempt (a lookup, a refresh of credentials). What it inserts into the
+    /// [`Extensions`](super::Extensions) it is given, the next attempt reads from
+    /// [`Attempt::extensions`](super::Attempt::extensions). It takes the place of
+    /// [`on_retry`](Self::on_retry).
+    ///
+    /// ```
+    /// use steadfast::{Attempt, Executor, Retry, policy::Policies};
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct Replica(&'static str);
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let executor = Executor::new(Policies::new(Retry::immediate().max_attempts(2).build().unwrap()));
+    /// let answer = executor
+    ///     .call("search.Query", |attempt: &Attempt| {
+    ///         let replica = attempt.extensions().get::<Replica>();
+    ///         async move {
+    ///             match replica {
+    ///                 Some(Replica(name)) => Ok(name),
+    ///                 None => Err("primary busy"),
+    ///             }
+    ///         }
+    ///     })
+    ///     .on_retry_async(|_, extensions| async move {
+    ///         tokio::task::yield_now().await; // asking a directory which replica to try
+    ///         extensions.insert(Replica("eu-2"));
+    ///     })
+    ///     .run()
+    ///     .await;
+    /// assert_eq!(answer.unwrap(), "eu-2");
+    /// # }
+    /// ```
+    pub fn on_retry_async<H, HFut>(
+        mut self,
+        hook: H,
+    ) -> KeyCall<'e, F, C, OnRetryAsync<H>, X, W, S, G, I>
+    where
+        H: FnMut(super::RetryNote, super::Extensions) -> HFut,
+        HFut: Future<Output = ()> + Send + 'static,
+    {
+        let cell = self
+            .attempt
+            .get_or_insert_with(AttemptCell::default)
+            .clone();
+        with!(self, on_retry: OnRetryAsync::new(hook, cell))
+    }
+
     /// Stops the call when `signal` completes: [`Error::Cancelled`] with the attempts started.
     pub fn until<S2: Future<Output = ()>>(
         self,
@@ -437,7 +491,7 @@ where
 
 impl<'e, F, Fut, T, E, C, R, X, W, S, G> KeyCall<'e, F, C, R, X, W, S, G, NoIdempotency>
 where
-    F: FnMut() -> Fut,
+    F: CallOp<Output = Fut>,
     Fut: Future<Output = Result<T, E>>,
     T: 'static,
     E: 'static,
@@ -458,7 +512,7 @@ where
 #[cfg(feature = "serde")]
 impl<'e, F, Fut, T, E, C, R, X, W, S, G> KeyCall<'e, F, C, R, X, W, S, G, WithIdempotency>
 where
-    F: FnMut() -> Fut,
+    F: CallOp<Output = Fut>,
     Fut: Future<Output = Result<T, E>>,
     T: serde::Serialize + serde::de::DeserializeOwned + 'static,
     E: 'static,
@@ -536,7 +590,7 @@ where
 
 impl<'e, F, Fut, T, E, C, R, X, W, S, G, I> KeyCall<'e, F, C, R, X, W, S, G, I>
 where
-    F: FnMut() -> Fut,
+    F: CallOp<Output = Fut>,
     Fut: Future<Output = Result<T, E>>,
     T: 'static,
     E: 'static,
@@ -562,6 +616,7 @@ where
             idempotency: _,
             properties,
             timeline,
+            attempt,
         } = self;
         let inner = at.inner();
         let plan = &*bound.plan;
@@ -588,6 +643,12 @@ where
         let observed = inner.observed();
         let classifier = classifier.resolve(plan.classifier(), observed.then_some(&report as _));
         let attempts = AtomicU32::new(0);
+        let tracker = Tracker {
+            total_timeout: attempt.as_ref().and(plan.retry().total_timeout()),
+            cell: attempt.clone(),
+        };
+        let mut op = op;
+        let op = move || op.attempt(AttemptSource(attempt.as_ref()));
         let call = async {
             match timeline {
                 None => {
@@ -599,7 +660,7 @@ where
                             classifier,
                             on_retry,
                             on_exhausted,
-                            NoHook,
+                            tracker,
                             &attempts,
                             op,
                         )
@@ -614,7 +675,7 @@ where
                             classifier,
                             on_retry,
                             on_exhausted,
-                            t,
+                            Both(t, tracker),
                             &attempts,
                             op,
                         )

@@ -94,13 +94,14 @@ impl Handle {
         }
     }
 
-    /// Starts a call of `op` under the key's current plan (see [`KeyCall`]).
-    pub fn call<F, Fut, T, E>(&self, op: F) -> KeyCall<'_, F>
+    /// Starts a call of `op` under the key's current plan (see [`KeyCall`]); `op` may take
+    /// the [`Attempt`](super::Attempt), as with [`Executor::call`](super::Executor::call).
+    pub fn call<M, O, T, E>(&self, op: O) -> KeyCall<'_, super::Op<O, M>>
     where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        O: super::Operation<M>,
+        O::Output: Future<Output = Result<T, E>>,
     {
-        KeyCall::by_handle(self, op)
+        KeyCall::by_handle(self, super::Op::new(op))
     }
 
     /// Starts a blocking call of `op` under the key's current plan (see [`BlockingKeyCall`]).

@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+mod attempt;
 mod bind;
 mod cache;
 mod call;
@@ -55,6 +56,10 @@ use crate::limit::{Bulkhead, RateLimiter};
 use crate::observe::{Observer, Observers, PolicyEvent};
 use crate::policy::{Plan, Policies};
 
+pub use attempt::{
+    Attempt, AttemptSource, CallOp, Extensions, NoArgument, OnRetryAsync, Op, Operation, RetryNote,
+    WithAttempt,
+};
 use bind::{Bound, SharedStates};
 use cache::Shard;
 #[cfg(feature = "serde")]
@@ -336,12 +341,16 @@ impl Executor {
     /// assert_eq!((r.unwrap_err().attempts(), delays.len()), (3, 2));
     /// # Ok(()) }
     /// ```
-    pub fn call<'e, F, Fut, T, E>(&'e self, key: &'e str, op: F) -> KeyCall<'e, F>
+    ///
+    /// `op` may take the [`Attempt`] (`|attempt: &Attempt| …`): its number, whether it is a
+    /// hedge, the time left before the deadline, the previous outcome and the extensions
+    /// hooks left for it.
+    pub fn call<'e, M, O, T, E>(&'e self, key: &'e str, op: O) -> KeyCall<'e, Op<O, M>>
     where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        O: Operation<M>,
+        O::Output: Future<Output = Result<T, E>>,
     {
-        KeyCall::by_key(self, key, op)
+        KeyCall::by_key(self, key, Op::new(op))
     }
 
     /// Starts a blocking call of `op` under the plan of `key` (see [`BlockingKeyCall`]).

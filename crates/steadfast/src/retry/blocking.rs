@@ -85,6 +85,11 @@ where
         match run.settle(last, classifier, on_retry, on_exhausted, &restart, permit) {
             Step::Done(result) => return result,
             Step::Sleep(delay, last) => {
+                if R::ASYNC
+                    && let Some(hook) = on_retry.pending()
+                {
+                    crate::chain::block_on(hook);
+                }
                 if !delay.is_zero() {
                     std::thread::sleep(delay);
                 }

@@ -142,6 +142,11 @@ where
         match step {
             Step::Done(result) => return result,
             Step::Sleep(delay, last) => {
+                if R::ASYNC
+                    && let Some(hook) = e.on_retry.pending()
+                {
+                    hook.await;
+                }
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }

@@ -148,8 +148,20 @@ pub trait RetryHook<T, E> {
     /// Whether the hook does anything (lets the engine skip reading the clock).
     const ACTIVE: bool = true;
 
+    /// Whether the hook leaves a future for the engine to await before it sleeps
+    /// ([`pending`](Self::pending)).
+    const ASYNC: bool = false;
+
     /// Called before each retry.
     fn on_retry(&mut self, args: &OnRetry<'_, T, E>);
+
+    /// The future [`on_retry`](Self::on_retry) left, which the engine awaits before the wait
+    /// for the next attempt (an async hook's work).
+    fn pending(
+        &mut self,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        None
+    }
 }
 
 /// A hook run when the policy's allowance runs out. Closures `FnMut(&mut OnExhausted<T, E>)`
