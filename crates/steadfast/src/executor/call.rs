@@ -6,194 +6,23 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::Poll;
 
-use std::sync::Arc;
-
+use super::at::At;
 use super::attempt::{AttemptCell, AttemptSource, CallOp, OnRetryAsync, Tracker};
 use super::bind::Bound;
-use super::cache::Entry;
-use super::{Executor, Handle, Inner};
-use crate::chain::{self, Properties};
-use crate::classify::{Classifier, FromPolicy, Outcome, PolicyClassifier};
+#[cfg(feature = "serde")]
+use super::steps::WithIdempotency;
+use super::steps::{
+    CallClassifier, FromPlan, GateStep, Gated, Given, NoFallback, NoGate, NoIdempotency, Recover,
+};
+use super::{Executor, Handle};
+use crate::chain::Properties;
+use crate::classify::Classifier;
 use crate::error::Error;
 use crate::key::Key;
 use crate::observe::{Both, PolicyEvent, Probe, Timeline};
 use crate::retry::{
     ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook,
 };
-
-/// Where a call's plan comes from: a key the executor resolves, or a handle's pinned entry.
-#[derive(Debug, Clone, Copy)]
-enum At<'e> {
-    Key(&'e Executor, &'e str),
-    Handle(&'e Handle),
-}
-
-impl At<'_> {
-    fn inner(&self) -> &Inner {
-        match self {
-            At::Key(e, _) => &e.inner,
-            At::Handle(h) => &h.inner,
-        }
-    }
-
-    /// The key and its plan, resolved once for the whole call.
-    fn resolve(&self) -> Result<(Arc<Entry>, Arc<Bound>), crate::key::KeyError> {
-        match self {
-            At::Key(e, key) => {
-                let entry = e.inner.entry(key)?;
-                let bound = e.inner.current(&entry);
-                Ok((entry, bound))
-            }
-            At::Handle(h) => Ok((
-                h.entry.clone(),
-                h.fresh().unwrap_or_else(|| h.bound.clone()),
-            )),
-        }
-    }
-}
-
-/// Which classifier a call applies: its key's policy's ([`FromPlan`], the default) or one the
-/// call site gives ([`Given`], set with [`KeyCall::classify`]).
-pub trait CallClassifier<T, E> {
-    /// The classifier as one call applies it.
-    type Resolved<'a>: Classifier<T, E>
-    where
-        Self: 'a;
-    /// The classifier for a call under `policy`, reporting unreadable errors to `report`.
-    fn resolve<'a>(
-        &'a self,
-        policy: &'a PolicyClassifier,
-        report: Option<&'a (dyn Fn(&'static str) + Sync)>,
-    ) -> Self::Resolved<'a>;
-}
-
-/// The key's policy decides ([`Plan::classify`](crate::policy::Plan::classify), a file's
-/// `classify = …`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FromPlan;
-
-impl<T: 'static, E: 'static> CallClassifier<T, E> for FromPlan {
-    type Resolved<'a> = FromPolicy<'a>;
-    fn resolve<'a>(
-        &'a self,
-        policy: &'a PolicyClassifier,
-        report: Option<&'a (dyn Fn(&'static str) + Sync)>,
-    ) -> FromPolicy<'a> {
-        FromPolicy { policy, report }
-    }
-}
-
-/// A classifier the call site gives, overriding the policy's.
-#[derive(Debug, Clone, Copy)]
-pub struct Given<C>(pub C);
-
-impl<T, E, C: Classifier<T, E>> CallClassifier<T, E> for Given<C> {
-    type Resolved<'a>
-        = ByRef<'a, C>
-    where
-        C: 'a;
-    fn resolve<'a>(
-        &'a self,
-        _: &'a PolicyClassifier,
-        _: Option<&'a (dyn Fn(&'static str) + Sync)>,
-    ) -> ByRef<'a, C> {
-        ByRef(&self.0)
-    }
-}
-
-/// A classifier by reference.
-#[derive(Debug)]
-pub struct ByRef<'a, C>(&'a C);
-
-impl<T, E, C: Classifier<T, E>> Classifier<T, E> for ByRef<'_, C> {
-    #[inline]
-    fn classify(&self, result: &Result<T, E>) -> Outcome {
-        self.0.classify(result)
-    }
-
-    #[inline]
-    fn stop_after(&self) -> Option<crate::Stop> {
-        self.0.stop_after()
-    }
-}
-
-/// What replaces a failed call's error: nothing ([`NoFallback`]) or a
-/// [`Fallback`](crate::fallback::Fallback).
-pub trait Recover<T, E> {
-    /// Whether anything may be replaced.
-    const ACTIVE: bool;
-    /// The result, and whether the fallback replaced it.
-    fn recover(self, result: Result<T, Error<E>>) -> (Result<T, Error<E>>, bool);
-}
-
-/// No fallback.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoFallback;
-
-impl<T, E> Recover<T, E> for NoFallback {
-    const ACTIVE: bool = false;
-    #[inline]
-    fn recover(self, result: Result<T, Error<E>>) -> (Result<T, Error<E>>, bool) {
-        (result, false)
-    }
-}
-
-impl<T, E, W: crate::fallback::When<E>, A: crate::fallback::Action<T, E>> Recover<T, E>
-    for crate::fallback::Fallback<W, A>
-{
-    const ACTIVE: bool = true;
-    fn recover(self, result: Result<T, Error<E>>) -> (Result<T, Error<E>>, bool) {
-        self.apply(result)
-    }
-}
-
-/// Whether a call goes through the durable retry gate: not ([`NoGate`]) or for a target
-/// ([`Gated`], set with [`KeyCall::gate`]; the error then needs `Display` for the gate's record).
-pub trait GateStep<E> {
-    /// The target, if the call is gated.
-    fn target(&self) -> Option<&crate::gate::Target>;
-    /// The text the gate records for a failed call.
-    fn failure_text(&self, error: &Error<E>) -> String;
-}
-
-/// Not gated.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoGate;
-
-impl<E> GateStep<E> for NoGate {
-    fn target(&self) -> Option<&crate::gate::Target> {
-        None
-    }
-    fn failure_text(&self, error: &Error<E>) -> String {
-        let _ = error;
-        String::new()
-    }
-}
-
-/// Gated for a target.
-#[derive(Debug, Clone, Copy)]
-pub struct Gated<'t>(&'t crate::gate::Target);
-
-impl<E: std::fmt::Display> GateStep<E> for Gated<'_> {
-    fn target(&self) -> Option<&crate::gate::Target> {
-        Some(self.0)
-    }
-    fn failure_text(&self, e: &Error<E>) -> String {
-        match e.operation_error() {
-            Some(source) => format!("{source} ({e})"),
-            None => e.to_string(),
-        }
-    }
-}
-
-/// Not an idempotent call.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoIdempotency;
-
-/// An idempotent call for a request (set with [`KeyCall::idempotent`]).
-#[cfg(feature = "serde")]
-#[derive(Debug)]
-pub struct WithIdempotency(Result<serde_json::Value, String>);
 
 /// One call by key with everything it may run with; made by [`Executor::call`] or
 /// [`Handle::call`], finished by [`run`](Self::run).
@@ -358,7 +187,7 @@ where
         with!(self, classifier: classifier)
     }
 
-    /// Hands `properties` to the key's custom policies (see [`chain`]).
+    /// Hands `properties` to the key's custom policies (see [`chain`](crate::chain)).
     pub fn properties(mut self, properties: Properties) -> Self {
         self.properties = properties;
         self
@@ -524,8 +353,8 @@ where
     G: GateStep<E>,
 {
     /// Runs the call once per idempotency key (see [`idempotent`](KeyCall::idempotent)).
-    pub async fn run(self) -> Result<crate::idempotency::Idempotent<T>, Error<E>> {
-        use crate::idempotency::{Claim, Idempotent, Refusal};
+    pub async fn run(mut self) -> Result<crate::idempotency::Idempotent<T>, Error<E>> {
+        use crate::idempotency::{Idempotent, Refusal, Stopped};
         let (entry, bound) = self.at.resolve()?;
         let key = &entry.key;
         let fresh = |value| Idempotent {
@@ -541,50 +370,19 @@ where
                 "the executor has no idempotency store".into(),
             )));
         };
-        let request = match &self.idempotency.0 {
+        let request = match std::mem::replace(&mut self.idempotency.0, Ok(serde_json::Value::Null))
+        {
             Ok(v) => v,
-            Err(e) => return Err(Error::Idempotency(Refusal::Invalid(e.clone()))),
-        };
-        // Scoped by the call site's key: one idempotency key names one operation's call.
-        let named =
-            crate::idempotency::key_of(request, &options.key).map_err(Error::Idempotency)?;
-        let id = format!("{}/{named}", key.as_str());
-        let fingerprint = crate::idempotency::fingerprint(request);
-        let claim = store
-            .claim(&id, &fingerprint, options)
-            .await
-            .map_err(|e| Error::Idempotency(Refusal::Unavailable(e)))?;
-        let hold = match claim {
-            Claim::New(hold) => hold,
-            Claim::Completed(stored) => {
-                let value = serde_json::from_slice(&stored).map_err(|e| {
-                    Error::Idempotency(Refusal::Invalid(format!("the stored result: {e}")))
-                })?;
-                return Ok(Idempotent {
-                    value,
-                    replayed: true,
-                });
-            }
-            Claim::InFlight => return Err(Error::Idempotency(Refusal::InFlight)),
-            Claim::Mismatch => return Err(Error::Idempotency(Refusal::Mismatch)),
+            Err(e) => return Err(Error::Idempotency(Refusal::Invalid(e))),
         };
         let plain = with!(self, idempotency: NoIdempotency);
-        match plain.run_bound(key, &bound).await {
-            (Ok(value), false) => {
-                match serde_json::to_vec(&value) {
-                    Ok(bytes) => {
-                        let _ = hold.complete(bytes).await;
-                    }
-                    Err(_) => hold.abandon().await,
-                }
-                Ok(fresh(value))
-            }
-            // A fallback's value is not the operation's result: the key stays free.
-            (result, _) => {
-                hold.abandon().await;
-                result.map(fresh)
-            }
-        }
+        let ran = crate::idempotency::once(&*store, key.as_str(), &request, options, || {
+            plain.run_bound(key, &bound)
+        });
+        ran.await.map_err(|stopped| match stopped {
+            Stopped::Refused(refusal) => Error::Idempotency(refusal),
+            Stopped::Failed(e) => e,
+        })
     }
 }
 
@@ -712,283 +510,5 @@ where
                 .event(&crate::observe::Event::FallbackUsed);
         }
         (result, used)
-    }
-}
-
-impl Inner {
-    /// A call under `bound` with nothing but the plan: its classifier, chain and observers.
-    pub(super) async fn run_plan<F, Fut, T, E>(
-        &self,
-        key: &Key,
-        bound: &Bound,
-        op: F,
-    ) -> Result<T, Error<E>>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        T: 'static,
-        E: 'static,
-    {
-        let plan = &*bound.plan;
-        let report = |type_name: &'static str| {
-            self.report(&PolicyEvent::Unreadable {
-                key: key.as_str(),
-                classifier: plan.classifier().name(),
-                type_name,
-            })
-        };
-        let classifier = FromPolicy {
-            policy: plan.classifier(),
-            report: self.observed().then_some(&report as _),
-        };
-        let attempts = AtomicU32::new(0);
-        self.execute(
-            key,
-            bound,
-            Properties::default(),
-            classifier,
-            NoHook,
-            NoHook,
-            NoHook,
-            &attempts,
-            op,
-        )
-        .await
-    }
-
-    /// The attempts under `bound`: observers (and tracing) when there are any, inside the
-    /// plan's chain when it has one; `attempts` counts them as they start.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn execute<F, Fut, T, E, K, R, X, P>(
-        &self,
-        key: &Key,
-        bound: &Bound,
-        properties: Properties,
-        classifier: K,
-        on_retry: R,
-        on_exhausted: X,
-        probe: P,
-        attempts: &AtomicU32,
-        op: F,
-    ) -> Result<T, Error<E>>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        T: 'static,
-        E: 'static,
-        K: Classifier<T, E>,
-        R: RetryHook<T, E>,
-        X: ExhaustedHook<T, E>,
-        P: Probe,
-    {
-        let plan = &*bound.plan;
-        let observed = self.observed();
-        let deadline = plan.retry().deadline_from_now();
-        let call = async {
-            let call = plan
-                .retry()
-                .call(op)
-                .classify(classifier)
-                .with_hooks(on_retry, on_exhausted)
-                .with_guards(bound.guards());
-            let count = Both(probe, chain::CountAttempts(attempts));
-            if observed {
-                call.with_probe(Both(self.observers(key), count))
-                    .run()
-                    .await
-            } else {
-                call.with_probe(count).run().await
-            }
-        };
-        if plan.policies().is_empty() {
-            call.await
-        } else {
-            chain::run(plan.policies(), key, deadline, properties, attempts, call).await
-        }
-    }
-}
-
-/// One blocking call by key; the mirror of [`KeyCall`] (without the gate, idempotency,
-/// cancellation and timeline, whose stores and signals are async), made by
-/// [`Executor::call_blocking`] or [`Handle::call_blocking`].
-///
-/// # Example
-/// ```
-/// use steadfast::{Executor, Retry, policy::Policies};
-///
-/// let executor = Executor::new(Policies::new(Retry::immediate().max_attempts(3).build()?));
-/// let mut tries = 0;
-/// let value = executor
-///     .call_blocking("disk.Read", || {
-///         tries += 1;
-///         if tries < 3 { Err("busy") } else { Ok(tries) }
-///     })
-///     .run();
-/// assert_eq!(value.unwrap(), 3);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[must_use = "a call does nothing until `.run()`"]
-pub struct BlockingKeyCall<'e, F, C = FromPlan, R = NoHook, X = NoHook, W = NoFallback> {
-    at: At<'e>,
-    op: F,
-    classifier: C,
-    on_retry: R,
-    on_exhausted: X,
-    fallback: W,
-    properties: Properties,
-}
-
-impl<F, C, R, X, W> std::fmt::Debug for BlockingKeyCall<'_, F, C, R, X, W> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockingKeyCall")
-            .field("at", &self.at)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'e, F> BlockingKeyCall<'e, F> {
-    pub(super) fn by_key(executor: &'e Executor, key: &'e str, op: F) -> Self {
-        Self::new(At::Key(executor, key), op)
-    }
-
-    pub(super) fn by_handle(handle: &'e Handle, op: F) -> Self {
-        Self::new(At::Handle(handle), op)
-    }
-
-    fn new(at: At<'e>, op: F) -> Self {
-        BlockingKeyCall {
-            at,
-            op,
-            classifier: FromPlan,
-            on_retry: NoHook,
-            on_exhausted: NoHook,
-            fallback: NoFallback,
-            properties: Properties::default(),
-        }
-    }
-}
-
-impl<'e, F, T, E, C, R, X, W> BlockingKeyCall<'e, F, C, R, X, W>
-where
-    F: FnMut() -> Result<T, E>,
-{
-    /// Classifies each attempt with `classifier` instead of the key's policy's.
-    pub fn classify<C2: Classifier<T, E>>(
-        self,
-        classifier: C2,
-    ) -> BlockingKeyCall<'e, F, Given<C2>, R, X, W> {
-        BlockingKeyCall {
-            at: self.at,
-            op: self.op,
-            classifier: Given(classifier),
-            on_retry: self.on_retry,
-            on_exhausted: self.on_exhausted,
-            fallback: self.fallback,
-            properties: self.properties,
-        }
-    }
-
-    /// Hands `properties` to the key's custom policies.
-    pub fn properties(mut self, properties: Properties) -> Self {
-        self.properties = properties;
-        self
-    }
-
-    /// Replaces the failures `fallback` handles.
-    pub fn fallback<W2>(self, fallback: W2) -> BlockingKeyCall<'e, F, C, R, X, W2> {
-        BlockingKeyCall {
-            at: self.at,
-            op: self.op,
-            classifier: self.classifier,
-            on_retry: self.on_retry,
-            on_exhausted: self.on_exhausted,
-            fallback,
-            properties: self.properties,
-        }
-    }
-
-    /// Runs `hook` before each retry.
-    pub fn on_retry<H: FnMut(&OnRetry<'_, T, E>)>(
-        self,
-        hook: H,
-    ) -> BlockingKeyCall<'e, F, C, OnRetryFn<H>, X, W> {
-        BlockingKeyCall {
-            at: self.at,
-            op: self.op,
-            classifier: self.classifier,
-            on_retry: OnRetryFn(hook),
-            on_exhausted: self.on_exhausted,
-            fallback: self.fallback,
-            properties: self.properties,
-        }
-    }
-
-    /// Runs `hook` once when the policy's allowance runs out.
-    pub fn on_exhausted<H: FnMut(&mut OnExhausted<'_, T, E>)>(
-        self,
-        hook: H,
-    ) -> BlockingKeyCall<'e, F, C, R, OnExhaustedFn<H>, W> {
-        BlockingKeyCall {
-            at: self.at,
-            op: self.op,
-            classifier: self.classifier,
-            on_retry: self.on_retry,
-            on_exhausted: OnExhaustedFn(hook),
-            fallback: self.fallback,
-            properties: self.properties,
-        }
-    }
-
-    /// Runs the call on this thread.
-    pub fn run(self) -> Result<T, Error<E>>
-    where
-        T: 'static,
-        E: 'static,
-        C: CallClassifier<T, E>,
-        R: RetryHook<T, E>,
-        X: ExhaustedHook<T, E>,
-        W: Recover<T, E>,
-    {
-        let (entry, bound) = self.at.resolve()?;
-        let key = &entry.key;
-        let inner = self.at.inner();
-        let plan = &*bound.plan;
-        let report = |type_name: &'static str| {
-            inner.report(&PolicyEvent::Unreadable {
-                key: key.as_str(),
-                classifier: plan.classifier().name(),
-                type_name,
-            })
-        };
-        let classifier = self
-            .classifier
-            .resolve(plan.classifier(), inner.observed().then_some(&report as _));
-        let call = || {
-            let call = plan
-                .retry()
-                .call_blocking(self.op)
-                .classify(classifier)
-                .on_hooks(self.on_retry, self.on_exhausted)
-                .with_guards(bound.guards());
-            if inner.observed() {
-                call.run_with_probe(inner.observers(key))
-            } else {
-                call.run()
-            }
-        };
-        let result = if plan.policies().is_empty() {
-            call()
-        } else {
-            // The chain runs for blocking calls too: a governance policy is never bypassed.
-            let deadline = plan.retry().deadline_from_now();
-            chain::run_blocking(plan.policies(), key, deadline, self.properties, call)
-        };
-        let (result, used) = self.fallback.recover(result);
-        if used && inner.observed() {
-            inner
-                .observers(key)
-                .event(&crate::observe::Event::FallbackUsed);
-        }
-        result
     }
 }

@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering;
 
 use super::Inner;
 use super::bind::Bound;
+use super::blocking::BlockingKeyCall;
 use super::cache::Entry;
-use super::call::{BlockingKeyCall, KeyCall};
+use super::call::KeyCall;
 use crate::breaker::Breaker;
 use crate::error::Error;
 use crate::key::Key;

@@ -34,11 +34,16 @@
 //! # Ok(()) }
 //! ```
 
+mod at;
 mod attempt;
 mod bind;
+mod blocking;
+mod builder;
 mod cache;
 mod call;
+mod execute;
 mod handle;
+mod steps;
 
 use std::future::Future;
 use std::hash::BuildHasher;
@@ -61,14 +66,17 @@ pub use attempt::{
     WithAttempt,
 };
 use bind::{Bound, SharedStates};
+pub use blocking::BlockingKeyCall;
+pub use builder::ExecutorBuilder;
 use cache::Shard;
-#[cfg(feature = "serde")]
-pub use call::WithIdempotency;
-pub use call::{
-    BlockingKeyCall, ByRef, CallClassifier, FromPlan, GateStep, Gated, Given, KeyCall, NoFallback,
-    NoGate, NoIdempotency, Recover,
-};
+pub use call::KeyCall;
 pub use handle::Handle;
+#[cfg(feature = "serde")]
+pub use steps::WithIdempotency;
+pub use steps::{
+    ByRef, CallClassifier, FromPlan, GateStep, Gated, Given, NoFallback, NoGate, NoIdempotency,
+    Recover,
+};
 
 /// Default bound on cached keys.
 pub const DEFAULT_MAX_KEYS: usize = 10_000;
@@ -359,111 +367,6 @@ impl Executor {
         F: FnMut() -> Result<T, E>,
     {
         BlockingKeyCall::by_key(self, key, op)
-    }
-}
-
-/// Builds an [`Executor`]; see [`Executor::builder`].
-///
-/// # Example
-/// ```
-/// use steadfast::observe::{Event, Observer};
-/// use steadfast::{Executor, Key};
-///
-/// #[derive(Debug)]
-/// struct Count;
-/// impl Observer for Count {
-///     fn on_event(&self, _: &Key, _: &Event) {}
-/// }
-///
-/// let executor = Executor::builder().max_keys(100_000).observer(Count).build();
-/// # let _ = executor;
-/// ```
-#[derive(Debug)]
-#[must_use = "an executor builder does nothing until `.build()`"]
-pub struct ExecutorBuilder {
-    policies: Policies,
-    max_keys: usize,
-    observers: Vec<Arc<dyn Observer>>,
-    tracing: bool,
-    registry: Registry,
-    gate: Option<Arc<dyn crate::gate::GateBackend>>,
-    idempotency: Option<Arc<dyn crate::idempotency::IdempotencyBackend>>,
-}
-
-impl std::fmt::Debug for dyn crate::gate::GateBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GateBackend")
-    }
-}
-
-impl std::fmt::Debug for dyn crate::idempotency::IdempotencyBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IdempotencyBackend")
-    }
-}
-
-impl ExecutorBuilder {
-    /// Where the retry gate of plans that have one keeps its records (`steadfast-store`'s
-    /// `RetryGate` over SQLite or PostgreSQL); see [`KeyCall::gate`](crate::executor::KeyCall::gate).
-    pub fn gate(mut self, backend: impl crate::gate::GateBackend) -> Self {
-        self.gate = Some(Arc::new(backend));
-        self
-    }
-
-    /// Where plans with idempotency keep keys and results (`steadfast-store`'s `Idempotency`
-    /// over memory, SQLite, PostgreSQL or Redis); see [`KeyCall::idempotent`](crate::executor::KeyCall::idempotent).
-    pub fn idempotency(mut self, backend: impl crate::idempotency::IdempotencyBackend) -> Self {
-        self.idempotency = Some(Arc::new(backend));
-        self
-    }
-
-    /// The custom strategies that policies from a provider may name (see
-    /// [`Executor::follow`]); policies given in code resolve their names themselves.
-    pub fn registry(mut self, registry: Registry) -> Self {
-        self.registry = registry;
-        self
-    }
-
-    /// The policies to start with.
-    pub fn policies(mut self, policies: Policies) -> Self {
-        self.policies = policies;
-        self
-    }
-
-    /// The bound on cached keys (default [`DEFAULT_MAX_KEYS`]).
-    pub fn max_keys(mut self, max_keys: usize) -> Self {
-        self.max_keys = max_keys;
-        self
-    }
-
-    /// Adds an observer of every call's events.
-    pub fn observer(mut self, observer: impl Observer) -> Self {
-        self.observers.push(Arc::new(observer));
-        self
-    }
-
-    /// Adds an observer already shared with other code.
-    pub fn shared_observer(mut self, observer: Arc<dyn Observer>) -> Self {
-        self.observers.push(observer);
-        self
-    }
-
-    /// Runs every call in a `tracing` span, and each attempt in a child span (feature
-    /// `tracing`; see the spans and levels in the crate's `tracing` docs below).
-    ///
-    /// ```
-    /// let executor = steadfast::Executor::builder().tracing(true).build();
-    /// # let _ = executor;
-    /// ```
-    #[cfg(feature = "tracing")]
-    pub fn tracing(mut self, on: bool) -> Self {
-        self.tracing = on;
-        self
-    }
-
-    /// The executor.
-    pub fn build(self) -> Executor {
-        Executor::build(self)
     }
 }
 

@@ -28,6 +28,10 @@
 
 #[cfg(feature = "serde")]
 mod file;
+#[cfg(feature = "serde")]
+mod run;
+#[cfg(feature = "serde")]
+pub(crate) use run::{Stopped, once};
 
 use std::fmt;
 use std::future::Future;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::provider::{Provider, Update, Updates};
+use super::{Provider, Update, Updates};
 use crate::policy::{Format, MAX_DOCUMENT_BYTES, PolicyDocument};
 
 /// Default time between polls: 30 s.

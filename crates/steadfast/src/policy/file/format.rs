@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::policy::node::{Entry, Ids, Kind, Node, Position};
+use super::node::{Entry, Ids, Kind, Node, Position};
 
 /// The formats a policy file may be written in.
 ///

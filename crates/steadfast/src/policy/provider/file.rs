@@ -7,7 +7,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::policy::provider::{Provider, Update, Updates};
+use super::{Provider, Update, Updates};
 use crate::policy::{Format, PolicyDocument};
 
 /// Default quiet period after a change before the file is read: 200 ms (editors write a file

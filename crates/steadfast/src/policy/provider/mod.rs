@@ -18,6 +18,15 @@ use tokio::task::JoinHandle;
 
 use crate::policy::{Diagnostics, PolicyDocument};
 
+#[cfg(feature = "watch")]
+mod file;
+#[cfg(feature = "watch")]
+pub use file::{DEFAULT_DEBOUNCE, FileProvider};
+#[cfg(feature = "http")]
+mod http;
+#[cfg(feature = "http")]
+pub use http::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT, HttpProvider};
+
 /// A source of policy documents.
 ///
 /// Implement it to serve policies from somewhere steadfast does not know (a database, a
