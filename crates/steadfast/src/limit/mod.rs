@@ -26,6 +26,8 @@
 #[cfg(feature = "serde")]
 mod file;
 
+pub(crate) mod admission;
+
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -36,19 +36,15 @@ where
     let needs_clock = R::ACTIVE || X::ACTIVE;
     // Admission as in the async engine; a blocking call takes a bulkhead place only if one is
     // free (it does not queue).
-    if let Some(limiter) = guards.limiter
-        && let Err(l) = limiter.acquire_blocking()
-    {
-        return Err(Run::start(policy, needs_clock, probe).refused(Refusal::RateLimiter(l)));
-    }
-    let _place = match guards.bulkhead {
-        None => None,
-        Some(b) => match b.try_acquire() {
-            Some(place) => Some(place),
-            None => {
-                return Err(Run::start(policy, needs_clock, probe).refused(Refusal::full(b)));
-            }
-        },
+    let admission = crate::limit::admission::Admission {
+        limiter: guards.limiter,
+        bulkhead: guards.bulkhead,
+    };
+    let _place = match admission.blocking() {
+        Ok(place) => place,
+        Err(refused) => {
+            return Err(Run::start(policy, needs_clock, probe).refused(refused.into()));
+        }
     };
     // The budget as in the async engine: adaptive throttling may refuse the call, and each
     // retry spends (in `Run::after_failure`), so both engines stop at the same attempt.

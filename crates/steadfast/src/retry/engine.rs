@@ -12,57 +12,8 @@ use super::state::{Run, Step};
 use crate::budget::Budget;
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
-use crate::limit::BulkheadPermit;
+use crate::limit::admission::{Admission, Now};
 use crate::observe::Probe;
-
-enum Admission<'a> {
-    Admitted(Option<BulkheadPermit<'a>>),
-    Refused(Refusal),
-    /// Admission needs a wait: the limiter's delay, or the bulkhead's queue (`limited`: the
-    /// rate limiter has already let the call through).
-    Wait {
-        limited: bool,
-    },
-}
-
-/// Admits the call if no wait is needed.
-fn admit_now<'a>(guards: &Guards<'a>) -> Admission<'a> {
-    if let Some(limiter) = guards.limiter {
-        match limiter.try_acquire() {
-            Ok(()) => {}
-            Err(_) if limiter.options().max_wait.is_some() => {
-                return Admission::Wait { limited: false };
-            }
-            Err(l) => return Admission::Refused(Refusal::RateLimiter(l)),
-        }
-    }
-    match guards.bulkhead {
-        None => Admission::Admitted(None),
-        Some(b) => match b.try_acquire() {
-            Some(place) => Admission::Admitted(Some(place)),
-            None if b.options().max_queue > 0 => Admission::Wait { limited: true },
-            None => Admission::Refused(Refusal::full(b)),
-        },
-    }
-}
-
-/// Admits the call: the rate limiter (which may wait), then a place in the bulkhead (which
-/// may queue).
-async fn admit<'a>(
-    guards: &Guards<'a>,
-    limited: bool,
-) -> Result<Option<BulkheadPermit<'a>>, Refusal> {
-    if !limited
-        && let Some(limiter) = guards.limiter
-        && let Err(l) = limiter.acquire().await
-    {
-        return Err(Refusal::RateLimiter(l));
-    }
-    match guards.bulkhead {
-        None => Ok(None),
-        Some(b) => b.acquire().await.map(Some).map_err(|_| Refusal::full(b)),
-    }
-}
 
 /// What one call runs with. The engine takes it as one value and uses its fields in place:
 /// `async fn` parameters are stored twice in the future (as given and as locals), and a call
@@ -99,20 +50,26 @@ where
     P: Probe,
 {
     let needs_clock = R::ACTIVE || X::ACTIVE;
-    let _place = if e.guards.bulkhead.is_some() || e.guards.limiter.is_some() {
+    let admission = Admission {
+        limiter: e.guards.limiter,
+        bulkhead: e.guards.bulkhead,
+    };
+    let _place = if admission.is_empty() {
+        None
+    } else {
         // Admitted at once, or refused, without a wait; a wait (a queue, a rate limiter's
         // delay) runs boxed, so its timers do not grow every call's future.
-        let now = match admit_now(&e.guards) {
-            Admission::Admitted(place) => Ok(place),
-            Admission::Refused(refusal) => Err(refusal),
-            Admission::Wait { limited } => Box::pin(admit(&e.guards, limited)).await,
+        let now = match admission.now() {
+            Now::Admitted(place) => Ok(place),
+            Now::Refused(refused) => Err(refused),
+            Now::Wait { limited } => Box::pin(admission.wait(limited)).await,
         };
         match now {
             Ok(place) => place,
-            Err(refusal) => return Err(Run::start(e.policy, needs_clock, e.probe).refused(refusal)),
+            Err(refused) => {
+                return Err(Run::start(e.policy, needs_clock, e.probe).refused(refused.into()));
+            }
         }
-    } else {
-        None
     };
     let _in_flight = match e.guards.budget.map(Budget::call_started) {
         None => None,

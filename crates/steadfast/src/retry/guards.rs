@@ -5,6 +5,7 @@ use crate::breaker::{Breaker, Open};
 use crate::budget::Budget;
 use crate::error::Error;
 use crate::hedge::Hedge;
+use crate::limit::admission::Refused;
 use crate::limit::{Bulkhead, Limited, RateLimiter};
 use crate::observe::RejectedBy;
 
@@ -87,13 +88,16 @@ pub(crate) enum Refusal {
     Throttled { reject_probability: f64 },
 }
 
-impl Refusal {
-    pub(crate) fn full(bulkhead: &Bulkhead) -> Self {
-        Refusal::Bulkhead {
-            max_concurrent: bulkhead.options().max_concurrent,
+impl From<Refused> for Refusal {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::RateLimited(l) => Refusal::RateLimiter(l),
+            Refused::Full { max_concurrent } => Refusal::Bulkhead { max_concurrent },
         }
     }
+}
 
+impl Refusal {
     pub(crate) fn by(&self) -> RejectedBy {
         match self {
             Refusal::Breaker(_) => RejectedBy::Breaker,
