@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use steadfast::breaker::BreakerOptions;
 use steadfast::budget::BudgetOptions;
+use steadfast::fallback::{Fallback, On};
+use steadfast::hedge::HedgeOptions;
 use steadfast::chain::{Context, Policy, Registry, Rejection};
 use steadfast::limit::{BulkheadOptions, RateLimitOptions};
 use steadfast::observe::{Event, Observer, RejectedBy};
@@ -90,6 +92,15 @@ fn policies() -> Policies {
                 .unwrap(),
         )
         .unwrap()
+        .with_plan(
+            "m.Hedge",
+            Plan::new(immediate(2))
+                .idempotent(true)
+                .unwrap()
+                .hedge(HedgeOptions::fixed(Duration::from_secs(1)).max_hedged_attempts(1))
+                .unwrap(),
+        )
+        .unwrap()
         .with_plan_chain("m.Chain", Plan::new(immediate(3)), &["refuse"], &registry)
         .unwrap()
 }
@@ -100,6 +111,9 @@ struct Case {
     key: &'static str,
     fails: u32,
     calls: &'static [(u32, End)],
+    /// The value of a fallback on exhaustion, set at the call site (the tower layer and the
+    /// attribute macro have no call site for one).
+    fallback: Option<u32>,
 }
 
 fn cases() -> Vec<Case> {
@@ -108,11 +122,13 @@ fn cases() -> Vec<Case> {
             key: "m.Retry",
             fails: 2,
             calls: &[(3, End::Ok(7))],
+            fallback: None,
         },
         Case {
             key: "m.Retry",
             fails: 9,
             calls: &[(3, End::Failed(3, Stop::Exhausted))],
+            fallback: None,
         },
         Case {
             // Two failures open the breaker within the first call; the second call is
@@ -120,27 +136,52 @@ fn cases() -> Vec<Case> {
             key: "m.Breaker",
             fails: 99,
             calls: &[(2, End::CircuitOpen(2)), (0, End::CircuitOpen(0))],
+            fallback: None,
         },
         Case {
             // A quota of 10 at 5 a retry: two retries.
             key: "m.Budget",
             fails: 99,
             calls: &[(3, End::Failed(3, Stop::BudgetExhausted))],
+            fallback: None,
         },
         Case {
             key: "m.Limited",
             fails: 0,
             calls: &[(1, End::Ok(7)), (0, End::RateLimited)],
+            fallback: None,
         },
         Case {
             key: "m.Bulkhead",
             fails: 1,
             calls: &[(2, End::Ok(7)), (2, End::Ok(7))],
+            fallback: None,
         },
         Case {
             key: "m.Chain",
             fails: 0,
             calls: &[(0, End::Rejected("refused by the chain"))],
+            fallback: None,
+        },
+        Case {
+            // A retryable failure sends the hedge at once; its failure ends the try, and the
+            // second try's first attempt answers.
+            key: "m.Hedge",
+            fails: 2,
+            calls: &[(3, End::Ok(7))],
+            fallback: None,
+        },
+        Case {
+            key: "m.Hedge",
+            fails: 99,
+            calls: &[(4, End::Failed(4, Stop::Exhausted))],
+            fallback: None,
+        },
+        Case {
+            key: "m.Retry",
+            fails: 99,
+            calls: &[(3, End::Ok(0))],
+            fallback: Some(0),
         },
     ]
 }
@@ -188,6 +229,8 @@ impl Recorder {
                 Event::RetryScheduled { attempt, .. } => Some(format!("retry after {attempt}")),
                 Event::Rejected { by, .. } => Some(format!("rejected by {}", by_name(by))),
                 Event::BudgetExhausted { attempt, .. } => Some(format!("budget out at {attempt}")),
+                Event::HedgeLaunched { attempt, .. } => Some(format!("hedge {attempt}")),
+                Event::FallbackUsed => Some("fallback".to_owned()),
                 Event::CallFinished {
                     attempts, ok, stop, ..
                 } => Some(format!("finished {attempts} ok={ok} stop={stop:?}")),
@@ -215,10 +258,11 @@ type Seen = Vec<(Vec<(u32, End)>, Vec<String>)>;
 
 /// Every case through one surface: `one` makes one call of `key` with the operation.
 async fn through(
-    mut one: impl AsyncFnMut(&Executor, &'static str, Op) -> Result<u32, Error<String>>,
+    fallback: bool,
+    mut one: impl AsyncFnMut(&Executor, &Case, Op) -> Result<u32, Error<String>>,
 ) -> Seen {
     let mut seen = Vec::new();
-    for case in cases() {
+    for case in cases().into_iter().filter(|c| fallback || c.fallback.is_none()) {
         let (executor, recorder) = observed();
         let op = Op {
             fails: case.fails,
@@ -226,7 +270,7 @@ async fn through(
         };
         let mut calls = Vec::new();
         for _ in case.calls {
-            let result = one(&executor, case.key, op.clone()).await;
+            let result = one(&executor, &case, op.clone()).await;
             calls.push((op.take(), end(result)));
         }
         seen.push((calls, recorder.take()));
@@ -234,30 +278,36 @@ async fn through(
     seen
 }
 
+fn fallback(value: u32) -> Fallback<On, steadfast::fallback::Value<u32>> {
+    Fallback::on(On::EXHAUSTED).value(value)
+}
+
 async fn through_call() -> Seen {
-    through(async |executor: &Executor, key, op: Op| {
-        executor
-            .call(key, move || std::future::ready(op.attempt()))
-            .run()
-            .await
+    through(true, async |executor: &Executor, case: &Case, op: Op| {
+        let call = executor.call(case.key, move || std::future::ready(op.attempt()));
+        match case.fallback {
+            None => call.run().await,
+            Some(v) => call.fallback(fallback(v)).run().await,
+        }
     })
     .await
 }
 
 async fn through_handle() -> Seen {
-    through(async |executor: &Executor, key, op: Op| {
-        let handle = executor.handle(key).unwrap();
-        handle
-            .call(move || std::future::ready(op.attempt()))
-            .run()
-            .await
+    through(true, async |executor: &Executor, case: &Case, op: Op| {
+        let handle = executor.handle(case.key).unwrap();
+        let call = handle.call(move || std::future::ready(op.attempt()));
+        match case.fallback {
+            None => call.run().await,
+            Some(v) => call.fallback(fallback(v)).run().await,
+        }
     })
     .await
 }
 
 async fn through_tower() -> Seen {
-    through(async |executor: &Executor, key, op: Op| {
-        let layer = RetryLayer::new(executor.handle(key).unwrap());
+    through(false, async |executor: &Executor, case: &Case, op: Op| {
+        let layer = RetryLayer::new(executor.handle(case.key).unwrap());
         let svc = layer.layer(tower::service_fn(move |()| {
             std::future::ready(op.attempt())
         }));
@@ -271,8 +321,12 @@ fn through_blocking() -> Seen {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    runtime.block_on(through(async |executor: &Executor, key, op: Op| {
-        executor.call_blocking(key, || op.attempt()).run()
+    runtime.block_on(through(true, async |executor: &Executor, case: &Case, op: Op| {
+        let call = executor.call_blocking(case.key, || op.attempt());
+        match case.fallback {
+            None => call.run(),
+            Some(v) => call.fallback(fallback(v)).run(),
+        }
     }))
 }
 
@@ -283,9 +337,18 @@ async fn every_strategy_behaves_the_same_on_every_surface() {
         assert_eq!(calls, case.calls, "{}", case.key);
     }
     assert_eq!(through_handle().await, call, "Handle");
-    assert_eq!(through_tower().await, call, "tower");
+    assert_eq!(through_tower().await, without_fallback(&call), "tower");
     let blocking = tokio::task::spawn_blocking(through_blocking).await.unwrap();
     assert_eq!(blocking, call, "blocking");
+}
+
+/// A surface's results for the cases without a call-site fallback.
+fn without_fallback(seen: &Seen) -> Seen {
+    seen.iter()
+        .zip(cases())
+        .filter(|(_, case)| case.fallback.is_none())
+        .map(|(s, _)| s.clone())
+        .collect()
 }
 
 // The attribute macro runs through the process-wide executor, one function per key.
@@ -314,11 +377,12 @@ keyed! {
     m_limited => "m.Limited",
     m_bulkhead => "m.Bulkhead",
     m_chain => "m.Chain",
+    m_hedge => "m.Hedge",
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_attribute_macro_gives_the_same_attempts_and_ends() {
-    for case in cases() {
+    for case in cases().into_iter().filter(|c| c.fallback.is_none()) {
         // A fresh plan per case, so strategies' state starts over like the other surfaces'.
         steadfast::executor().set_policies(policies());
         let op = Op {
@@ -334,6 +398,7 @@ async fn the_attribute_macro_gives_the_same_attempts_and_ends() {
                 "m.Budget" => m_budget().await,
                 "m.Limited" => m_limited().await,
                 "m.Bulkhead" => m_bulkhead().await,
+                "m.Hedge" => m_hedge().await,
                 _ => m_chain().await,
             };
             calls.push((op.take(), end(result)));

@@ -5,6 +5,7 @@
 //! timed out, exactly as if the async engine had cancelled it. Sleeps never cross the deadline.
 
 use super::guards::{Guards, Refusal};
+use super::hedged::TryEnd;
 use super::hooks::{ExhaustedHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};
@@ -65,6 +66,33 @@ where
             Some(Err(open)) => return Err(run.refused(Refusal::Breaker(open))),
         };
         let limit = run.begin_attempt();
+        if let Some(hedge) = guards.hedge {
+            let end = super::hedged::run_try_blocking(
+                &mut run, &mut op, classifier, hedge, &guards, limit, permit,
+            );
+            let last = match end {
+                TryEnd::Settle(last) => last,
+                TryEnd::TotalTimeout => return Err(run.total_timeout()),
+            };
+            match run.settle(last, classifier, on_retry, on_exhausted, &restart, None) {
+                Step::Done(result) => return result,
+                Step::Sleep(delay, last) => {
+                    if R::ASYNC
+                        && let Some(hook) = on_retry.pending()
+                    {
+                        crate::chain::block_on(hook);
+                    }
+                    if !delay.is_zero() {
+                        std::thread::sleep(delay);
+                    }
+                    if let Some(result) = run.woke(on_exhausted, last) {
+                        return result;
+                    }
+                }
+                Step::Again => {}
+            }
+            continue;
+        }
         let result = op();
         let last = match limit {
             Some((at, scope)) if tokio::time::Instant::now() >= at => {

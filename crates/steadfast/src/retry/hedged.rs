@@ -218,6 +218,21 @@ fn settle<T, E, P: Probe>(
         ..
     } = flight;
     drop(fut);
+    settle_attempt(run, attempt, started, permit, spent, result, end, outcome);
+}
+
+/// The accounting of one finished attempt of a try, async or blocking.
+#[allow(clippy::too_many_arguments)]
+fn settle_attempt<T, E, P: Probe>(
+    run: &mut Run<'_, P>,
+    attempt: u32,
+    started: Instant,
+    permit: Option<Permit<'_>>,
+    spent: Option<Spent<'_>>,
+    result: Option<&Result<T, E>>,
+    end: AttemptEnd,
+    outcome: Outcome,
+) {
     if let Some(p) = permit {
         let change = p.record(result.is_some().then_some(&outcome));
         run.breaker_changed(change);
@@ -226,6 +241,95 @@ fn settle<T, E, P: Probe>(
         b.attempt_ended(verdict(result, &outcome), spent);
     }
     run.attempt_ended(attempt, Some(started), end, outcome);
+}
+
+/// One try on the calling thread: two attempts cannot run at once here, so a hedge goes
+/// only when an attempt fails retryably (at once, as in the async try, where a retryable
+/// failure sends the next hedge without waiting for the delay), within the same
+/// `max_hedged_attempts`, budget and breaker. The delay-triggered hedge of a slow attempt
+/// has no blocking form.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_try_blocking<'b, T, E, F, C, P>(
+    run: &mut Run<'b, P>,
+    op: &mut F,
+    classifier: &C,
+    hedge: &Hedge,
+    guards: &Guards<'b>,
+    limit: Option<(Instant, TimeoutScope)>,
+    permit: Option<Permit<'b>>,
+) -> TryEnd<T, E>
+where
+    F: FnMut() -> Result<T, E>,
+    C: Classifier<T, E>,
+    P: Probe,
+{
+    run.settled_elsewhere = true;
+    let primary = run.attempts;
+    let max_hedges = hedge.options().max_hedged_attempts;
+    let (mut attempt, mut ends, mut permit, mut spent) =
+        (run.attempts, limit, permit, run.spent.take());
+    let mut hedges = 0u32;
+    loop {
+        let started = Instant::now();
+        let result = op();
+        let (last, end, outcome) = match ends {
+            Some((at, scope)) if Instant::now() >= at => {
+                if scope == TimeoutScope::Total {
+                    let outcome = run.timeout_outcome();
+                    settle_attempt::<T, E, P>(
+                        run,
+                        attempt,
+                        started,
+                        permit,
+                        spent,
+                        None,
+                        AttemptEnd::TimedOut,
+                        outcome,
+                    );
+                    return TryEnd::TotalTimeout;
+                }
+                (None, AttemptEnd::TimedOut, run.timeout_outcome())
+            }
+            _ => {
+                let outcome = classifier.classify(&result);
+                let end = if result.is_ok() {
+                    AttemptEnd::Ok
+                } else {
+                    AttemptEnd::Err
+                };
+                (Some(result), end, outcome)
+            }
+        };
+        if outcome.is_success() && attempt == primary {
+            hedge.record(started.elapsed());
+        }
+        settle_attempt(
+            run,
+            attempt,
+            started,
+            permit,
+            spent,
+            last.as_ref(),
+            end,
+            outcome,
+        );
+        if !matches!(outcome, Outcome::Retryable { .. }) || hedges >= max_hedges {
+            return TryEnd::Settle(last);
+        }
+        // The next hedge, if the budget and the breaker let it.
+        let Ok(next_spent) = run.spend(false, true) else {
+            return TryEnd::Settle(last);
+        };
+        permit = match guards.breaker.map(|b| run.breaker_permit(b)) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(_)) => return TryEnd::Settle(last),
+        };
+        ends = run.begin_hedge();
+        attempt = run.attempts;
+        spent = next_spent;
+        hedges += 1;
+    }
 }
 
 /// Drops the attempts still in flight, reporting each as cancelled.
