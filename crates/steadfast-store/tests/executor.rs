@@ -1,5 +1,5 @@
 //! The gate as a step of the executor: a policy file's `gate = { ... }` table and
-//! `Executor::run_gated` over a real SQLite file.
+//! `executor.call(..).gate(&target)` over a real SQLite file.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -16,7 +16,7 @@ gate = { base_retries = 1, base_window = "10m", early_window = "5m", max_retries
 "#;
 
 #[tokio::test]
-async fn run_gated_honours_the_files_gate_and_records_each_call() {
+async fn a_gated_call_honours_the_files_gate_and_records_each_call() {
     let dir = tempfile::tempdir().unwrap();
     let doc = PolicyDocument::parse(POLICIES, Format::Toml, "policies.toml").unwrap();
     let explained = doc.explain("orders.Reprocess").unwrap();

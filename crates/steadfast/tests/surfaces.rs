@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use steadfast::breaker::BreakerOptions;
 use steadfast::budget::BudgetOptions;
+use steadfast::chain::{Context, Policy, Registry, Rejection};
 use steadfast::fallback::{Fallback, On};
 use steadfast::hedge::HedgeOptions;
-use steadfast::chain::{Context, Policy, Registry, Rejection};
 use steadfast::limit::{BulkheadOptions, RateLimitOptions};
 use steadfast::observe::{Event, Observer, RejectedBy};
 use steadfast::policy::{Plan, Policies};
@@ -262,7 +262,10 @@ async fn through(
     mut one: impl AsyncFnMut(&Executor, &Case, Op) -> Result<u32, Error<String>>,
 ) -> Seen {
     let mut seen = Vec::new();
-    for case in cases().into_iter().filter(|c| fallback || c.fallback.is_none()) {
+    for case in cases()
+        .into_iter()
+        .filter(|c| fallback || c.fallback.is_none())
+    {
         let (executor, recorder) = observed();
         let op = Op {
             fails: case.fails,
@@ -321,13 +324,16 @@ fn through_blocking() -> Seen {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    runtime.block_on(through(true, async |executor: &Executor, case: &Case, op: Op| {
-        let call = executor.call_blocking(case.key, || op.attempt());
-        match case.fallback {
-            None => call.run(),
-            Some(v) => call.fallback(fallback(v)).run(),
-        }
-    }))
+    runtime.block_on(through(
+        true,
+        async |executor: &Executor, case: &Case, op: Op| {
+            let call = executor.call_blocking(case.key, || op.attempt());
+            match case.fallback {
+                None => call.run(),
+                Some(v) => call.fallback(fallback(v)).run(),
+            }
+        },
+    ))
 }
 
 #[tokio::test(start_paused = true)]

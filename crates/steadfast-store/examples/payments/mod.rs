@@ -1,5 +1,5 @@
 //! The payments service of the `idempotency` example (and its test): an endpoint made
-//! idempotent by `Executor::run_idempotent`, answering as the IETF
+//! idempotent by `executor.call(..).idempotent(&request)`, answering as the IETF
 //! `Idempotency-Key` draft says: the first request runs, a repeat gets the stored response
 //! (200, `Idempotent-Replayed: true`), a repeat while the first still runs gets 409, and the
 //! key reused with another body gets 422. A request without the header gets 400.
