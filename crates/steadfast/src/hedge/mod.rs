@@ -50,6 +50,8 @@
 #[cfg(feature = "serde")]
 mod file;
 
+pub(crate) mod race;
+
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

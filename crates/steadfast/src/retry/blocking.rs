@@ -5,12 +5,13 @@
 //! timed out, exactly as if the async engine had cancelled it. Sleeps never cross the deadline.
 
 use super::guards::{Guards, Refusal};
-use super::hedged::TryEnd;
+use super::hedged::Try;
 use super::hooks::{ExhaustedHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
+use crate::hedge::race::{TryEnd, race_blocking};
 use crate::observe::Probe;
 
 /// Runs `op` under `policy` on this thread, reporting to `probe`; see
@@ -67,9 +68,14 @@ where
         };
         let limit = run.begin_attempt();
         if let Some(hedge) = guards.hedge {
-            let end = super::hedged::run_try_blocking(
-                &mut run, &mut op, classifier, hedge, &guards, limit, permit,
-            );
+            let mut host = Try {
+                run: &mut run,
+                op: &mut op,
+                classifier,
+                guards: &guards,
+            };
+            let first = host.first(limit, permit);
+            let end = race_blocking(&mut host, hedge, first);
             let last = match end {
                 TryEnd::Settle(last) => last,
                 TryEnd::TotalTimeout => return Err(run.total_timeout()),

@@ -5,13 +5,14 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::guards::{Guards, Refusal};
-use super::hedged::{self, TryEnd};
+use super::hedged::Try;
 use super::hooks::{ExhaustedHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};
 use crate::budget::Budget;
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
+use crate::hedge::race::{TryEnd, race};
 use crate::limit::admission::{Admission, Now};
 use crate::observe::Probe;
 
@@ -124,16 +125,16 @@ where
         }
         if let Some(hedge) = e.guards.hedge {
             let guards = e.guards;
-            let end = Box::pin(hedged::run_try(
-                &mut run,
-                &mut e.op,
-                e.classifier,
-                hedge,
-                &guards,
-                limit,
-                permit,
-            ))
-            .await;
+            let mut host = Try {
+                run: &mut run,
+                op: &mut e.op,
+                classifier: e.classifier,
+                guards: &guards,
+            };
+            let first = host.first(limit, permit);
+            // Boxed: off the plain path, the race's flights and timer stay out of every
+            // call's future.
+            let end = Box::pin(race(&mut host, hedge, first)).await;
             step = match end {
                 TryEnd::Settle(last) => run.settle(
                     last,
