@@ -33,12 +33,6 @@ pub(crate) enum Now<'a> {
 }
 
 impl<'a> Admission<'a> {
-    /// Whether there is anything to admit through.
-    #[inline]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.limiter.is_none() && self.bulkhead.is_none()
-    }
-
     /// Admits the call if no wait is needed.
     pub(crate) fn now(&self) -> Now<'a> {
         if let Some(limiter) = self.limiter {

@@ -5,14 +5,14 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::guards::{Guards, Refusal};
-use super::hedged::Try;
+use super::hedged;
 use super::hooks::{ExhaustedHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};
 use crate::budget::Budget;
 use crate::classify::Classifier;
 use crate::error::{Error, TimeoutScope};
-use crate::hedge::race::{TryEnd, race};
+use crate::hedge::race::TryEnd;
 use crate::limit::admission::{Admission, Now};
 use crate::observe::Probe;
 
@@ -51,13 +51,14 @@ where
     P: Probe,
 {
     let needs_clock = R::ACTIVE || X::ACTIVE;
-    let admission = Admission {
-        limiter: e.guards.limiter,
-        bulkhead: e.guards.bulkhead,
-    };
-    let _place = if admission.is_empty() {
+    let _place = if e.guards.bulkhead.is_none() && e.guards.limiter.is_none() {
         None
     } else {
+        // Scoped here, so nothing of admission but the place is kept across later awaits.
+        let admission = Admission {
+            limiter: e.guards.limiter,
+            bulkhead: e.guards.bulkhead,
+        };
         // Admitted at once, or refused, without a wait; a wait (a queue, a rate limiter's
         // delay) runs boxed, so its timers do not grow every call's future.
         let now = match admission.now() {
@@ -125,16 +126,18 @@ where
         }
         if let Some(hedge) = e.guards.hedge {
             let guards = e.guards;
-            let mut host = Try {
-                run: &mut run,
-                op: &mut e.op,
-                classifier: e.classifier,
-                guards: &guards,
-            };
-            let first = host.first(limit, permit);
             // Boxed: off the plain path, the race's flights and timer stay out of every
             // call's future.
-            let end = Box::pin(race(&mut host, hedge, first)).await;
+            let end = Box::pin(hedged::run_try(
+                &mut run,
+                &mut e.op,
+                e.classifier,
+                hedge,
+                &guards,
+                limit,
+                permit,
+            ))
+            .await;
             step = match end {
                 TryEnd::Settle(last) => run.settle(
                     last,

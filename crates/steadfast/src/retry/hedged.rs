@@ -12,7 +12,8 @@ use crate::breaker::Permit;
 use crate::budget::Spent;
 use crate::classify::{Classifier, Outcome};
 use crate::error::TimeoutScope;
-use crate::hedge::race::{AsyncHost, BlockingHost, Host, Launched};
+use crate::hedge::Hedge;
+use crate::hedge::race::{AsyncHost, BlockingHost, Host, Launched, TryEnd, race};
 use crate::observe::{AttemptEnd, Probe};
 
 /// One call's try, as the race's host.
@@ -21,6 +22,34 @@ pub(super) struct Try<'r, 'b, F, C, P> {
     pub(super) op: &'r mut F,
     pub(super) classifier: &'r C,
     pub(super) guards: &'r Guards<'b>,
+}
+
+/// Runs one hedged try of the async engine: its first attempt (already counted by
+/// `begin_attempt`, ending by `limit`, through `permit`), then hedges as the race decides.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_try<'b, T, E, F, Fut, C, P>(
+    run: &mut Run<'b, P>,
+    op: &mut F,
+    classifier: &C,
+    hedge: &Hedge,
+    guards: &Guards<'b>,
+    limit: Option<(Instant, TimeoutScope)>,
+    permit: Option<Permit<'b>>,
+) -> TryEnd<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    C: Classifier<T, E>,
+    P: Probe,
+{
+    let mut host = Try {
+        run,
+        op,
+        classifier,
+        guards,
+    };
+    let first = host.first(limit, permit);
+    race(&mut host, hedge, first).await
 }
 
 /// What an attempt of a try holds until it ends.
