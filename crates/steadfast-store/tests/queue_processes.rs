@@ -1,6 +1,7 @@
 //! The queue across real processes: workers killed with SIGKILL mid-handler, again and again,
 //! lose nothing and dead-letter nothing twice; four worker processes on one PostgreSQL queue
-//! never hold one message at once.
+//! never hold one message at once, and bury each expired last delivery once, racing a late
+//! ack without both winning.
 //!
 //! The test binary re-runs itself as the worker (`queue_worker_entry`, selected by
 //! `STEADFAST_QUEUE_WORKER`). Workers append one line per event to a shared log, each line one
@@ -82,6 +83,8 @@ async fn drained(queue: &Queue<Arc<dyn QueueStore>>, topic: &str) -> bool {
 /// - `drain`: the same, then exits once the topic is empty.
 /// - `exclusive`: succeeds after 1 ms, logging `L id attempt start_us end_us`; exits once the
 ///   topic is empty.
+/// - `idle`: succeeds at once, logging `I id`; exits once the topic is empty (its leases
+///   bury the topic's expired last deliveries).
 #[test]
 fn queue_worker_entry() {
     let Ok(mode) = std::env::var(WORKER) else {
@@ -98,10 +101,15 @@ fn queue_worker_entry() {
         let log = Arc::new(log);
         let line = move |text: String| (&*log).write_all(text.as_bytes()).unwrap();
         let exclusive = mode == "exclusive";
+        let idle = mode == "idle";
         let handler = move |lease: steadfast_store::queue::Lease| {
             let line = line.clone();
             async move {
                 let (id, attempt) = (lease.id, lease.attempt);
+                if idle {
+                    line(format!("I {id}\n"));
+                    return Ok(());
+                }
                 if exclusive {
                     let start = micros_now();
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -321,4 +329,66 @@ async fn four_worker_processes_on_postgres_never_hold_one_message_at_once() {
     }
     // Leases of 30 s never expire here: each message is handled exactly once.
     assert_eq!(twice, 0);
+}
+
+/// Four worker processes on PostgreSQL find the same 500 expired last deliveries at once
+/// while this process acks the even ones late: every message ends exactly once, acked or
+/// dead-lettered, never both and never dead-lettered twice.
+#[tokio::test]
+async fn expired_last_deliveries_are_dead_lettered_once_across_four_processes() {
+    let Some(url) = postgres_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("idle.log");
+    let once = Retry::immediate().max_attempts(1).build().unwrap();
+    let policies = Policies::new(once.clone())
+        .with_plan("*", Plan::new(once))
+        .unwrap();
+    let queue = Queue::new(open(&url).await).with_policies(policies);
+    let topic = topic("Expired");
+    let messages = 500u64;
+    let batch = (0..messages).map(|n| (n.to_string(), EnqueueOptions::new()));
+    queue.enqueue_many(&topic, batch).await.unwrap();
+    // Every message's one delivery, leased here and never answered in time.
+    let leases = queue
+        .lease(&topic, messages as u32, Duration::from_millis(1_500))
+        .await
+        .unwrap();
+    assert_eq!(leases.len() as u64, messages);
+    let vars = [
+        (WORKER, "idle".to_owned()),
+        ("STEADFAST_DB", url.clone()),
+        ("STEADFAST_TOPIC", topic.clone()),
+        ("STEADFAST_LOG", log_path.display().to_string()),
+    ];
+    let children: Vec<_> = (0..4).map(|_| worker(&vars).spawn().unwrap()).collect();
+    let expiry = leases.iter().map(|l| l.until).max().unwrap();
+    if let Ok(wait) = expiry.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
+    // The late acks race the workers' burying.
+    let mut acked = HashSet::new();
+    for lease in leases
+        .iter()
+        .filter(|l| l.payload.last().is_some_and(|d| d % 2 == 0))
+    {
+        if queue.ack(lease).await.is_ok() {
+            acked.insert(lease.id);
+        }
+    }
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let dead = queue
+        .dead_letters(&DeadLetterFilter::all().topic(topic.clone()))
+        .await
+        .unwrap();
+    let buried: HashSet<i64> = dead.iter().map(|d| d.message_id).collect();
+    assert_eq!(buried.len(), dead.len(), "a message dead-lettered twice");
+    assert!(
+        acked.is_disjoint(&buried),
+        "a message both acked and dead-lettered"
+    );
+    assert_eq!(acked.len() + buried.len(), messages as usize);
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert_eq!(log, "", "no delivery was left to hand a worker");
 }

@@ -32,11 +32,14 @@ pub(crate) struct QueueStatements {
     pub(crate) insert: String,
     pub(crate) find_dedupe: String,
     pub(crate) bury_expired: String,
-    pub(crate) delete_expired: String,
+    /// The second statement of burying expired leases (`None`: `bury_expired` deletes).
+    pub(crate) delete_expired: Option<String>,
     pub(crate) lease: String,
     pub(crate) extend: String,
     pub(crate) retry_later: String,
     pub(crate) bury: String,
+    /// Whether `bury` deletes the row itself (else `delete` follows it).
+    pub(crate) bury_deletes: bool,
     pub(crate) delete: String,
     pub(crate) dead_letters: String,
     pub(crate) redrive: String,
@@ -90,15 +93,34 @@ impl QueueStatements {
                        ON CONFLICT (topic, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
                        RETURNING id"),
             find_dedupe: p("SELECT id FROM queue_messages WHERE topic = $1 AND dedupe_key = $2"),
-            bury_expired: p(&format!(
-                "INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts,
-                                           enqueued_at_ms, died_at_ms, reason, history)
-                 SELECT id, topic, dedupe_key, payload, attempts, enqueued_at_ms, $2,
-                        attempts || ' attempts failed; last: lease expired', {}
-                 FROM queue_messages WHERE {exhausted}",
-                append(&expired)
-            )),
-            delete_expired: p(&format!("DELETE FROM queue_messages WHERE {exhausted}")),
+            // PostgreSQL buries in one statement that deletes first: the DELETE takes each
+            // row's lock, so of several workers that find the same expired leases at once,
+            // one buries each message and the others find it gone (read committed re-checks
+            // a row it waited for). SQLite runs the pair inside BEGIN IMMEDIATE, one writer.
+            bury_expired: if pg {
+                p(&format!(
+                    "WITH gone AS (DELETE FROM queue_messages WHERE {exhausted}
+                                   RETURNING id, topic, dedupe_key, payload, attempts,
+                                             enqueued_at_ms, visible_at_ms, history)
+                     INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts,
+                                               enqueued_at_ms, died_at_ms, reason, history)
+                     SELECT id, topic, dedupe_key, payload, attempts, enqueued_at_ms, $2,
+                            attempts || ' attempts failed; last: lease expired', {}
+                     FROM gone",
+                    append(&expired)
+                ))
+            } else {
+                p(&format!(
+                    "INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts,
+                                               enqueued_at_ms, died_at_ms, reason, history)
+                     SELECT id, topic, dedupe_key, payload, attempts, enqueued_at_ms, $2,
+                            attempts || ' attempts failed; last: lease expired', {}
+                     FROM queue_messages WHERE {exhausted}",
+                    append(&expired)
+                ))
+            },
+            delete_expired: (!pg)
+                .then(|| p(&format!("DELETE FROM queue_messages WHERE {exhausted}"))),
             lease: p(&format!(
                 "UPDATE queue_messages
                  SET attempts = attempts + 1, leased = TRUE, visible_at_ms = $3,
@@ -116,14 +138,33 @@ impl QueueStatements {
                  WHERE id = $1 AND attempts = $2 AND leased",
                 append(&param_json(4))
             )),
-            bury: p(&format!(
-                "INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts,
-                                           enqueued_at_ms, died_at_ms, reason, history)
-                 SELECT id, topic, dedupe_key, payload, attempts, enqueued_at_ms, $3, $4, {}
-                 FROM queue_messages WHERE id = $1 AND attempts = $2 AND leased
-                 RETURNING id",
-                append(&param_json(5))
-            )),
+            // As `bury_expired`: on PostgreSQL the row is deleted by the statement that
+            // writes its dead letter, so a late ack of the same lease and the dead letter
+            // cannot both succeed.
+            bury: if pg {
+                p(&format!(
+                    "WITH gone AS (DELETE FROM queue_messages
+                                   WHERE id = $1 AND attempts = $2 AND leased
+                                   RETURNING id, topic, dedupe_key, payload, attempts,
+                                             enqueued_at_ms, history)
+                     INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts,
+                                               enqueued_at_ms, died_at_ms, reason, history)
+                     SELECT id, topic, dedupe_key, payload, attempts, enqueued_at_ms, $3, $4, {}
+                     FROM gone
+                     RETURNING id",
+                    append(&param_json(5))
+                ))
+            } else {
+                p(&format!(
+                    "INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts,
+                                               enqueued_at_ms, died_at_ms, reason, history)
+                     SELECT id, topic, dedupe_key, payload, attempts, enqueued_at_ms, $3, $4, {}
+                     FROM queue_messages WHERE id = $1 AND attempts = $2 AND leased
+                     RETURNING id",
+                    append(&param_json(5))
+                ))
+            },
+            bury_deletes: pg,
             delete: p("DELETE FROM queue_messages WHERE id = $1"),
             dead_letters: p(&format!(
                 "SELECT id, message_id, topic, dedupe_key, payload, attempts, enqueued_at_ms,
@@ -324,11 +365,13 @@ macro_rules! sql_queue_store {
                         .bind(now_ms)
                         .execute(&mut *tx)
                         .await?;
-                    sqlx::query(sqlx::AssertSqlSafe(&*q.delete_expired))
-                        .bind(topic)
-                        .bind(now_ms)
-                        .execute(&mut *tx)
-                        .await?;
+                    if let Some(delete) = &q.delete_expired {
+                        sqlx::query(sqlx::AssertSqlSafe(&**delete))
+                            .bind(topic)
+                            .bind(now_ms)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     let rows: Vec<(i64, String, Option<String>, Vec<u8>, i64, i64, i64)> =
                         sqlx::query_as(sqlx::AssertSqlSafe(&*q.lease))
                             .bind(topic)
@@ -447,7 +490,7 @@ macro_rules! sql_queue_store {
                         .bind(entry)
                         .fetch_optional(&mut *tx)
                         .await?;
-                    if dead.is_some() {
+                    if dead.is_some() && !q.bury_deletes {
                         sqlx::query(sqlx::AssertSqlSafe(&*q.delete))
                             .bind(id)
                             .execute(&mut *tx)

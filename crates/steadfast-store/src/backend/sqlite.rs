@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "idempotency",
         include_str!("../../migrations/sqlite/0003_idempotency.sql"),
     ),
+    (
+        4,
+        "one_dead_letter",
+        include_str!("../../migrations/sqlite/0004_one_dead_letter.sql"),
+    ),
 ];
 
 /// How hard SQLite works to keep a commit through a power cut (its `synchronous` pragma, in

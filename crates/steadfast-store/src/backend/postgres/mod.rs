@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "idempotency",
         include_str!("../../../migrations/postgres/0003_idempotency.sql"),
     ),
+    (
+        4,
+        "one_dead_letter",
+        include_str!("../../../migrations/postgres/0004_one_dead_letter.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold (any fixed number; `steadfast` in ASCII).
