@@ -161,3 +161,45 @@ pub(crate) fn postgres() -> Vec<Runner> {
         None,
     )]
 }
+
+/// `check` of one target that has a record, by one caller: the question a scheduler asks
+/// before it tries; a call is one check.
+fn check_runner(name: &'static str, rt: Runtime, gate: RetryGate, db: Option<TempDb>) -> Runner {
+    let target = Target::new("bench", "checked");
+    rt.block_on(async {
+        let permit = gate.acquire(&target).await.expect("granted");
+        permit.failed("503").await.expect("recorded");
+    });
+    Runner {
+        name,
+        run: Box::new(move |_shared: &Runtime, iters: u64| {
+            let _db = &db;
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let d = gate.check(&target).await.expect("a decision");
+                    std::hint::black_box(d);
+                }
+                start.elapsed()
+            })
+        }),
+    }
+}
+
+/// `check` on a SQLite file.
+pub(crate) fn check_sqlite() -> Vec<Runner> {
+    let rt = io_runtime();
+    let db = TempDb::new();
+    let store = rt
+        .block_on(SqliteStore::open(&db.0))
+        .expect("a SQLite file");
+    vec![check_runner("steadfast-sqlite", rt, gate(store), Some(db))]
+}
+
+/// `check` on PostgreSQL; none without a URL.
+pub(crate) fn check_postgres() -> Vec<Runner> {
+    let Some((rt, store)) = postgres_store("gate-check-postgres") else {
+        return Vec::new();
+    };
+    vec![check_runner("steadfast-postgres", rt, gate(store), None)]
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 /// The scenarios of the comparison.
-pub const SCENARIOS: [Scenario; 12] = [
+pub const SCENARIOS: [Scenario; 16] = [
     Scenario::FirstTrySuccess,
     Scenario::TwoFailuresThenSuccess,
     Scenario::BackoffSchedule,
@@ -26,6 +26,10 @@ pub const SCENARIOS: [Scenario; 12] = [
     Scenario::GatePostgres,
     Scenario::QueueSqlite,
     Scenario::QueuePostgres,
+    Scenario::GateCheckSqlite,
+    Scenario::GateCheckPostgres,
+    Scenario::LeaseBacklogSqlite,
+    Scenario::LeaseBacklogPostgres,
 ];
 
 /// What is measured.
@@ -57,6 +61,15 @@ pub enum Scenario {
     QueueSqlite,
     /// The same on PostgreSQL (needs `STEADFAST_TEST_POSTGRES_URL`).
     QueuePostgres,
+    /// The gate's `check` of one target with a record, one caller, on a SQLite file.
+    GateCheckSqlite,
+    /// The same on PostgreSQL.
+    GateCheckPostgres,
+    /// enqueue → lease 1 → ack on a SQLite file, on an empty topic and on one holding
+    /// 100 000 ready messages.
+    LeaseBacklogSqlite,
+    /// The same on PostgreSQL.
+    LeaseBacklogPostgres,
 }
 
 impl Scenario {
@@ -75,6 +88,10 @@ impl Scenario {
             Scenario::GatePostgres => "gate-postgres",
             Scenario::QueueSqlite => "queue-sqlite",
             Scenario::QueuePostgres => "queue-postgres",
+            Scenario::GateCheckSqlite => "gate-check-sqlite",
+            Scenario::GateCheckPostgres => "gate-check-postgres",
+            Scenario::LeaseBacklogSqlite => "lease-backlog-sqlite",
+            Scenario::LeaseBacklogPostgres => "lease-backlog-postgres",
         }
     }
 
@@ -89,6 +106,8 @@ impl Scenario {
             Scenario::Pipeline5 => 20_000,
             Scenario::GateSqlite | Scenario::GatePostgres => 20_000,
             Scenario::QueueSqlite | Scenario::QueuePostgres => 20_000,
+            Scenario::GateCheckSqlite | Scenario::GateCheckPostgres => 20_000,
+            Scenario::LeaseBacklogSqlite | Scenario::LeaseBacklogPostgres => 2_000,
         }
     }
 
@@ -220,6 +239,10 @@ pub fn runners(rt: &Runtime, scenario: Scenario) -> Vec<Runner> {
         Scenario::GatePostgres => gate::postgres(),
         Scenario::QueueSqlite => queue::sqlite(),
         Scenario::QueuePostgres => queue::postgres(),
+        Scenario::GateCheckSqlite => gate::check_sqlite(),
+        Scenario::GateCheckPostgres => gate::check_postgres(),
+        Scenario::LeaseBacklogSqlite => queue::backlog_sqlite(),
+        Scenario::LeaseBacklogPostgres => queue::backlog_postgres(),
         _ => call_runners(scenario),
     }
 }

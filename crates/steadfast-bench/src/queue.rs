@@ -118,3 +118,107 @@ pub(crate) fn postgres() -> Vec<Runner> {
         None,
     )]
 }
+
+/// Ready messages behind the backlog runner's topic.
+const BACKLOG: u64 = 100_000;
+
+/// enqueue 1 → lease 1 → ack, one message at a time, on a topic holding `backlog` ready
+/// messages besides (kept at that size: each call enqueues one and acks one).
+fn lease_runner<S: QueueStore + Clone>(
+    name: &'static str,
+    rt: Runtime,
+    queue: Queue<S>,
+    topic: &'static str,
+    backlog: u64,
+    db: Option<TempDb>,
+) -> Runner {
+    rt.block_on(async {
+        let mut left = backlog;
+        while left > 0 {
+            let n = left.min(1_000);
+            let batch = (0..n).map(|i| (i.to_le_bytes().to_vec(), EnqueueOptions::new()));
+            queue.enqueue_many(topic, batch).await.expect("enqueued");
+            left -= n;
+        }
+    });
+    let lease = Duration::from_secs(60);
+    Runner {
+        name,
+        run: Box::new(move |_shared: &Runtime, iters: u64| {
+            let _db = &db;
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    queue
+                        .enqueue(topic, i.to_le_bytes().to_vec(), EnqueueOptions::new())
+                        .await
+                        .expect("enqueued");
+                    let l = queue.lease(topic, 1, lease).await.expect("leased");
+                    queue.ack(&l[0]).await.expect("acked");
+                }
+                start.elapsed()
+            })
+        }),
+    }
+}
+
+/// Clears `topics` from a PostgreSQL queue table and vacuums it.
+fn emptied(rt: &Runtime, store: &steadfast_store::PostgresStore, topics: &[&str]) {
+    rt.block_on(async {
+        for topic in topics {
+            sqlx::query("DELETE FROM queue_messages WHERE topic = $1")
+                .bind(*topic)
+                .execute(store.pool())
+                .await?;
+        }
+        sqlx::query("VACUUM ANALYZE queue_messages")
+            .execute(store.pool())
+            .await
+    })
+    .expect("an empty, vacuumed queue table");
+}
+
+/// Lease + ack on a SQLite file with no other message, and on another holding 100 000
+/// ready ones.
+pub(crate) fn backlog_sqlite() -> Vec<Runner> {
+    [
+        ("steadfast-sqlite-empty", "bench.Empty", 0),
+        ("steadfast-sqlite-100k-ready", "bench.Backlog", BACKLOG),
+    ]
+    .into_iter()
+    .map(|(name, topic, backlog)| {
+        let rt = io_runtime();
+        let db = TempDb::new();
+        let store = rt
+            .block_on(SqliteStore::open(&db.0))
+            .expect("a SQLite file");
+        lease_runner(name, rt, Queue::new(store), topic, backlog, Some(db))
+    })
+    .collect()
+}
+
+/// The same on PostgreSQL; none without a URL.
+pub(crate) fn backlog_postgres() -> Vec<Runner> {
+    let topics = [
+        ("steadfast-postgres-empty", "bench.Empty", 0),
+        ("steadfast-postgres-100k-ready", "bench.Backlog", BACKLOG),
+    ];
+    let mut runners = Vec::new();
+    for (name, topic, backlog) in topics {
+        let Some((rt, store)) = postgres_store("lease-backlog-postgres") else {
+            return Vec::new();
+        };
+        if runners.is_empty() {
+            emptied(&rt, &store, &["bench.Empty", "bench.Backlog"]);
+        }
+        runners.push(lease_runner(
+            name,
+            rt,
+            Queue::new(store),
+            topic,
+            backlog,
+            None,
+        ));
+    }
+    runners
+}

@@ -1,5 +1,6 @@
 //! `steadfast gate`: the durable retry gate's records in a SQLite file or PostgreSQL.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -7,6 +8,7 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use serde_json::json;
 use steadfast::gate::{Decision, GateOptions, Target};
+use steadfast::policy::PolicyDocument;
 use steadfast_store::{
     Filter, GateRecord, GateStore, PostgresStore, RetryGate, SqliteStore, StoreError,
 };
@@ -33,11 +35,20 @@ pub(crate) enum Action {
         target_id: String,
     },
     /// Clear a target's counters, window and early-retry flag (it may be attempted at once)
+    ///
+    /// The record keeps the options it is judged by, or takes those of --key's gate in
+    /// --policy.
     Reset {
         /// The target's type.
         target_type: String,
         /// The target's id.
         target_id: String,
+        /// A policy file whose --key's gate options the record takes.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        policy: Option<PathBuf>,
+        /// The key in --policy, e.g. payments.Charge.
+        #[arg(long, value_name = "KEY", requires = "policy")]
+        key: Option<String>,
     },
     /// Ask for the target's one early retry: granted once its window is old enough
     RetryNow {
@@ -60,7 +71,7 @@ async fn open(db: &str) -> Result<Arc<dyn GateStore>, StoreError> {
 pub(crate) fn run(db: &str, action: Action, format: Output) -> anyhow::Result<ExitCode> {
     crate::runtime()?.block_on(async {
         let store = open(db).await.with_context(|| format!("opening {db}"))?;
-        // Records are judged by the options they keep; these apply only to a reset.
+        // Records are judged by the options they keep; these are never written.
         let gate = RetryGate::new(store, GateOptions::default())?;
         let now = SystemTime::now();
         match action {
@@ -99,9 +110,20 @@ pub(crate) fn run(db: &str, action: Action, format: Output) -> anyhow::Result<Ex
             Action::Reset {
                 target_type,
                 target_id,
+                policy,
+                key,
             } => {
                 let target = Target::new(target_type, target_id);
-                let existed = gate.reset(&target).await?;
+                let existed = match (policy, key) {
+                    (Some(file), Some(key)) => match gate_options(&file, &key) {
+                        Ok(options) => gate.reset_with(&target, &options).await?,
+                        Err(message) => {
+                            eprintln!("{message}");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    },
+                    _ => gate.reset(&target).await?,
+                };
                 let message = if existed {
                     format!("{target}: reset; the next attempt is a first attempt")
                 } else {
@@ -124,6 +146,11 @@ pub(crate) fn run(db: &str, action: Action, format: Output) -> anyhow::Result<Ex
                 target_id,
             } => {
                 let target = Target::new(target_type, target_id);
+                // With no record there is no window to cut short: say so, as show does.
+                if gate.get(&target).await?.is_none() {
+                    eprintln!("steadfast: no record for {target} in {db}");
+                    return Ok(ExitCode::from(1));
+                }
                 let decision = gate.request_early(&target).await?;
                 emit(&match format {
                     Output::Json => serde_json::to_string_pretty(&decision_json(&decision))? + "\n",
@@ -137,6 +164,21 @@ pub(crate) fn run(db: &str, action: Action, format: Output) -> anyhow::Result<Ex
             }
         }
     })
+}
+
+/// The gate options `key` resolves to in the policy file `file`; the error says why not.
+fn gate_options(file: &Path, key: &str) -> Result<GateOptions, String> {
+    let doc = PolicyDocument::load(file).map_err(|e| e.to_string())?;
+    let explained = doc
+        .explain(key)
+        .map_err(|e| format!("steadfast: {key:?}: {e}"))?;
+    match explained.gate() {
+        Some((options, _)) => Ok(options.clone()),
+        None => Err(format!(
+            "steadfast: {key:?} has no gate in {}",
+            file.display()
+        )),
+    }
 }
 
 fn time(t: Option<SystemTime>) -> serde_json::Value {

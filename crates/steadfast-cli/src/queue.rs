@@ -1,13 +1,14 @@
 //! `steadfast dlq` and `steadfast queue`: the retry queue's dead letters and counts in a
 //! SQLite file or PostgreSQL.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use serde_json::json;
-use steadfast::policy::parse_duration;
+use steadfast::policy::{PolicyDocument, parse_duration};
 use steadfast_store::queue::{DeadLetter, DeadLetterFilter, Queue, QueueStore};
 use steadfast_store::{PostgresStore, SqliteStore, StoreError};
 
@@ -51,6 +52,10 @@ pub(crate) enum DlqAction {
         /// Every dead letter (without an id or a filter, nothing is chosen).
         #[arg(long, conflicts_with = "id")]
         all: bool,
+        /// The policy file whose plan for each topic gives its deliveries (without one, a
+        /// message is allowed the deliveries it had before).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
     },
     /// Delete dead letters for good
     ///
@@ -123,6 +128,10 @@ pub(crate) fn dlq(db: &str, action: DlqAction, format: Output) -> anyhow::Result
         let queue = open(db).await.with_context(|| format!("opening {db}"))?;
         let now = SystemTime::now();
         let redrive = matches!(action, DlqAction::Redrive { .. });
+        let policy = match &action {
+            DlqAction::Redrive { policy, .. } => policy.clone(),
+            _ => None,
+        };
         match action {
             DlqAction::List { pick, limit } => {
                 let dead = queue.dead_letters(&pick.filter(now).limit(limit)).await?;
@@ -146,7 +155,13 @@ pub(crate) fn dlq(db: &str, action: DlqAction, format: Output) -> anyhow::Result
                 });
                 Ok(ExitCode::SUCCESS)
             }
-            DlqAction::Redrive { id, pick, all } | DlqAction::Purge { id, pick, all } => {
+            DlqAction::Redrive {
+                id,
+                pick,
+                all,
+                policy: _,
+            }
+            | DlqAction::Purge { id, pick, all } => {
                 let verb = if redrive { "redriven" } else { "purged" };
                 let Some(filter) = chosen(id, &pick, all, now) else {
                     eprintln!(
@@ -155,8 +170,17 @@ pub(crate) fn dlq(db: &str, action: DlqAction, format: Output) -> anyhow::Result
                     );
                     return Ok(ExitCode::from(2));
                 };
-                let n = if redrive {
-                    queue.redrive(&filter).await?
+                let n = if let Some(file) = policy {
+                    let policies = match load_policies(&file) {
+                        Ok(p) => p,
+                        Err(message) => {
+                            eprintln!("{message}");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    };
+                    queue.with_policies(policies).redrive(&filter).await?
+                } else if redrive {
+                    queue.redrive_with(&filter, |d| d.max_attempts).await?
                 } else {
                     queue.purge(&filter).await?
                 };
@@ -311,4 +335,12 @@ fn show_text(d: &DeadLetter) -> String {
         payload_text(&d.payload)
     );
     out
+}
+
+/// The policies of `file`, as an application compiles them (built-in strategies only); the
+/// error is the file's diagnostics.
+fn load_policies(file: &Path) -> Result<steadfast::policy::Policies, String> {
+    let doc = PolicyDocument::load(file).map_err(|e| e.to_string())?;
+    doc.compile(&steadfast::chain::Registry::default())
+        .map_err(|e| e.to_string())
 }

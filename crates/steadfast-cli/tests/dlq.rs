@@ -164,3 +164,56 @@ fn a_missing_service_fails_in_ci_and_says_skipped_elsewhere() {
         "{stderr}"
     );
 }
+
+/// A dead letter of a topic allowed 7 deliveries, redriven by the CLI: without a policy file
+/// the message gets its 7 again (not the library's default 3); with one, its topic's plan.
+#[tokio::test]
+async fn redrive_gives_a_message_its_topics_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steadfast.db");
+    let db = path.to_str().unwrap();
+    let store: Arc<dyn QueueStore> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let retry = Retry::immediate().max_attempts(7).build().unwrap();
+    let policies = Policies::new(retry.clone())
+        .with_plan("*", Plan::new(retry))
+        .unwrap();
+    let queue = Queue::new(store).with_policies(policies);
+    let topic = topic();
+    let lease = Duration::from_secs(30);
+    let bury = |queue: Queue<Arc<dyn QueueStore>>, topic: String| async move {
+        queue
+            .enqueue(&topic, b"x".to_vec(), EnqueueOptions::new())
+            .await
+            .unwrap();
+        let l = queue.lease(&topic, 1, lease).await.unwrap().remove(0);
+        assert!(matches!(
+            queue.nack(&l, "550", false).await.unwrap(),
+            Nacked::DeadLettered { .. }
+        ));
+    };
+    bury(queue.clone(), topic.clone()).await;
+    let out = steadfast(&["dlq", "--db", db, "redrive", "--topic", &topic]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let l = queue.lease(&topic, 1, lease).await.unwrap().remove(0);
+    assert_eq!(l.max_attempts, 7, "redriven without a policy file");
+
+    assert!(matches!(
+        queue.nack(&l, "550", false).await.unwrap(),
+        Nacked::DeadLettered { .. }
+    ));
+    let file = dir.path().join("policy.toml");
+    std::fs::write(&file, "[defaults]\nretry = { max_attempts = 4 }\n").unwrap();
+    let out = steadfast(&[
+        "dlq",
+        "--db",
+        db,
+        "redrive",
+        "--topic",
+        &topic,
+        "--policy",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let l = queue.lease(&topic, 1, lease).await.unwrap().remove(0);
+    assert_eq!(l.max_attempts, 4, "redriven with --policy");
+}

@@ -113,3 +113,71 @@ async fn gate_commands_read_and_steer_postgres() {
     seed(PostgresStore::connect(&url).await.unwrap(), &kind).await;
     exercise(&url, &kind);
 }
+
+/// `gate reset` keeps the options a record is judged by (an application's 3 retries stay 3,
+/// not the library's 5); `--policy FILE --key KEY` gives it that key's; `retry-now` on a
+/// target with no record exits 1 as `show` and `reset` do.
+#[tokio::test]
+async fn reset_keeps_the_records_options_and_retry_now_needs_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steadfast.db");
+    let db = path.to_str().unwrap();
+    let app = GateOptions::default()
+        .base_retries(1)
+        .base_window(Duration::from_secs(600))
+        .early_window(Duration::from_secs(300))
+        .max_retries(3);
+    let gate = RetryGate::new(SqliteStore::open(&path).await.unwrap(), app.clone()).unwrap();
+    let order = Target::new("order", "1");
+    for _ in 0..2 {
+        gate.acquire(&order)
+            .await
+            .unwrap()
+            .failed("503")
+            .await
+            .unwrap();
+    }
+    let out = steadfast(&["gate", "--db", db, "reset", "order", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(gate.get(&order).await.unwrap().unwrap().policy, app);
+
+    let file = dir.path().join("policy.toml");
+    std::fs::write(
+        &file,
+        "[policies.\"orders.*\"]\ngate = { base_retries = 1, max_retries = 9 }\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let out = steadfast(&[
+        "gate",
+        "--db",
+        db,
+        "reset",
+        "order",
+        "1",
+        "--policy",
+        file,
+        "--key",
+        "orders.Ship",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let policy = gate.get(&order).await.unwrap().unwrap().policy;
+    assert_eq!((policy.base_retries, policy.max_retries), (1, 9));
+    let out = steadfast(&[
+        "gate",
+        "--db",
+        db,
+        "reset",
+        "order",
+        "1",
+        "--policy",
+        file,
+        "--key",
+        "other.Thing",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a key with no gate: {out:?}");
+
+    let out = steadfast(&["gate", "--db", db, "retry-now", "order", "nope"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record for"));
+}

@@ -35,6 +35,8 @@ pub enum StoreError {
     Redis(redis::RedisError),
     /// A stored value could not be read back (a dead letter's history that is not JSON).
     Unreadable(String),
+    /// Options given to a store call are not valid (each problem names its field).
+    Invalid(steadfast::ConfigError),
     /// The store answered other than asked (fewer rows than written, a reply of an unknown
     /// kind), or a key kept changing under a claim.
     Unexpected(String),
@@ -72,6 +74,7 @@ impl fmt::Display for StoreError {
             #[cfg(feature = "redis")]
             StoreError::Redis(e) => write!(f, "redis: {e}"),
             StoreError::Unreadable(message) => write!(f, "a stored value is unreadable: {message}"),
+            StoreError::Invalid(e) => write!(f, "invalid options: {e}"),
             StoreError::Unexpected(message) => {
                 write!(f, "the store answered unexpectedly: {message}")
             }

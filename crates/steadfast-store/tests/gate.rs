@@ -325,12 +325,106 @@ async fn a_record_keeps_the_options_it_was_created_with_until_reset() {
             Reason::Exhausted,
             "{store}"
         );
+        // A reset clears the counters and keeps the snapshot; `reset_with` adopts new options.
         loose.reset(&target).await.unwrap();
+        assert_eq!(
+            loose.check(&target).await.unwrap().retries_left,
+            1,
+            "{store}"
+        );
+        loose.reset_with(&target, loose.options()).await.unwrap();
         assert_eq!(
             loose.check(&target).await.unwrap().retries_left,
             9,
             "{store}"
         );
+    }
+}
+
+/// The executor acquires with a plan's gate options; a success (like a reset) must leave the
+/// record judged by them, not by the options the `RetryGate` was built with.
+#[tokio::test]
+async fn a_success_keeps_the_plans_gate_options_and_a_reset_keeps_the_records() {
+    use steadfast::gate::GateBackend;
+    for s in subjects().await {
+        let store = s.name;
+        let clock = ManualClock::at(start());
+        let gate = gate(&s.store, GateOptions::default(), &clock);
+        let plan = GateOptions::default()
+            .base_retries(1)
+            .base_window(Duration::from_secs(600))
+            .early_window(Duration::from_secs(300))
+            .max_retries(3);
+        let target = Target::new(unique("plan"), "1");
+        let first = gate.acquire_attempt(&target, &plan).await.unwrap();
+        first.failure("503".to_owned()).await;
+        let retry = gate.acquire_attempt(&target, &plan).await.unwrap();
+        retry.success().await;
+        let record = gate.get(&target).await.unwrap().unwrap();
+        assert_eq!(record.policy, plan, "{store}: after a success");
+        assert_eq!(record.attempts, 0, "{store}");
+
+        gate.acquire_attempt(&target, &plan)
+            .await
+            .unwrap()
+            .failure("503".to_owned())
+            .await;
+        assert!(gate.reset(&target).await.unwrap(), "{store}");
+        let record = gate.get(&target).await.unwrap().unwrap();
+        assert_eq!(record.policy, plan, "{store}: after a reset");
+        assert_eq!(record.attempts, 0, "{store}");
+    }
+}
+
+/// A permit's decision counts the attempt it grants: at retry 3 of 3, none is left.
+#[tokio::test]
+async fn a_permits_retries_left_excludes_the_retry_it_grants() {
+    for s in subjects().await {
+        let store = s.name;
+        let clock = ManualClock::at(start());
+        let options = GateOptions::default().base_retries(5).max_retries(3);
+        let gate = gate(&s.store, options, &clock);
+        let target = Target::new(unique("left"), "1");
+        let mut left = Vec::new();
+        for _ in 0..4 {
+            let permit = gate.acquire(&target).await.unwrap();
+            left.push(permit.decision().retries_left);
+            permit.failed("x").await.unwrap();
+        }
+        assert_eq!(left, [3, 2, 1, 0], "{store}");
+        let d = denied(gate.acquire(&target).await, store, 0);
+        assert_eq!(
+            (d.reason, d.retries_left),
+            (Reason::Exhausted, 0),
+            "{store}"
+        );
+    }
+}
+
+/// Without spacing, a last attempt stamped after the reader's clock (another writer's clock
+/// runs ahead) is no reason to cool down.
+#[tokio::test]
+async fn a_writer_with_a_clock_ahead_causes_no_cool_down_without_spacing() {
+    for s in subjects().await {
+        let store = s.name;
+        let behind = ManualClock::at(start());
+        let ahead = ManualClock::at(start() + Duration::from_millis(40));
+        let options = GateOptions::default().base_retries(3);
+        let writer = gate(&s.store, options.clone(), &ahead);
+        let reader = gate(&s.store, options, &behind);
+        let target = Target::new(unique("skew"), "1");
+        writer
+            .acquire(&target)
+            .await
+            .unwrap()
+            .failed("x")
+            .await
+            .unwrap();
+        let d = reader.check(&target).await.unwrap();
+        assert_eq!(d.reason, Reason::WithinQuota, "{store}: {d:?}");
+        let permit = reader.acquire(&target).await.unwrap();
+        assert_eq!(permit.decision().reason, Reason::WithinQuota, "{store}");
+        permit.failed("x").await.unwrap();
     }
 }
 

@@ -675,14 +675,33 @@ fn classify() -> impl Strategy<Value = ClassifyOptions> {
 }
 
 fn gate() -> impl Strategy<Value = GateOptions> {
-    (0u32..10, 1u64..7200, 0u32..100, 0u32..100).prop_map(|(base, window, early, max)| {
-        let mut o = GateOptions::default();
-        o.base_retries = base;
-        o.base_window = Duration::from_secs(window);
-        o.early_window = Duration::from_secs(window) * early / 100;
-        o.max_retries = max;
-        o
-    })
+    (
+        1u32..10,
+        1u64..7200,
+        0u32..100,
+        0u32..100,
+        proptest::option::of((0..6u8, 1u64..3600)),
+    )
+        .prop_map(|(base, window, early, max, spacing)| {
+            let mut o = GateOptions::default();
+            o.base_retries = base;
+            o.base_window = Duration::from_secs(window);
+            o.early_window = Duration::from_secs(window) * early / 100;
+            o.max_retries = max;
+            let Some((kind, secs)) = spacing else {
+                return o;
+            };
+            let first = Duration::from_secs(secs);
+            let schedule = match kind {
+                0 => return o.spacing(BackoffOptions::immediate()),
+                1 => BackoffOptions::fixed(first),
+                2 => BackoffOptions::linear(first),
+                3 => BackoffOptions::exponential(first).factor(1.5),
+                4 => BackoffOptions::fibonacci(first),
+                _ => BackoffOptions::decorrelated(first),
+            };
+            o.spacing(schedule.max(first * 10))
+        })
 }
 
 fn idempotency() -> impl Strategy<Value = IdempotencyOptions> {
@@ -868,4 +887,48 @@ fn the_round_trip_generators_cover_every_field_of_every_table() {
         missing.is_empty(),
         "fields the round trip never writes: {missing:?}"
     );
+}
+
+/// A gate table names its spacing (read, validated and written back), and `base_retries = 0`,
+/// which would allow one retry a window all the same, is refused in files and in code.
+#[test]
+fn a_gate_table_names_its_spacing_and_refuses_zero_base_retries() {
+    let text = r#"[policies."orders.*"]
+gate = { max_retries = 4, spacing = { backoff = "exponential", base = "1m", max = "1h" } }
+"#;
+    let doc = PolicyDocument::parse(text, Format::Toml, "policies.toml").unwrap();
+    let policies = doc.compile(&Registry::new()).unwrap();
+    let gate = policies
+        .resolve("orders.Ship")
+        .plan()
+        .gate_options()
+        .unwrap()
+        .clone();
+    let minute = Duration::from_secs(60);
+    assert_eq!(gate.spacing_before(1), minute);
+    assert_eq!(gate.spacing_before(3), 4 * minute);
+    assert_eq!(gate.spacing_before(9), 60 * minute);
+    let written = doc.to_text(Format::Toml).unwrap();
+    assert!(written.contains("spacing"), "{written}");
+    let again = PolicyDocument::parse(&written, Format::Toml, "again.toml").unwrap();
+    assert_eq!(again, doc);
+
+    let bad = "[defaults]\ngate = { base_retries = 0 }\n";
+    let problems = check(bad, Format::Toml);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("2:") && problems[0].contains("base_retries"),
+        "{problems:?}"
+    );
+    let bad = "[defaults]\ngate = { spacing = { backoff = \"fixed\", factor = 3 } }\n";
+    let problems = check(bad, Format::Toml);
+    assert!(
+        problems.len() == 1 && problems[0].contains("factor"),
+        "{problems:?}"
+    );
+    let err = GateOptions::default()
+        .base_retries(0)
+        .validate()
+        .unwrap_err();
+    assert_eq!(err.errors()[0].field(), "gate.base_retries");
 }

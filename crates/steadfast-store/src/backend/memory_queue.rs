@@ -38,6 +38,7 @@ impl Messages {
             dedupe_key: m.new.dedupe_key,
             payload: m.new.payload,
             attempts: m.attempts,
+            max_attempts: m.new.max_attempts,
             enqueued_at: from_ms(m.new.enqueued_at_ms),
             died_at: from_ms(died_at_ms),
             reason,
@@ -232,14 +233,14 @@ impl QueueStore for MemoryStore {
         &'a self,
         filter: &'a DeadLetterFilter,
         now_ms: i64,
-        max_attempts: &'a (dyn Fn(&str) -> u32 + Sync),
+        max_attempts: &'a (dyn Fn(&DeadLetter) -> u32 + Sync),
     ) -> StoreFuture<'a, u64> {
         let r = self.queue(|q| {
             let mut moved = 0;
             for id in q.picked_ids(filter) {
                 let Some(d) = q.dead.get(&id) else { continue };
                 let message = NewMessage {
-                    max_attempts: max_attempts(&d.topic),
+                    max_attempts: max_attempts(d),
                     topic: d.topic.clone(),
                     dedupe_key: d.dedupe_key.clone(),
                     payload: d.payload.clone(),

@@ -101,19 +101,20 @@ impl QueueStatements {
                 p(&format!(
                     "WITH gone AS (DELETE FROM queue_messages WHERE {exhausted}
                                    RETURNING id, topic, dedupe_key, payload, attempts,
-                                             enqueued_at_ms, visible_at_ms, history)
-                     INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts,
+                                             max_attempts, enqueued_at_ms, visible_at_ms,
+                                             history)
+                     INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts, max_attempts,
                                                enqueued_at_ms, died_at_ms, reason, history)
-                     SELECT id, topic, dedupe_key, payload, attempts, enqueued_at_ms, $2,
+                     SELECT id, topic, dedupe_key, payload, attempts, max_attempts, enqueued_at_ms, $2,
                             attempts || ' attempts failed; last: lease expired', {}
                      FROM gone",
                     append(&expired)
                 ))
             } else {
                 p(&format!(
-                    "INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts,
+                    "INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts, max_attempts,
                                                enqueued_at_ms, died_at_ms, reason, history)
-                     SELECT id, topic, dedupe_key, payload, attempts, enqueued_at_ms, $2,
+                     SELECT id, topic, dedupe_key, payload, attempts, max_attempts, enqueued_at_ms, $2,
                             attempts || ' attempts failed; last: lease expired', {}
                      FROM queue_messages WHERE {exhausted}",
                     append(&expired)
@@ -146,19 +147,19 @@ impl QueueStatements {
                     "WITH gone AS (DELETE FROM queue_messages
                                    WHERE id = $1 AND attempts = $2 AND leased
                                    RETURNING id, topic, dedupe_key, payload, attempts,
-                                             enqueued_at_ms, history)
-                     INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts,
+                                             max_attempts, enqueued_at_ms, history)
+                     INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts, max_attempts,
                                                enqueued_at_ms, died_at_ms, reason, history)
-                     SELECT id, topic, dedupe_key, payload, attempts, enqueued_at_ms, $3, $4, {}
+                     SELECT id, topic, dedupe_key, payload, attempts, max_attempts, enqueued_at_ms, $3, $4, {}
                      FROM gone
                      RETURNING id",
                     append(&param_json(5))
                 ))
             } else {
                 p(&format!(
-                    "INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts,
+                    "INSERT INTO dead_letters (message_id, topic, dedupe_key, payload, attempts, max_attempts,
                                                enqueued_at_ms, died_at_ms, reason, history)
-                     SELECT id, topic, dedupe_key, payload, attempts, enqueued_at_ms, $3, $4, {}
+                     SELECT id, topic, dedupe_key, payload, attempts, max_attempts, enqueued_at_ms, $3, $4, {}
                      FROM queue_messages WHERE id = $1 AND attempts = $2 AND leased
                      RETURNING id",
                     append(&param_json(5))
@@ -168,7 +169,7 @@ impl QueueStatements {
             delete: p("DELETE FROM queue_messages WHERE id = $1"),
             dead_letters: p(&format!(
                 "SELECT id, message_id, topic, dedupe_key, payload, attempts, enqueued_at_ms,
-                        died_at_ms, reason, {history_out}
+                        died_at_ms, reason, {history_out}, COALESCE(max_attempts, attempts)
                  FROM dead_letters WHERE {filter} ORDER BY id LIMIT $4"
             )),
             redrive: p("INSERT INTO queue_messages
@@ -519,6 +520,7 @@ macro_rules! sql_queue_store {
                         i64,
                         String,
                         String,
+                        i64,
                     );
                     let rows: Vec<Row> =
                         sqlx::query_as(sqlx::AssertSqlSafe(&*self.queue_sql.dead_letters))
@@ -543,6 +545,7 @@ macro_rules! sql_queue_store {
                                 dedupe_key: r.3,
                                 payload: r.4,
                                 attempts: u32::try_from(r.5).unwrap_or(u32::MAX),
+                                max_attempts: u32::try_from(r.10).unwrap_or(u32::MAX),
                                 enqueued_at: $crate::clock::from_ms(r.6),
                                 died_at: $crate::clock::from_ms(r.7),
                                 reason: r.8,
@@ -557,7 +560,7 @@ macro_rules! sql_queue_store {
                 &'a self,
                 filter: &'a $crate::queue::DeadLetterFilter,
                 now_ms: i64,
-                max_attempts: &'a (dyn Fn(&str) -> u32 + Sync),
+                max_attempts: &'a (dyn Fn(&$crate::queue::DeadLetter) -> u32 + Sync),
             ) -> $crate::backend::StoreFuture<'a, u64> {
                 Box::pin(async move {
                     let q = &self.queue_sql;
@@ -567,7 +570,7 @@ macro_rules! sql_queue_store {
                     for d in picked {
                         let back: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(&*q.redrive))
                             .bind(d.id)
-                            .bind(i64::from(max_attempts(&d.topic)))
+                            .bind(i64::from(max_attempts(&d)))
                             .bind(now_ms)
                             .fetch_optional(&mut *tx)
                             .await?;

@@ -45,6 +45,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one_dead_letter",
         include_str!("../../migrations/sqlite/0004_one_dead_letter.sql"),
     ),
+    (
+        5,
+        "dead_letter_max_attempts",
+        include_str!("../../migrations/sqlite/0005_dead_letter_max_attempts.sql"),
+    ),
+    (
+        6,
+        "leased_index",
+        include_str!("../../migrations/sqlite/0006_leased_index.sql"),
+    ),
 ];
 
 /// How hard SQLite works to keep a commit through a power cut (its `synchronous` pragma, in

@@ -211,8 +211,10 @@ impl RetryGate {
                     record.count_attempt(kind, now);
                 }
                 let allowed = kind.is_some();
+                // As of this attempt: counted, so the retries left exclude it.
                 decided = Some(Decision {
                     attempts: record.attempts,
+                    retries_left: record.retries_left(),
                     ..decision
                 });
                 allowed
@@ -222,6 +224,7 @@ impl RetryGate {
         match record {
             Some(record) if decision.allowed => Ok(Permit {
                 gate: self.clone(),
+                options: options.clone(),
                 record,
                 decision,
             }),
@@ -249,15 +252,50 @@ impl RetryGate {
         decided.ok_or_else(|| StoreError::contended(target))
     }
 
-    /// Clears `target`'s counters, window and early-retry flag (it is then judged by the
-    /// gate's current options); `false` if it had no record.
+    /// Clears `target`'s counters, window and early-retry flag; the record keeps the options
+    /// it is judged by. `false` if it had no record.
     pub async fn reset(&self, target: &Target) -> Result<bool, StoreError> {
+        self.clear(target, None).await
+    }
+
+    /// Clears `target` as [`reset`](Self::reset) does and judges it by `options` from now on
+    /// (a policy's gate options, as `steadfast gate reset --policy FILE --key KEY` passes
+    /// them); invalid options are [`StoreError::Invalid`].
+    ///
+    /// ```
+    /// use steadfast::gate::{GateOptions, Target};
+    /// use steadfast_store::{MemoryStore, RetryGate};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let gate = RetryGate::new(MemoryStore::new(), GateOptions::default())?;
+    /// let order = Target::new("order", "42");
+    /// gate.acquire(&order).await?.failed("timeout").await?;
+    /// assert!(gate.reset_with(&order, &GateOptions::default().max_retries(9)).await?);
+    /// assert_eq!(gate.get(&order).await?.unwrap().policy.max_retries, 9);
+    /// # Ok(()) }
+    /// ```
+    pub async fn reset_with(
+        &self,
+        target: &Target,
+        options: &GateOptions,
+    ) -> Result<bool, StoreError> {
+        options.validate().map_err(StoreError::Invalid)?;
+        self.clear(target, Some(options)).await
+    }
+
+    async fn clear(
+        &self,
+        target: &Target,
+        options: Option<&GateOptions>,
+    ) -> Result<bool, StoreError> {
         if self.inner.store.load(target).await?.is_none() {
             return Ok(false);
         }
-        let options = self.inner.options.clone();
-        self.update(target, &options, false, |record, now| {
-            record.clear(&options, now, false);
+        let fresh = self.inner.options.clone();
+        self.update(target, &fresh, false, |record, now| {
+            let policy = options.cloned().unwrap_or_else(|| record.policy.clone());
+            record.clear(&policy, now, false);
             true
         })
         .await?;
@@ -372,6 +410,8 @@ impl RetryGate {
 #[must_use = "a permit reserves an attempt: run it, then report how it ended"]
 pub struct Permit {
     gate: RetryGate,
+    /// The options the attempt was acquired under: a success adopts them.
+    options: GateOptions,
     record: GateRecord,
     decision: Decision,
 }
@@ -388,9 +428,11 @@ impl Permit {
         &self.record.target
     }
 
-    /// The attempt succeeded: clears the counters, the window and the early-retry flag.
+    /// The attempt succeeded: clears the counters, the window and the early-retry flag; the
+    /// record is judged from now on by the options the attempt was acquired under (the
+    /// gate's, or the plan's when the executor acquired it).
     pub async fn succeeded(self) -> Result<(), StoreError> {
-        let options = self.gate.inner.options.clone();
+        let options = self.options.clone();
         self.finish(|record, now| record.clear(&options, now, true))
             .await
     }

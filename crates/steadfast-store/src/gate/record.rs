@@ -160,8 +160,13 @@ impl GateRecord {
 
     /// When spacing lets the next retry go, if that is after `now`.
     fn spaced_until(&self, now: SystemTime) -> Option<SystemTime> {
-        let last = self.last_attempt_at?;
         let spacing = self.policy.spacing_before(self.retries().saturating_add(1));
+        if spacing.is_zero() {
+            // No spacing: a last attempt stamped after `now` (another writer's clock) must
+            // not read as a cool-down.
+            return None;
+        }
+        let last = self.last_attempt_at?;
         let at = last + spacing;
         (at > now).then_some(at)
     }

@@ -183,6 +183,9 @@ pub struct DeadLetter {
     pub payload: Vec<u8>,
     /// Deliveries it had.
     pub attempts: u32,
+    /// Deliveries its topic allowed it (for a dead letter a store wrote before it kept
+    /// this, its `attempts`).
+    pub max_attempts: u32,
     /// When it was enqueued.
     pub enqueued_at: SystemTime,
     /// When it was dead-lettered.
@@ -357,7 +360,7 @@ pub trait QueueStore: Send + Sync + 'static {
         &'a self,
         filter: &'a DeadLetterFilter,
         now_ms: i64,
-        max_attempts: &'a (dyn Fn(&str) -> u32 + Sync),
+        max_attempts: &'a (dyn Fn(&DeadLetter) -> u32 + Sync),
     ) -> StoreFuture<'a, u64>;
 
     /// Deletes the dead letters `filter` names; how many.
@@ -413,7 +416,7 @@ impl<S: QueueStore + ?Sized> QueueStore for Arc<S> {
         &'a self,
         filter: &'a DeadLetterFilter,
         now_ms: i64,
-        max_attempts: &'a (dyn Fn(&str) -> u32 + Sync),
+        max_attempts: &'a (dyn Fn(&DeadLetter) -> u32 + Sync),
     ) -> StoreFuture<'a, u64> {
         (**self).redrive(filter, now_ms, max_attempts)
     }
@@ -799,9 +802,34 @@ impl<S: QueueStore> Queue<S> {
             .pop())
     }
 
-    /// Sends the dead letters `filter` names back to their topics, counters reset; how many.
+    /// Sends the dead letters `filter` names back to their topics, counters reset, each
+    /// allowed the deliveries its topic's plan gives now; how many.
     pub async fn redrive(&self, filter: &DeadLetterFilter) -> Result<u64, QueueError> {
-        let max = |topic: &str| self.max_attempts(topic);
+        self.redrive_with(filter, |d| self.max_attempts(&d.topic))
+            .await
+    }
+
+    /// Sends the dead letters `filter` names back to their topics, counters reset, each
+    /// allowed `max_attempts(dead_letter)` deliveries (at least 1); how many. `steadfast dlq
+    /// redrive` without a policy file gives each the deliveries it was allowed before:
+    ///
+    /// ```
+    /// use steadfast_store::queue::{DeadLetterFilter, Queue};
+    /// use steadfast_store::MemoryStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let queue = Queue::new(MemoryStore::new());
+    /// let moved = queue.redrive_with(&DeadLetterFilter::all(), |d| d.max_attempts).await?;
+    /// assert_eq!(moved, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn redrive_with(
+        &self,
+        filter: &DeadLetterFilter,
+        max_attempts: impl Fn(&DeadLetter) -> u32 + Sync,
+    ) -> Result<u64, QueueError> {
+        let max = |d: &DeadLetter| max_attempts(d).max(1);
         Ok(self
             .inner
             .store

@@ -138,7 +138,7 @@ impl GateOptions {
 
     /// Sets a minimum spacing between attempts from a backoff schedule (jitter is ignored).
     pub fn spacing(mut self, backoff: BackoffOptions) -> Self {
-        self.spacing = Some(backoff);
+        self.spacing = Some(backoff.jitter(Jitter::None));
         self
     }
 
@@ -150,6 +150,13 @@ impl GateOptions {
     }
 
     pub(crate) fn check(&self, p: &mut Problems<'_>) {
+        if self.base_retries == 0 {
+            p.push(
+                "base_retries",
+                "must be >= 1, got 0 (a window with no retries never reopens; \
+                 `max_retries = 0` allows none at all)",
+            );
+        }
         if self.base_window.is_zero() {
             p.push("base_window", "must be > 0, got 0ms");
         }

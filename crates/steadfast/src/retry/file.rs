@@ -18,7 +18,7 @@ use crate::retry::RetryOptions;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
-enum BackoffName {
+pub(crate) enum BackoffName {
     /// No wait between attempts.
     Immediate,
     /// `base` every time.
@@ -131,34 +131,7 @@ impl schemars::JsonSchema for DurationText {
 impl RetryFile {
     /// The options this table describes; `Err` names a field that does not fit the backoff.
     fn into_options(self) -> Result<RetryOptions, String> {
-        let base = self.base.unwrap_or(crate::backoff::DEFAULT_BASE);
-        let name = match (self.backoff, self.factor) {
-            (Some(name), _) => name,
-            (None, _) => BackoffName::Exponential,
-        };
-        let mut backoff = match name {
-            BackoffName::Immediate => BackoffOptions::immediate(),
-            BackoffName::Fixed => BackoffOptions::fixed(base),
-            BackoffName::Linear => BackoffOptions::linear(base),
-            BackoffName::Exponential => BackoffOptions::exponential(base),
-            BackoffName::Fibonacci => BackoffOptions::fibonacci(base),
-            BackoffName::Decorrelated => BackoffOptions::decorrelated(base),
-        };
-        if let Some(factor) = self.factor {
-            if name != BackoffName::Exponential {
-                return Err(format!(
-                    "factor: only exponential backoff has a factor, this one is {:?}",
-                    name_str(name)
-                ));
-            }
-            backoff = backoff.factor(factor);
-        }
-        if let Some(base) = self.base {
-            backoff = backoff.base(base);
-        }
-        if let Some(max) = self.max {
-            backoff = backoff.max(max);
-        }
+        let mut backoff = backoff_options(self.backoff, self.base, self.max, self.factor)?;
         if let Some(jitter) = self.jitter {
             backoff = backoff.jitter(jitter);
         }
@@ -182,17 +155,7 @@ impl RetryFile {
 
     /// Every field written out, so a file read back gives the same options.
     fn from_options(o: &RetryOptions) -> Result<RetryFile, &'static str> {
-        let (backoff, factor) = match o.backoff.kind {
-            BackoffKind::Immediate => (BackoffName::Immediate, None),
-            BackoffKind::Fixed => (BackoffName::Fixed, None),
-            BackoffKind::Linear => (BackoffName::Linear, None),
-            BackoffKind::Exponential { factor } => (BackoffName::Exponential, Some(factor)),
-            BackoffKind::Fibonacci => (BackoffName::Fibonacci, None),
-            BackoffKind::Decorrelated => (BackoffName::Decorrelated, None),
-            BackoffKind::Custom(_) => {
-                return Err("a custom delay function cannot be written to a policy file");
-            }
-        };
+        let (backoff, factor) = backoff_name(&o.backoff.kind)?;
         let immediate = backoff == BackoffName::Immediate;
         Ok(RetryFile {
             max_attempts: o.max_attempts,
@@ -210,6 +173,57 @@ impl RetryFile {
             seed: o.seed,
         })
     }
+}
+
+/// The schedule a table's `backoff`, `base`, `max` and `factor` describe (exponential from
+/// 100 ms by default); `Err` names a field that does not fit the schedule.
+pub(crate) fn backoff_options(
+    name: Option<BackoffName>,
+    base: Option<Duration>,
+    max: Option<Duration>,
+    factor: Option<f64>,
+) -> Result<BackoffOptions, String> {
+    let name = name.unwrap_or(BackoffName::Exponential);
+    let start = base.unwrap_or(crate::backoff::DEFAULT_BASE);
+    let mut backoff = match name {
+        BackoffName::Immediate => BackoffOptions::immediate(),
+        BackoffName::Fixed => BackoffOptions::fixed(start),
+        BackoffName::Linear => BackoffOptions::linear(start),
+        BackoffName::Exponential => BackoffOptions::exponential(start),
+        BackoffName::Fibonacci => BackoffOptions::fibonacci(start),
+        BackoffName::Decorrelated => BackoffOptions::decorrelated(start),
+    };
+    if let Some(factor) = factor {
+        if name != BackoffName::Exponential {
+            return Err(format!(
+                "factor: only exponential backoff has a factor, this one is {:?}",
+                name_str(name)
+            ));
+        }
+        backoff = backoff.factor(factor);
+    }
+    if let Some(base) = base {
+        backoff = backoff.base(base);
+    }
+    if let Some(max) = max {
+        backoff = backoff.max(max);
+    }
+    Ok(backoff)
+}
+
+/// A schedule's name and (exponential) factor as a table writes them.
+pub(crate) fn backoff_name(kind: &BackoffKind) -> Result<(BackoffName, Option<f64>), &'static str> {
+    Ok(match *kind {
+        BackoffKind::Immediate => (BackoffName::Immediate, None),
+        BackoffKind::Fixed => (BackoffName::Fixed, None),
+        BackoffKind::Linear => (BackoffName::Linear, None),
+        BackoffKind::Exponential { factor } => (BackoffName::Exponential, Some(factor)),
+        BackoffKind::Fibonacci => (BackoffName::Fibonacci, None),
+        BackoffKind::Decorrelated => (BackoffName::Decorrelated, None),
+        BackoffKind::Custom(_) => {
+            return Err("a custom delay function cannot be written to a policy file");
+        }
+    })
 }
 
 fn name_str(name: BackoffName) -> &'static str {

@@ -42,6 +42,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one_dead_letter",
         include_str!("../../../migrations/postgres/0004_one_dead_letter.sql"),
     ),
+    (
+        5,
+        "dead_letter_max_attempts",
+        include_str!("../../../migrations/postgres/0005_dead_letter_max_attempts.sql"),
+    ),
+    (
+        6,
+        "leased_index",
+        include_str!("../../../migrations/postgres/0006_leased_index.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold (any fixed number; `steadfast` in ASCII).
