@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 /// The scenarios of the comparison.
-pub const SCENARIOS: [Scenario; 16] = [
+pub const SCENARIOS: [Scenario; 18] = [
     Scenario::FirstTrySuccess,
     Scenario::TwoFailuresThenSuccess,
     Scenario::BackoffSchedule,
@@ -30,6 +30,8 @@ pub const SCENARIOS: [Scenario; 16] = [
     Scenario::GateCheckPostgres,
     Scenario::LeaseBacklogSqlite,
     Scenario::LeaseBacklogPostgres,
+    Scenario::WorkerSqlite,
+    Scenario::WorkerPostgres,
 ];
 
 /// What is measured.
@@ -70,6 +72,11 @@ pub enum Scenario {
     LeaseBacklogSqlite,
     /// The same on PostgreSQL.
     LeaseBacklogPostgres,
+    /// One `Worker` with default settings draining a backlog on a SQLite file (beside one
+    /// handling a message at a time); a call is one message.
+    WorkerSqlite,
+    /// The same on PostgreSQL.
+    WorkerPostgres,
 }
 
 impl Scenario {
@@ -92,6 +99,8 @@ impl Scenario {
             Scenario::GateCheckPostgres => "gate-check-postgres",
             Scenario::LeaseBacklogSqlite => "lease-backlog-sqlite",
             Scenario::LeaseBacklogPostgres => "lease-backlog-postgres",
+            Scenario::WorkerSqlite => "worker-sqlite",
+            Scenario::WorkerPostgres => "worker-postgres",
         }
     }
 
@@ -108,6 +117,7 @@ impl Scenario {
             Scenario::QueueSqlite | Scenario::QueuePostgres => 20_000,
             Scenario::GateCheckSqlite | Scenario::GateCheckPostgres => 20_000,
             Scenario::LeaseBacklogSqlite | Scenario::LeaseBacklogPostgres => 2_000,
+            Scenario::WorkerSqlite | Scenario::WorkerPostgres => 20_000,
         }
     }
 
@@ -116,6 +126,7 @@ impl Scenario {
     pub fn min_iters(self) -> u64 {
         match self {
             Scenario::QueueSqlite | Scenario::QueuePostgres => 10_000,
+            Scenario::WorkerSqlite | Scenario::WorkerPostgres => 5_000,
             _ => 10,
         }
     }
@@ -243,6 +254,8 @@ pub fn runners(rt: &Runtime, scenario: Scenario) -> Vec<Runner> {
         Scenario::GateCheckPostgres => gate::check_postgres(),
         Scenario::LeaseBacklogSqlite => queue::backlog_sqlite(),
         Scenario::LeaseBacklogPostgres => queue::backlog_postgres(),
+        Scenario::WorkerSqlite => queue::worker_sqlite(),
+        Scenario::WorkerPostgres => queue::worker_postgres(),
         _ => call_runners(scenario),
     }
 }

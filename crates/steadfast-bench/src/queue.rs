@@ -222,3 +222,84 @@ pub(crate) fn backlog_postgres() -> Vec<Runner> {
     }
     runners
 }
+
+/// One `Worker` with default settings draining a backlog: each round enqueues `iters`
+/// messages first (not timed), then times the worker until it has acked them all.
+fn drain_runner<S: QueueStore + Clone>(
+    name: &'static str,
+    rt: Runtime,
+    queue: Queue<S>,
+    concurrency: Option<usize>,
+    db: Option<TempDb>,
+) -> Runner {
+    Runner {
+        name,
+        run: Box::new(move |_shared: &Runtime, iters: u64| {
+            let _db = &db;
+            rt.block_on(async {
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(1_000);
+                    let batch = (0..n).map(|i| (i.to_le_bytes().to_vec(), EnqueueOptions::new()));
+                    queue.enqueue_many(TOPIC, batch).await.expect("enqueued");
+                    left -= n;
+                }
+                let handled = Arc::new(AtomicU64::new(0));
+                let (all_handled, mut stop) = watch::channel(false);
+                let counter = handled.clone();
+                let mut worker = Worker::new(queue.clone(), TOPIC, move |_lease| {
+                    if counter.fetch_add(1, Ordering::Relaxed) + 1 == iters {
+                        all_handled.send_replace(true);
+                    }
+                    std::future::ready(Ok::<(), Failure>(()))
+                });
+                if let Some(n) = concurrency {
+                    worker = worker.concurrency(n);
+                }
+                let start = Instant::now();
+                let shutdown = async move {
+                    let _ = stop.wait_for(|done| *done).await;
+                };
+                let report = worker.run(shutdown).await.expect("a worker");
+                assert_eq!(report.acked, iters, "every message acked once");
+                start.elapsed()
+            })
+        }),
+    }
+}
+
+/// A default `Worker` draining a backlog on a SQLite file.
+pub(crate) fn worker_sqlite() -> Vec<Runner> {
+    [
+        ("steadfast-sqlite-default-worker", None),
+        ("steadfast-sqlite-concurrency-1", Some(1)),
+    ]
+    .into_iter()
+    .map(|(name, concurrency)| {
+        let rt = io_runtime();
+        let db = TempDb::new();
+        let store = rt
+            .block_on(SqliteStore::open(&db.0))
+            .expect("a SQLite file");
+        drain_runner(name, rt, Queue::new(store), concurrency, Some(db))
+    })
+    .collect()
+}
+
+/// The same on PostgreSQL; none without a URL.
+pub(crate) fn worker_postgres() -> Vec<Runner> {
+    let mut runners = Vec::new();
+    for (name, concurrency) in [
+        ("steadfast-postgres-default-worker", None),
+        ("steadfast-postgres-concurrency-1", Some(1)),
+    ] {
+        let Some((rt, store)) = postgres_store("worker-postgres") else {
+            return Vec::new();
+        };
+        if runners.is_empty() {
+            emptied(&rt, &store, &[TOPIC]);
+        }
+        runners.push(drain_runner(name, rt, Queue::new(store), concurrency, None));
+    }
+    runners
+}

@@ -54,7 +54,7 @@ use crate::backend::StoreFuture;
 use crate::clock::{Clock, SystemClock};
 use crate::clock::{from_ms, to_ms};
 
-pub use worker::{Failure, Worker, WorkerReport};
+pub use worker::{DEFAULT_CONCURRENCY, Failure, Worker, WorkerReport};
 
 /// How a message is enqueued.
 ///
