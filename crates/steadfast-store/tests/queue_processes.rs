@@ -163,9 +163,9 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-/// Enqueues batches while workers are killed mid-handler `kills` times, drains the topic with
-/// one last worker, and checks every message ended once.
-async fn killed_workers_lose_nothing(db: &str, dir: &Path, kills: u32) {
+/// Enqueues batches while `at_once` worker processes are killed mid-handler together `kills`
+/// times, drains the topic with one last worker, and checks every message ended once.
+async fn killed_workers_lose_nothing(db: &str, dir: &Path, kills: u32, at_once: usize) {
     let queue = queue(open(db).await);
     let topic = topic("Crash");
     let log_path = dir.join("events.log");
@@ -191,17 +191,23 @@ async fn killed_workers_lose_nothing(db: &str, dir: &Path, kills: u32) {
             }
         }
         let before = file_len(&log_path);
-        let mut child = worker(&vars("crash")).spawn().unwrap();
+        let mut children: Vec<_> = (0..at_once)
+            .map(|_| worker(&vars("crash")).spawn().unwrap())
+            .collect();
         while file_len(&log_path) == before {
-            assert!(child.try_wait().unwrap().is_none(), "the worker exited");
+            for child in &mut children {
+                assert!(child.try_wait().unwrap().is_none(), "a worker exited");
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
         std::thread::sleep(Duration::from_millis(2 + rng % 30));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        for child in &mut children {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
     }
     assert!(
         worker(&vars("drain")).status().unwrap().success(),
@@ -256,7 +262,7 @@ async fn killed_workers_lose_nothing(db: &str, dir: &Path, kills: u32) {
         .filter(|e| payload_of[&(e[0] as i64)] % 10 >= 2 && !finished.contains(&(e[0], e[1])))
         .count();
     eprintln!(
-        "{kills} kills, {} messages: {} acked, {} dead-lettered ({killed_to_death} by kills \
+        "{kills} kills of {at_once}, {} messages: {} acked, {} dead-lettered ({killed_to_death} by kills \
          alone); {} handler runs, {cut_off} cut off mid-handler, {duplicates} successes \
          repeated after a kill lost their ack",
         payload_of.len(),
@@ -274,7 +280,7 @@ async fn killed_workers_lose_nothing(db: &str, dir: &Path, kills: u32) {
 async fn sigkilled_sqlite_workers_lose_nothing_and_dead_letter_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("steadfast.db").display().to_string();
-    killed_workers_lose_nothing(&db, dir.path(), 50).await;
+    killed_workers_lose_nothing(&db, dir.path(), 50, 1).await;
     let store = SqliteStore::open(&db).await.unwrap();
     let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check")
         .fetch_one(store.pool())
@@ -287,7 +293,14 @@ async fn sigkilled_sqlite_workers_lose_nothing_and_dead_letter_nothing_twice() {
 async fn sigkilled_postgres_workers_lose_nothing_and_dead_letter_nothing_twice() {
     let Some(url) = postgres_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    killed_workers_lose_nothing(&url, dir.path(), 50).await;
+    killed_workers_lose_nothing(&url, dir.path(), 50, 1).await;
+}
+
+#[tokio::test]
+async fn four_sigkilled_postgres_workers_at_once_lose_nothing() {
+    let Some(url) = postgres_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    killed_workers_lose_nothing(&url, dir.path(), 30, 4).await;
 }
 
 #[tokio::test]
