@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -49,6 +49,13 @@ pub(crate) enum Action {
         /// The key in --policy, e.g. payments.Charge.
         #[arg(long, value_name = "KEY", requires = "policy")]
         key: Option<String>,
+    },
+    /// Delete the records that have been clear (no attempt since a success or reset) for
+    /// longer than --older-than; failing and exhausted records stay
+    Purge {
+        /// How long a record must have been clear, e.g. 30d or 12h.
+        #[arg(long, value_name = "AGE", value_parser = crate::age)]
+        older_than: Duration,
     },
     /// Ask for the target's one early retry: granted once its window is old enough
     RetryNow {
@@ -140,6 +147,16 @@ pub(crate) fn run(db: &str, action: Action, format: Output) -> anyhow::Result<Ex
                 } else {
                     ExitCode::from(1)
                 })
+            }
+            Action::Purge { older_than } => {
+                let n = gate.purge_clear_older_than(older_than).await?;
+                emit(&match format {
+                    Output::Json => json!({ "purged": n }).to_string() + "\n",
+                    Output::Text => {
+                        format!("{n} clear record{} purged\n", if n == 1 { "" } else { "s" })
+                    }
+                });
+                Ok(ExitCode::SUCCESS)
             }
             Action::RetryNow {
                 target_type,

@@ -63,7 +63,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         format: Output,
     },
-    /// Inspect and steer the durable retry gate: list, show, reset, retry-now
+    /// Inspect and steer the durable retry gate: list, show, reset, retry-now, purge
     ///
     /// Reads the records of a SQLite file (a path or sqlite: URL) or PostgreSQL
     /// (postgres:// URL). Each record is judged by the options it was created with.
@@ -127,6 +127,17 @@ enum Output {
     Text,
     /// For programs.
     Json,
+}
+
+/// An age on the command line: a policy-file duration (`12h`, `90m`) or whole days (`30d`).
+pub(crate) fn age(text: &str) -> Result<std::time::Duration, String> {
+    match text.strip_suffix('d').map(str::parse::<u64>) {
+        Some(Ok(days)) => days
+            .checked_mul(24 * 3600)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| format!("{text:?} is too long")),
+        _ => steadfast::policy::parse_duration(text),
+    }
 }
 
 /// Whether `db` names PostgreSQL (`postgres://`), else a SQLite path or `sqlite:` URL.

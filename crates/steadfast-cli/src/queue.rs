@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use serde_json::json;
-use steadfast::policy::{PolicyDocument, parse_duration};
+use steadfast::policy::PolicyDocument;
 use steadfast_store::queue::{DeadLetter, DeadLetterFilter, Queue, QueueStore};
 use steadfast_store::{PostgresStore, SqliteStore, StoreError};
 
@@ -21,7 +21,7 @@ pub(crate) struct Pick {
     #[arg(long)]
     topic: Option<String>,
     /// Only those dead-lettered longer ago than this (e.g. 7d, 12h).
-    #[arg(long, value_name = "AGE", value_parser = age)]
+    #[arg(long, value_name = "AGE", value_parser = crate::age)]
     older_than: Option<Duration>,
 }
 
@@ -81,10 +81,6 @@ pub(crate) enum QueueAction {
         #[arg(long)]
         topic: Option<String>,
     },
-}
-
-fn age(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
 }
 
 /// Opens `db`: a `postgres://` URL, or a SQLite path or `sqlite:` URL.

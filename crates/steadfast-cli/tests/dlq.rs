@@ -216,4 +216,7 @@ async fn redrive_gives_a_message_its_topics_deliveries() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let l = queue.lease(&topic, 1, lease).await.unwrap().remove(0);
     assert_eq!(l.max_attempts, 4, "redriven with --policy");
+    // Ages in days read as the help says.
+    let out = steadfast(&["dlq", "--db", db, "purge", "--older-than", "7d"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
 }

@@ -181,3 +181,54 @@ async fn reset_keeps_the_records_options_and_retry_now_needs_a_record() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no record for"));
 }
+
+/// `gate purge --older-than` deletes the records clear for longer than that (a success 40
+/// days ago) and keeps failing ones and those cleared since.
+#[tokio::test]
+async fn purge_deletes_records_clear_for_longer_than_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steadfast.db");
+    let db = path.to_str().unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
+    let day = Duration::from_secs(24 * 3600);
+    let clock = ManualClock::at(SystemTime::now() - 40 * day);
+    let gate = RetryGate::new(store, GateOptions::default())
+        .unwrap()
+        .with_clock(clock.clone());
+    let (old, failing, recent) = (
+        Target::new("order", "old"),
+        Target::new("order", "failing"),
+        Target::new("order", "recent"),
+    );
+    gate.acquire(&old).await.unwrap().succeeded().await.unwrap();
+    gate.acquire(&failing)
+        .await
+        .unwrap()
+        .failed("503")
+        .await
+        .unwrap();
+    clock.advance(35 * day);
+    gate.acquire(&recent)
+        .await
+        .unwrap()
+        .succeeded()
+        .await
+        .unwrap();
+
+    let out = steadfast(&[
+        "gate",
+        "--db",
+        db,
+        "--format",
+        "json",
+        "purge",
+        "--older-than",
+        "30d",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["purged"], 1);
+    assert!(gate.get(&old).await.unwrap().is_none());
+    assert!(gate.get(&failing).await.unwrap().is_some());
+    assert!(gate.get(&recent).await.unwrap().is_some());
+}

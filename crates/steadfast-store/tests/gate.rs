@@ -537,3 +537,49 @@ async fn concurrent_saves_each_win_or_lose_on_their_own_version() {
         }
     }
 }
+
+/// Retention: records clear for longer than the period go; failing ones and those cleared
+/// since stay; a purged target starts over as a first attempt.
+#[tokio::test]
+async fn clear_records_older_than_the_retention_are_purged() {
+    for s in subjects().await {
+        let store = s.name;
+        // Long before any other test's records (stores are shared), so only these can go.
+        let epoch = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(365 * 24 * 3600);
+        let at = |minutes: u64| epoch + Duration::from_secs(60 * minutes);
+        let clock = ManualClock::at(at(0));
+        let gate = gate(&s.store, GateOptions::default(), &clock);
+        let kind = unique("purge");
+        let (old, failing, recent) = (
+            Target::new(kind.clone(), "old"),
+            Target::new(kind.clone(), "failing"),
+            Target::new(kind.clone(), "recent"),
+        );
+        gate.acquire(&old).await.unwrap().succeeded().await.unwrap();
+        gate.acquire(&failing)
+            .await
+            .unwrap()
+            .failed("x")
+            .await
+            .unwrap();
+        clock.set(at(60));
+        gate.acquire(&recent)
+            .await
+            .unwrap()
+            .succeeded()
+            .await
+            .unwrap();
+        clock.set(at(90));
+        let purged = gate
+            .purge_clear_older_than(Duration::from_secs(45 * 60))
+            .await
+            .unwrap();
+        assert_eq!(purged, 1, "{store}");
+        assert!(gate.get(&old).await.unwrap().is_none(), "{store}");
+        assert!(gate.get(&failing).await.unwrap().is_some(), "{store}");
+        assert!(gate.get(&recent).await.unwrap().is_some(), "{store}");
+        let permit = gate.acquire(&old).await.unwrap();
+        assert_eq!(permit.decision().reason, Reason::FirstAttempt, "{store}");
+        permit.succeeded().await.unwrap();
+    }
+}

@@ -81,4 +81,13 @@ impl GateStore for MemoryStore {
         });
         Box::pin(async move { Ok(records) })
     }
+
+    fn purge_clear(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        let purged = self.with(|r| {
+            let before = r.len();
+            r.retain(|_, rec| rec.attempts > 0 || crate::clock::to_ms(rec.updated_at) >= before_ms);
+            (before - r.len()) as u64
+        });
+        Box::pin(async move { Ok(purged) })
+    }
 }

@@ -88,6 +88,10 @@ pub trait GateStore: Send + Sync + 'static {
 
     /// The records `filter` picks, by target type then id.
     fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<GateRecord>>;
+
+    /// Deletes the records that are clear (no attempt since a success or reset) and were last
+    /// written before `before_ms` (ms since the Unix epoch); how many.
+    fn purge_clear(&self, before_ms: i64) -> StoreFuture<'_, u64>;
 }
 
 /// A store shared by several gates (or kept by the caller for its own reads).
@@ -102,5 +106,9 @@ impl<S: GateStore + ?Sized> GateStore for std::sync::Arc<S> {
 
     fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<GateRecord>> {
         (**self).list(filter)
+    }
+
+    fn purge_clear(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        (**self).purge_clear(before_ms)
     }
 }

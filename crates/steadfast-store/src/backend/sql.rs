@@ -17,6 +17,7 @@ pub(crate) struct Statements {
     pub(crate) update: String,
     pub(crate) list: String,
     pub(crate) list_type: String,
+    pub(crate) purge_clear: String,
 }
 
 pub(crate) const COLUMNS: [&str; 16] = [
@@ -87,6 +88,10 @@ impl Statements {
             list_type: format!(
                 "SELECT {select} FROM gate_records WHERE target_type = {} ORDER BY target_type, target_id LIMIT {limit}",
                 p(2)
+            ),
+            purge_clear: format!(
+                "DELETE FROM gate_records WHERE attempts = 0 AND updated_ms < {}",
+                p(1)
             ),
         }
     }

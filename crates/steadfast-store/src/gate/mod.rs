@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use steadfast::ConfigError;
 use steadfast::gate::{Decision, GateAttempt, GateBackend, GateFuture, GateOptions, Target};
@@ -300,6 +300,46 @@ impl RetryGate {
         })
         .await?;
         Ok(true)
+    }
+
+    /// Deletes the records that have been clear (no attempt since their last success or
+    /// reset) for longer than `retention`; how many. A target attempted again later starts
+    /// a new record, as one never seen does; failing and exhausted records stay.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::gate::{GateOptions, Target};
+    /// use steadfast_store::{ManualClock, MemoryStore, RetryGate};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let clock = ManualClock::at(std::time::SystemTime::now());
+    /// let gate = RetryGate::new(MemoryStore::new(), GateOptions::default())?.with_clock(clock.clone());
+    /// gate.acquire(&Target::new("order", "1")).await?.succeeded().await?;
+    /// gate.acquire(&Target::new("order", "2")).await?.failed("503").await?;
+    /// clock.advance(Duration::from_secs(31 * 24 * 3600));
+    /// assert_eq!(gate.purge_clear_older_than(Duration::from_secs(30 * 24 * 3600)).await?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn purge_clear_older_than(&self, retention: Duration) -> Result<u64, StoreError> {
+        let cutoff = self
+            .now()
+            .checked_sub(retention)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let purged = self
+            .inner
+            .store
+            .purge_clear(crate::clock::to_ms(cutoff))
+            .await?;
+        if purged > 0 {
+            // Records this process remembers may be gone.
+            self.inner
+                .known
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+        Ok(purged)
     }
 
     /// `target`'s whole record, if it has one.

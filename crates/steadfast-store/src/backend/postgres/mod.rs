@@ -208,4 +208,14 @@ impl GateStore for PostgresStore {
             async move { Self::list_on(&mut *self.pool.acquire().await?, &self.sql, filter).await },
         )
     }
+
+    fn purge_clear(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let done = sqlx::query(sqlx::AssertSqlSafe(self.sql.purge_clear.as_str()))
+                .bind(before_ms)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+    }
 }
