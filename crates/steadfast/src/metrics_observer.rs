@@ -3,7 +3,7 @@
 
 use crate::classify::Outcome;
 use crate::key::Key;
-use crate::observe::{AttemptEnd, Event, Observer, RetryReason};
+use crate::observe::{AttemptEnd, DurableEvent, Event, Observer, RetryReason};
 
 /// Records every call's attempts, retries and results as metrics.
 ///
@@ -19,6 +19,20 @@ use crate::observe::{AttemptEnd, Event, Observer, RetryReason};
 /// | `steadfast_fallbacks_total` | counter | `key` |
 /// | `steadfast_hedges_total` | counter | `key` |
 /// | `steadfast_budget_refusals_total` | counter | `key`, `refused` (`retry`, `hedge`) |
+///
+/// and for the durable parts (`steadfast-store`'s gate and queue `with_observer`):
+///
+/// | metric | kind | labels |
+/// |---|---|---|
+/// | `steadfast_gate_decisions_total` | counter | `target_type`, `allowed` (`true`, `false`), `reason` ([`Reason::as_str`](crate::gate::Reason::as_str)) |
+/// | `steadfast_queue_deliveries_total` | counter | `topic` |
+/// | `steadfast_queue_acks_total` | counter | `topic` |
+/// | `steadfast_queue_retries_total` | counter | `topic` |
+/// | `steadfast_queue_dead_letters_total` | counter | `topic`, `reason` (`not_retryable`, `exhausted`, `lease_expired`) |
+/// | `steadfast_queue_leases_lost_total` | counter | `topic` |
+/// | `steadfast_queue_redrives_total` | counter | |
+/// | `steadfast_queue_messages` | gauge | `topic`, `state` (`ready`, `scheduled`, `leased`, `dead`) |
+/// | `steadfast_queue_oldest_age_seconds` | gauge | `topic` |
 ///
 /// # Example
 /// ```
@@ -125,6 +139,71 @@ impl Observer for MetricsObserver {
                     .increment(1);
             }
             _ => {}
+        }
+    }
+
+    fn on_durable_event(&self, event: &DurableEvent<'_>) {
+        match *event {
+            DurableEvent::GateDecided {
+                target_type,
+                allowed,
+                reason,
+            } => metrics::counter!(
+                "steadfast_gate_decisions_total",
+                "target_type" => target_type.to_owned(),
+                "allowed" => if allowed { "true" } else { "false" },
+                "reason" => reason.as_str()
+            )
+            .increment(1),
+            DurableEvent::Delivered { topic, .. } => {
+                metrics::counter!("steadfast_queue_deliveries_total", "topic" => topic.to_owned())
+                    .increment(1);
+            }
+            DurableEvent::Acked { topic, count } => {
+                metrics::counter!("steadfast_queue_acks_total", "topic" => topic.to_owned())
+                    .increment(count);
+            }
+            DurableEvent::Retried { topic, .. } => {
+                metrics::counter!("steadfast_queue_retries_total", "topic" => topic.to_owned())
+                    .increment(1);
+            }
+            DurableEvent::DeadLettered {
+                topic,
+                count,
+                reason,
+            } => metrics::counter!(
+                "steadfast_queue_dead_letters_total",
+                "topic" => topic.to_owned(),
+                "reason" => reason
+            )
+            .increment(count),
+            DurableEvent::LeaseLost { topic } => {
+                metrics::counter!("steadfast_queue_leases_lost_total", "topic" => topic.to_owned())
+                    .increment(1);
+            }
+            DurableEvent::Redriven { count } => {
+                metrics::counter!("steadfast_queue_redrives_total").increment(count);
+            }
+            DurableEvent::QueueDepth {
+                topic,
+                ready,
+                scheduled,
+                leased,
+                dead,
+                oldest,
+            } => {
+                for (state, n) in [
+                    ("ready", ready),
+                    ("scheduled", scheduled),
+                    ("leased", leased),
+                    ("dead", dead),
+                ] {
+                    metrics::gauge!("steadfast_queue_messages", "topic" => topic.to_owned(), "state" => state)
+                        .set(n as f64);
+                }
+                metrics::gauge!("steadfast_queue_oldest_age_seconds", "topic" => topic.to_owned())
+                    .set(oldest.map_or(0.0, |d| d.as_secs_f64()));
+            }
         }
     }
 }

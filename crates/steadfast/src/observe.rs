@@ -40,6 +40,8 @@ mod metrics_observer;
 pub(crate) mod tracing_probe;
 #[cfg(feature = "metrics")]
 pub use metrics_observer::MetricsObserver;
+#[cfg(feature = "tracing")]
+pub use tracing_probe::TracingObserver;
 
 use crate::breaker::BreakerState;
 use crate::classify::Outcome;
@@ -210,6 +212,104 @@ pub trait Observer: fmt::Debug + Send + Sync + 'static {
     fn on_policy_event(&self, event: &PolicyEvent<'_>) {
         let _ = event;
     }
+
+    /// Called for what the durable parts do (`steadfast-store`'s gate and queue, given this
+    /// observer with `with_observer`). Does nothing unless implemented.
+    fn on_durable_event(&self, event: &DurableEvent<'_>) {
+        let _ = event;
+    }
+}
+
+/// What the durable retry gate and the retry queue did: one observer (and [`MetricsObserver`],
+/// [`TracingObserver`]) sees calls and durable work alike.
+///
+/// # Example
+/// ```
+/// use steadfast::observe::{DurableEvent, Event, Observer};
+/// use steadfast::Key;
+///
+/// #[derive(Debug)]
+/// struct Pager;
+/// impl Observer for Pager {
+///     fn on_event(&self, _: &Key, _: &Event) {}
+///     fn on_durable_event(&self, event: &DurableEvent<'_>) {
+///         if let DurableEvent::DeadLettered { topic, reason, .. } = event {
+///             eprintln!("{topic}: a message is dead: {reason}");
+///         }
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum DurableEvent<'a> {
+    /// The gate answered an attempt at a target of `target_type`.
+    GateDecided {
+        /// The target's type (its id is left out: labels stay bounded).
+        target_type: &'a str,
+        /// Whether the attempt may go.
+        allowed: bool,
+        /// Why.
+        reason: crate::gate::Reason,
+    },
+    /// A message was leased for its `attempt`th delivery.
+    Delivered {
+        /// Its topic.
+        topic: &'a str,
+        /// The delivery, from 1.
+        attempt: u32,
+    },
+    /// Messages finished and were acked.
+    Acked {
+        /// Their topic.
+        topic: &'a str,
+        /// How many.
+        count: u64,
+    },
+    /// A failed delivery was scheduled again after `delay`.
+    Retried {
+        /// Its topic.
+        topic: &'a str,
+        /// The delivery that failed.
+        attempt: u32,
+        /// The wait before the next.
+        delay: Duration,
+    },
+    /// Messages moved to the dead letters.
+    DeadLettered {
+        /// Their topic.
+        topic: &'a str,
+        /// How many.
+        count: u64,
+        /// `not_retryable`, `exhausted` (the last delivery failed) or `lease_expired` (the
+        /// last delivery's lease ran out).
+        reason: &'static str,
+    },
+    /// An answer (ack, nack, extend) came after its lease had expired: the message went to
+    /// another delivery.
+    LeaseLost {
+        /// Its topic.
+        topic: &'a str,
+    },
+    /// Dead letters were sent back to their topics.
+    Redriven {
+        /// How many.
+        count: u64,
+    },
+    /// How much a topic holds, as `steadfast_store::queue::Queue::observe_depth` read it.
+    QueueDepth {
+        /// The topic.
+        topic: &'a str,
+        /// Messages deliverable now.
+        ready: u64,
+        /// Messages waiting for their time.
+        scheduled: u64,
+        /// Messages leased.
+        leased: u64,
+        /// Dead letters.
+        dead: u64,
+        /// How long the oldest live message has been queued.
+        oldest: Option<Duration>,
+    },
 }
 
 /// What happened to the policies an executor follows from a provider.

@@ -87,3 +87,84 @@ impl Spans {
         }
     }
 }
+
+/// Logs what the durable parts do through `tracing` (give it to `steadfast-store`'s gate and
+/// queue with `with_observer`): a dead letter and a lost lease at WARN, a refused gate
+/// attempt and a scheduled redelivery at INFO, the rest at DEBUG. Calls are traced by
+/// [`ExecutorBuilder::tracing`](crate::ExecutorBuilder::tracing); this observer ignores them.
+///
+/// ```
+/// use steadfast::observe::{DurableEvent, Observer, TracingObserver};
+///
+/// TracingObserver::new().on_durable_event(&DurableEvent::LeaseLost { topic: "emails.Send" });
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct TracingObserver;
+
+impl TracingObserver {
+    /// An observer logging to the current `tracing` subscriber.
+    pub fn new() -> Self {
+        TracingObserver
+    }
+}
+
+impl crate::observe::Observer for TracingObserver {
+    fn on_event(&self, _: &Key, _: &Event) {}
+
+    fn on_durable_event(&self, event: &crate::observe::DurableEvent<'_>) {
+        use crate::observe::DurableEvent as D;
+        match *event {
+            D::GateDecided {
+                target_type,
+                allowed: true,
+                reason,
+            } => {
+                tracing::debug!(
+                    target_type,
+                    reason = reason.as_str(),
+                    "gate allowed an attempt"
+                );
+            }
+            D::GateDecided {
+                target_type,
+                allowed: false,
+                reason,
+            } => {
+                tracing::info!(
+                    target_type,
+                    reason = reason.as_str(),
+                    "gate denied an attempt"
+                );
+            }
+            D::Delivered { topic, attempt } => tracing::debug!(topic, attempt, "message delivered"),
+            D::Acked { topic, count } => tracing::debug!(topic, count, "messages acked"),
+            D::Retried {
+                topic,
+                attempt,
+                delay,
+            } => {
+                tracing::info!(topic, attempt, delay = ?delay, "message scheduled again");
+            }
+            D::DeadLettered {
+                topic,
+                count,
+                reason,
+            } => {
+                tracing::warn!(topic, count, reason, "messages dead-lettered");
+            }
+            D::LeaseLost { topic } => tracing::warn!(topic, "a lease expired before its answer"),
+            D::Redriven { count } => tracing::info!(count, "dead letters redriven"),
+            D::QueueDepth {
+                topic,
+                ready,
+                scheduled,
+                leased,
+                dead,
+                oldest,
+            } => tracing::debug!(
+                topic, ready, scheduled, leased, dead, oldest = ?oldest, "queue depth"
+            ),
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::PoisonError;
 use super::{MemoryStore, StoreFuture};
 use crate::clock::{from_ms, to_ms};
 use crate::queue::{
-    AttemptRecord, DeadLetter, DeadLetterFilter, Leased, NewMessage, QueueStore, TopicStats,
+    AttemptRecord, DeadLetter, DeadLetterFilter, Leased, Leases, NewMessage, QueueStore, TopicStats,
 };
 
 /// Queued messages and dead letters.
@@ -117,8 +117,9 @@ impl QueueStore for MemoryStore {
         n: u32,
         now_ms: i64,
         until_ms: i64,
-    ) -> StoreFuture<'a, Vec<Leased>> {
+    ) -> StoreFuture<'a, Leases> {
         let r = self.queue(|q| {
+            let mut buried = 0;
             let mut ready: Vec<(i64, i64)> = q
                 .live
                 .iter()
@@ -143,6 +144,7 @@ impl QueueStore for MemoryStore {
                     if m.attempts >= m.new.max_attempts {
                         let reason = format!("{} attempts failed; last: lease expired", m.attempts);
                         q.bury(id, reason, now_ms);
+                        buried += 1;
                         continue;
                     }
                 }
@@ -159,7 +161,10 @@ impl QueueStore for MemoryStore {
                     enqueued_at_ms: m.new.enqueued_at_ms,
                 });
             }
-            out
+            Leases {
+                leased: out,
+                buried,
+            }
         });
         Box::pin(async move { Ok(r) })
     }
@@ -276,6 +281,8 @@ impl QueueStore for MemoryStore {
             let wanted = |t: &str| topic.is_none_or(|w| w == t);
             for m in q.live.values().filter(|m| wanted(&m.new.topic)) {
                 let s = by.entry(m.new.topic.clone()).or_default();
+                let at = from_ms(m.new.enqueued_at_ms);
+                s.oldest_at = Some(s.oldest_at.map_or(at, |o| o.min(at)));
                 if m.visible_at_ms <= now_ms {
                     s.ready += 1;
                 } else if m.leased {

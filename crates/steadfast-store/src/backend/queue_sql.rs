@@ -186,7 +186,8 @@ impl QueueStatements {
             stats: p("SELECT topic,
                         SUM(CASE WHEN visible_at_ms <= $1 THEN 1 ELSE 0 END),
                         SUM(CASE WHEN visible_at_ms > $1 AND NOT leased THEN 1 ELSE 0 END),
-                        SUM(CASE WHEN visible_at_ms > $1 AND leased THEN 1 ELSE 0 END)
+                        SUM(CASE WHEN visible_at_ms > $1 AND leased THEN 1 ELSE 0 END),
+                        MIN(enqueued_at_ms)
                       FROM queue_messages WHERE (CAST($2 AS TEXT) IS NULL OR topic = $2)
                       GROUP BY topic ORDER BY topic"),
             stats_dead: p("SELECT topic, COUNT(*) FROM dead_letters
@@ -357,15 +358,16 @@ macro_rules! sql_queue_store {
                 n: u32,
                 now_ms: i64,
                 until_ms: i64,
-            ) -> $crate::backend::StoreFuture<'a, Vec<$crate::queue::Leased>> {
+            ) -> $crate::backend::StoreFuture<'a, $crate::queue::Leases> {
                 Box::pin(async move {
                     let q = &self.queue_sql;
                     let mut tx = self.begin_write().await?;
-                    sqlx::query(sqlx::AssertSqlSafe(&*q.bury_expired))
+                    let buried = sqlx::query(sqlx::AssertSqlSafe(&*q.bury_expired))
                         .bind(topic)
                         .bind(now_ms)
                         .execute(&mut *tx)
-                        .await?;
+                        .await?
+                        .rows_affected();
                     if let Some(delete) = &q.delete_expired {
                         sqlx::query(sqlx::AssertSqlSafe(&**delete))
                             .bind(topic)
@@ -399,7 +401,10 @@ macro_rules! sql_queue_store {
                         )
                         .collect();
                     out.sort_by_key(|l| l.id);
-                    Ok(out)
+                    Ok($crate::queue::Leases {
+                        leased: out,
+                        buried,
+                    })
                 })
             }
 
@@ -613,7 +618,7 @@ macro_rules! sql_queue_store {
             ) -> $crate::backend::StoreFuture<'a, Vec<$crate::queue::TopicStats>> {
                 Box::pin(async move {
                     let q = &self.queue_sql;
-                    let live: Vec<(String, i64, i64, i64)> =
+                    let live: Vec<(String, i64, i64, i64, i64)> =
                         sqlx::query_as(sqlx::AssertSqlSafe(&*q.stats))
                             .bind(now_ms)
                             .bind(topic)
@@ -626,7 +631,7 @@ macro_rules! sql_queue_store {
                             .await?;
                     let mut by = std::collections::BTreeMap::new();
                     let n = |v: i64| u64::try_from(v).unwrap_or(0);
-                    for (t, ready, scheduled, leased) in live {
+                    for (t, ready, scheduled, leased, oldest) in live {
                         by.insert(
                             t.clone(),
                             $crate::queue::TopicStats {
@@ -635,6 +640,7 @@ macro_rules! sql_queue_store {
                                 scheduled: n(scheduled),
                                 leased: n(leased),
                                 dead: 0,
+                                oldest_at: Some($crate::clock::from_ms(oldest)),
                             },
                         );
                     }

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use steadfast::ConfigError;
 use steadfast::gate::{Decision, GateAttempt, GateBackend, GateFuture, GateOptions, Target};
+use steadfast::observe::{DurableEvent, Observer};
 
 pub use record::{GateRecord, MAX_ERROR_LEN};
 
@@ -54,6 +55,7 @@ struct Inner {
     /// skips a read; the write's version check catches a stale one (and a denial from it is
     /// read again), so it saves a round trip and decides nothing alone.
     known: Mutex<HashMap<Target, GateRecord>>,
+    observers: Vec<Arc<dyn Observer>>,
 }
 
 /// Records `known` keeps at most (then it starts over).
@@ -153,6 +155,7 @@ impl RetryGate {
                 options,
                 clock: Arc::new(SystemClock),
                 known: Mutex::default(),
+                observers: Vec::new(),
             }),
         })
     }
@@ -166,6 +169,24 @@ impl RetryGate {
                 options: self.inner.options.clone(),
                 clock: Arc::new(clock),
                 known: Mutex::default(),
+                observers: self.inner.observers.clone(),
+            }),
+        }
+    }
+
+    /// The same gate reporting each acquire's decision to `observer` as a
+    /// [`DurableEvent::GateDecided`] (`steadfast::observe::MetricsObserver` counts them by
+    /// target type and reason).
+    pub fn with_observer(self, observer: impl Observer) -> Self {
+        let mut observers = self.inner.observers.clone();
+        observers.push(Arc::new(observer));
+        RetryGate {
+            inner: Arc::new(Inner {
+                store: self.inner.store.clone(),
+                options: self.inner.options.clone(),
+                clock: self.inner.clock.clone(),
+                known: Mutex::default(),
+                observers,
             }),
         }
     }
@@ -221,6 +242,13 @@ impl RetryGate {
             })
             .await?;
         let decision = decided.ok_or_else(|| StoreError::contended(target))?;
+        for o in &self.inner.observers {
+            o.on_durable_event(&DurableEvent::GateDecided {
+                target_type: &target.target_type,
+                allowed: decision.allowed,
+                reason: decision.reason,
+            });
+        }
         match record {
             Some(record) if decision.allowed => Ok(Permit {
                 gate: self.clone(),

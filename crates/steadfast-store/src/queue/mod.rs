@@ -47,6 +47,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use steadfast::backoff::Backoff;
 use steadfast::key::Key;
+use steadfast::observe::{DurableEvent, Observer};
 use steadfast::policy::Policies;
 
 use crate::StoreError;
@@ -266,6 +267,8 @@ pub struct TopicStats {
     pub leased: u64,
     /// Dead letters.
     pub dead: u64,
+    /// When the oldest live message (ready, scheduled or leased) was enqueued.
+    pub oldest_at: Option<SystemTime>,
 }
 
 /// A message as a store receives it (times in ms since the Unix epoch).
@@ -283,6 +286,16 @@ pub struct NewMessage {
     pub visible_at_ms: i64,
     /// Now.
     pub enqueued_at_ms: i64,
+}
+
+/// What a store's [`lease`](QueueStore::lease) did: the messages it leased, and how many
+/// expired last deliveries it dead-lettered on the way.
+#[derive(Debug, Clone, Default)]
+pub struct Leases {
+    /// The messages leased, by id.
+    pub leased: Vec<Leased>,
+    /// Messages whose last delivery's lease had expired, now dead letters.
+    pub buried: u64,
 }
 
 /// A message leased by a store: a [`Lease`] with ms times.
@@ -324,7 +337,7 @@ pub trait QueueStore: Send + Sync + 'static {
         n: u32,
         now_ms: i64,
         until_ms: i64,
-    ) -> StoreFuture<'a, Vec<Leased>>;
+    ) -> StoreFuture<'a, Leases>;
 
     /// Removes each message `(id, attempt)` names if still leased for that delivery (one
     /// transaction); the pairs that were.
@@ -381,7 +394,7 @@ impl<S: QueueStore + ?Sized> QueueStore for Arc<S> {
         n: u32,
         now_ms: i64,
         until_ms: i64,
-    ) -> StoreFuture<'a, Vec<Leased>> {
+    ) -> StoreFuture<'a, Leases> {
         (**self).lease(topic, n, now_ms, until_ms)
     }
     fn ack<'a>(&'a self, leases: &'a [(i64, u32)]) -> StoreFuture<'a, Vec<(i64, u32)>> {
@@ -508,6 +521,7 @@ struct Inner<S> {
     store: Arc<S>,
     policies: Policies,
     clock: Arc<dyn Clock>,
+    observers: Vec<Arc<dyn Observer>>,
 }
 
 impl<S> Clone for Inner<S> {
@@ -516,6 +530,15 @@ impl<S> Clone for Inner<S> {
             store: self.store.clone(),
             policies: self.policies.clone(),
             clock: self.clock.clone(),
+            observers: self.observers.clone(),
+        }
+    }
+}
+
+impl<S> Inner<S> {
+    fn emit(&self, event: DurableEvent<'_>) {
+        for o in &self.observers {
+            o.on_durable_event(&event);
         }
     }
 }
@@ -529,6 +552,7 @@ impl<S: QueueStore> Queue<S> {
                 store: Arc::new(store),
                 policies: Policies::default(),
                 clock: Arc::new(SystemClock),
+                observers: Vec::new(),
             }),
         }
     }
@@ -536,6 +560,32 @@ impl<S: QueueStore> Queue<S> {
     /// Topics resolve to their plans in `policies` (exact key, namespace, defaults).
     pub fn with_policies(self, policies: Policies) -> Self {
         self.rebuild(|i| i.policies = policies)
+    }
+
+    /// Reports deliveries, acks, retries, dead letters, lost leases, redrives and (from
+    /// [`observe_depth`](Self::observe_depth)) depths to `observer`, as
+    /// [`DurableEvent`]s: `steadfast::observe::MetricsObserver` makes them metrics,
+    /// `TracingObserver` logs.
+    ///
+    /// ```
+    /// use steadfast::observe::{DurableEvent, Event, Observer};
+    /// use steadfast::Key;
+    /// use steadfast_store::queue::Queue;
+    /// use steadfast_store::MemoryStore;
+    ///
+    /// #[derive(Debug)]
+    /// struct Dead;
+    /// impl Observer for Dead {
+    ///     fn on_event(&self, _: &Key, _: &Event) {}
+    ///     fn on_durable_event(&self, e: &DurableEvent<'_>) {
+    ///         if let DurableEvent::DeadLettered { topic, .. } = e { eprintln!("{topic}: dead"); }
+    ///     }
+    /// }
+    /// let queue = Queue::new(MemoryStore::new()).with_observer(Dead);
+    /// # let _ = queue;
+    /// ```
+    pub fn with_observer(self, observer: impl Observer) -> Self {
+        self.rebuild(|i| i.observers.push(Arc::new(observer)))
     }
 
     /// Reads the time from `clock` (tests: a [`ManualClock`](crate::ManualClock)).
@@ -672,7 +722,22 @@ impl<S: QueueStore> Queue<S> {
         self.plan(topic)?;
         let now = self.now_ms();
         let until = after(now, visibility);
-        let leased = self.inner.store.lease(topic, n, now, until).await?;
+        let Leases { leased, buried } = self.inner.store.lease(topic, n, now, until).await?;
+        if !self.inner.observers.is_empty() {
+            if buried > 0 {
+                self.inner.emit(DurableEvent::DeadLettered {
+                    topic,
+                    count: buried,
+                    reason: "lease_expired",
+                });
+            }
+            for l in &leased {
+                self.inner.emit(DurableEvent::Delivered {
+                    topic,
+                    attempt: l.attempt,
+                });
+            }
+        }
         Ok(leased
             .into_iter()
             .map(|l| Lease {
@@ -720,7 +785,30 @@ impl<S: QueueStore> Queue<S> {
         let named: Vec<(i64, u32)> = leases.iter().map(|l| (l.id, l.attempt)).collect();
         let acked: std::collections::HashSet<(i64, u32)> =
             self.inner.store.ack(&named).await?.into_iter().collect();
-        Ok(named.iter().map(|l| acked.contains(l)).collect())
+        let answers: Vec<bool> = named.iter().map(|l| acked.contains(l)).collect();
+        if !self.inner.observers.is_empty() {
+            for (lease, &ok) in leases.iter().zip(&answers) {
+                if !ok {
+                    self.inner.emit(DurableEvent::LeaseLost {
+                        topic: &lease.topic,
+                    });
+                }
+            }
+            if !acked.is_empty() {
+                // A batch is of one topic as a worker leases it; count each topic's own.
+                let mut counts: Vec<(&str, u64)> = Vec::new();
+                for (lease, _) in leases.iter().zip(&answers).filter(|(_, ok)| **ok) {
+                    match counts.iter_mut().find(|(t, _)| *t == lease.topic) {
+                        Some((_, n)) => *n += 1,
+                        None => counts.push((&lease.topic, 1)),
+                    }
+                }
+                for (topic, count) in counts {
+                    self.inner.emit(DurableEvent::Acked { topic, count });
+                }
+            }
+        }
+        Ok(answers)
     }
 
     /// Keeps the message hidden for `visibility` from now (a long handler).
@@ -735,8 +823,16 @@ impl<S: QueueStore> Queue<S> {
             lease.until = from_ms(until);
             Ok(())
         } else {
-            Err(lost(lease))
+            Err(self.lost(lease))
         }
+    }
+
+    /// The error of an answer that came too late, reported to the observers.
+    fn lost(&self, lease: &Lease) -> QueueError {
+        self.inner.emit(DurableEvent::LeaseLost {
+            topic: &lease.topic,
+        });
+        lost(lease)
     }
 
     /// Failed: delivers it again after the topic's backoff, or, when `retryable` is false or
@@ -763,9 +859,14 @@ impl<S: QueueStore> Queue<S> {
             Some(delay) => {
                 let at = after(now, delay);
                 if self.inner.store.retry_later(lease.id, &failure, at).await? {
+                    self.inner.emit(DurableEvent::Retried {
+                        topic: &lease.topic,
+                        attempt: lease.attempt,
+                        delay,
+                    });
                     Ok(Nacked::Retry { at: from_ms(at) })
                 } else {
-                    Err(lost(lease))
+                    Err(self.lost(lease))
                 }
             }
             None => {
@@ -777,8 +878,19 @@ impl<S: QueueStore> Queue<S> {
                     format!("the backoff stopped; last: {error}")
                 };
                 match self.inner.store.bury(lease.id, &failure, &reason).await? {
-                    Some(id) => Ok(Nacked::DeadLettered { id }),
-                    None => Err(lost(lease)),
+                    Some(id) => {
+                        self.inner.emit(DurableEvent::DeadLettered {
+                            topic: &lease.topic,
+                            count: 1,
+                            reason: if retryable {
+                                "exhausted"
+                            } else {
+                                "not_retryable"
+                            },
+                        });
+                        Ok(Nacked::DeadLettered { id })
+                    }
+                    None => Err(self.lost(lease)),
                 }
             }
         }
@@ -830,11 +942,15 @@ impl<S: QueueStore> Queue<S> {
         max_attempts: impl Fn(&DeadLetter) -> u32 + Sync,
     ) -> Result<u64, QueueError> {
         let max = |d: &DeadLetter| max_attempts(d).max(1);
-        Ok(self
+        let count = self
             .inner
             .store
             .redrive(filter, self.now_ms(), &max)
-            .await?)
+            .await?;
+        if count > 0 {
+            self.inner.emit(DurableEvent::Redriven { count });
+        }
+        Ok(count)
     }
 
     /// Deletes the dead letters `filter` names; how many.
@@ -852,6 +968,26 @@ impl<S: QueueStore> Queue<S> {
     /// Counts per topic, or for one.
     pub async fn stats(&self, topic: Option<&str>) -> Result<Vec<TopicStats>, QueueError> {
         Ok(self.inner.store.stats(topic, self.now_ms()).await?)
+    }
+
+    /// Reads every topic's [`stats`](Self::stats) and reports each to the observers as a
+    /// [`DurableEvent::QueueDepth`] (gauges, with `MetricsObserver`); call it from a timer.
+    pub async fn observe_depth(&self) -> Result<Vec<TopicStats>, QueueError> {
+        let stats = self.stats(None).await?;
+        let now = self.inner.clock.now();
+        for t in &stats {
+            self.inner.emit(DurableEvent::QueueDepth {
+                topic: &t.topic,
+                ready: t.ready,
+                scheduled: t.scheduled,
+                leased: t.leased,
+                dead: t.dead,
+                oldest: t
+                    .oldest_at
+                    .map(|at| now.duration_since(at).unwrap_or_default()),
+            });
+        }
+        Ok(stats)
     }
 }
 
