@@ -26,6 +26,10 @@ pub(crate) enum Action {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Only targets the gate would answer so now: allowed, denied, or a reason
+        /// (first_attempt, within_quota, cooling_down, exhausted, …).
+        #[arg(long)]
+        state: Option<String>,
     },
     /// One target's whole record and the gate's decision now
     Show {
@@ -82,12 +86,30 @@ pub(crate) fn run(db: &str, action: Action, format: Output) -> anyhow::Result<Ex
         let gate = RetryGate::new(store, GateOptions::default())?;
         let now = SystemTime::now();
         match action {
-            Action::List { target_type, limit } => {
-                let mut filter = Filter::all().limit(limit);
+            Action::List {
+                target_type,
+                limit,
+                state,
+            } => {
+                let mut filter = Filter::all();
+                if state.is_none() {
+                    filter = filter.limit(limit);
+                }
                 if let Some(t) = target_type {
                     filter = filter.target_type(t);
                 }
-                let records = gate.list(&filter).await?;
+                let mut records = gate.list(&filter).await?;
+                if let Some(state) = &state {
+                    records.retain(|r| {
+                        let d = r.decision(now, false);
+                        match state.as_str() {
+                            "allowed" => d.allowed,
+                            "denied" => !d.allowed,
+                            reason => d.reason.as_str() == reason,
+                        }
+                    });
+                    records.truncate(limit as usize);
+                }
                 emit(&match format {
                     Output::Json => {
                         let rows: Vec<_> = records.iter().map(|r| record_json(r, now)).collect();

@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use serde_json::json;
 use steadfast::policy::PolicyDocument;
-use steadfast_store::queue::{DeadLetter, DeadLetterFilter, Queue, QueueStore};
+use steadfast_store::queue::{
+    DeadLetter, DeadLetterFilter, EnqueueOptions, Enqueued, Message, MessageFilter, Queue,
+    QueueStore,
+};
 use steadfast_store::{PostgresStore, SqliteStore, StoreError};
 
 use crate::{Output, emit};
@@ -75,11 +78,48 @@ pub(crate) enum DlqAction {
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum QueueAction {
     /// Per topic: messages ready, scheduled (waiting for a retry or a not-before time),
-    /// leased, and dead letters
+    /// leased, and dead letters; how long the oldest ready message has waited (lag) and the
+    /// oldest message's age
     Stats {
         /// Only this topic.
         #[arg(long)]
         topic: Option<String>,
+    },
+    /// The live messages, by id, one line each (nothing is leased)
+    List {
+        /// Only this topic's.
+        #[arg(long)]
+        topic: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One live message: its payload and every failed delivery (nothing is leased)
+    Peek {
+        /// The message's id.
+        id: i64,
+    },
+    /// Put a message on a topic
+    Enqueue {
+        /// The topic (a key, e.g. emails.Send).
+        topic: String,
+        /// The payload, as text.
+        payload: String,
+        /// A dedupe key: while a message with it lives, this one is not added.
+        #[arg(long)]
+        dedupe_key: Option<String>,
+        /// Deliverable only after this long (e.g. 10m).
+        #[arg(long, value_name = "AGE", value_parser = crate::age)]
+        delay: Option<Duration>,
+        /// The policy file whose plan for the topic gives its deliveries (else 3).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Delete a topic's messages that are not leased (leased ones finish as usual)
+    Purge {
+        /// The topic.
+        #[arg(long)]
+        topic: String,
     },
 }
 
@@ -198,35 +238,241 @@ pub(crate) fn dlq(db: &str, action: DlqAction, format: Output) -> anyhow::Result
 pub(crate) fn queue(db: &str, action: QueueAction, format: Output) -> anyhow::Result<ExitCode> {
     crate::runtime()?.block_on(async {
         let queue = open(db).await.with_context(|| format!("opening {db}"))?;
-        let QueueAction::Stats { topic } = action;
-        let stats = queue.stats(topic.as_deref()).await?;
-        emit(&match format {
-            Output::Json => serde_json::to_string_pretty(&stats)? + "\n",
-            Output::Text => {
-                let width = stats
-                    .iter()
-                    .map(|s| s.topic.len())
-                    .max()
-                    .unwrap_or(0)
-                    .max(5);
-                let mut out = format!(
-                    "{:<width$}  {:>8}  {:>9}  {:>7}  {:>6}\n",
-                    "TOPIC", "READY", "SCHEDULED", "LEASED", "DEAD"
-                );
-                for s in &stats {
-                    out += &format!(
-                        "{:<width$}  {:>8}  {:>9}  {:>7}  {:>6}\n",
-                        s.topic, s.ready, s.scheduled, s.leased, s.dead
-                    );
-                }
-                if stats.is_empty() {
-                    out += "(no messages and no dead letters)\n";
-                }
-                out
+        let now = SystemTime::now();
+        match action {
+            QueueAction::Stats { topic } => {
+                let stats = queue.stats(topic.as_deref()).await?;
+                emit(&match format {
+                    Output::Json => {
+                        let rows: Vec<_> = stats
+                            .iter()
+                            .map(|s| {
+                                json!({
+                                    "topic": s.topic,
+                                    "ready": s.ready,
+                                    "scheduled": s.scheduled,
+                                    "leased": s.leased,
+                                    "dead": s.dead,
+                                    "lag_ms": s.ready_since.map(|t| age_ms(now, t)),
+                                    "oldest_age_ms": s.oldest_at.map(|t| age_ms(now, t)),
+                                })
+                            })
+                            .collect();
+                        serde_json::to_string_pretty(&rows)? + "\n"
+                    }
+                    Output::Text => stats_text(&stats, now),
+                });
+                Ok(ExitCode::SUCCESS)
             }
-        });
-        Ok(ExitCode::SUCCESS)
+            QueueAction::List { topic, limit } => {
+                let mut filter = MessageFilter::all().limit(limit);
+                if let Some(t) = topic {
+                    filter = filter.topic(t);
+                }
+                let live = queue.messages(&filter).await?;
+                emit(&match format {
+                    Output::Json => {
+                        let rows: Vec<_> = live.iter().map(|m| message_json(m, false)).collect();
+                        serde_json::to_string_pretty(&rows)? + "\n"
+                    }
+                    Output::Text => messages_text(&live, now),
+                });
+                Ok(ExitCode::SUCCESS)
+            }
+            QueueAction::Peek { id } => {
+                let Some(m) = queue.messages(&MessageFilter::id(id)).await?.pop() else {
+                    eprintln!("steadfast: no message {id} in {db}");
+                    return Ok(ExitCode::from(1));
+                };
+                emit(&match format {
+                    Output::Json => serde_json::to_string_pretty(&message_json(&m, true))? + "\n",
+                    Output::Text => peek_text(&m),
+                });
+                Ok(ExitCode::SUCCESS)
+            }
+            QueueAction::Enqueue {
+                topic,
+                payload,
+                dedupe_key,
+                delay,
+                policy,
+            } => {
+                let queue = match policy {
+                    Some(file) => match load_policies(&file) {
+                        Ok(p) => queue.with_policies(p),
+                        Err(message) => {
+                            eprintln!("{message}");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    },
+                    None => queue,
+                };
+                let mut options = EnqueueOptions::new();
+                if let Some(key) = dedupe_key {
+                    options = options.dedupe_key(key);
+                }
+                if let Some(d) = delay {
+                    options = options.not_before(now + d);
+                }
+                let done = queue.enqueue(&topic, payload.into_bytes(), options).await?;
+                let (id, added) = match done {
+                    Enqueued::New(id) => (id, true),
+                    Enqueued::Duplicate(id) => (id, false),
+                };
+                emit(&match format {
+                    Output::Json => json!({ "id": id, "added": added }).to_string() + "\n",
+                    Output::Text if added => format!("message {id} enqueued on {topic}\n"),
+                    Output::Text => format!("message {id} holds that dedupe key; nothing added\n"),
+                });
+                Ok(ExitCode::SUCCESS)
+            }
+            QueueAction::Purge { topic } => {
+                let n = queue.purge_messages(&topic).await?;
+                emit(&match format {
+                    Output::Json => json!({ "purged": n }).to_string() + "\n",
+                    Output::Text => format!("{n} message{} of {topic} purged\n", plural(n)),
+                });
+                Ok(ExitCode::SUCCESS)
+            }
+        }
     })
+}
+
+fn age_ms(now: SystemTime, t: SystemTime) -> u128 {
+    now.duration_since(t).unwrap_or_default().as_millis()
+}
+
+/// A duration for people: `0s`, `42s`, `7m`, `3h`, `2d`.
+fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+fn stats_text(stats: &[steadfast_store::queue::TopicStats], now: SystemTime) -> String {
+    let width = stats
+        .iter()
+        .map(|s| s.topic.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let age = |t: Option<SystemTime>| {
+        t.map_or_else(
+            || "-".to_owned(),
+            |t| span(now.duration_since(t).unwrap_or_default()),
+        )
+    };
+    let mut out = format!(
+        "{:<width$}  {:>8}  {:>9}  {:>7}  {:>6}  {:>5}  {:>6}\n",
+        "TOPIC", "READY", "SCHEDULED", "LEASED", "DEAD", "LAG", "OLDEST"
+    );
+    for s in stats {
+        out += &format!(
+            "{:<width$}  {:>8}  {:>9}  {:>7}  {:>6}  {:>5}  {:>6}\n",
+            s.topic,
+            s.ready,
+            s.scheduled,
+            s.leased,
+            s.dead,
+            age(s.ready_since),
+            age(s.oldest_at)
+        );
+    }
+    if stats.is_empty() {
+        out += "(no messages and no dead letters)\n";
+    }
+    out
+}
+
+fn message_json(m: &Message, payload: bool) -> serde_json::Value {
+    let mut v = json!({
+        "id": m.id,
+        "topic": m.topic,
+        "dedupe_key": m.dedupe_key,
+        "attempts": m.attempts,
+        "max_attempts": m.max_attempts,
+        "leased": m.leased,
+        "visible_at_ms": ms(m.visible_at),
+        "enqueued_at_ms": ms(m.enqueued_at),
+        "history": m.history,
+    });
+    if payload {
+        v["payload"] = match std::str::from_utf8(&m.payload) {
+            Ok(text) => json!(text),
+            Err(_) => json!({ "hex": payload_text(&m.payload) }),
+        };
+    }
+    v
+}
+
+/// What a live message is doing now: leased, ready, or waiting (and for how long).
+fn state(m: &Message, now: SystemTime) -> String {
+    match now.duration_since(m.visible_at) {
+        Ok(_) if m.leased => "lease expired".to_owned(),
+        Ok(_) => "ready".to_owned(),
+        Err(e) if m.leased => format!("leased, {} left", span(e.duration())),
+        Err(e) => format!("waits {}", span(e.duration())),
+    }
+}
+
+fn messages_text(live: &[Message], now: SystemTime) -> String {
+    let width = live.iter().map(|m| m.topic.len()).max().unwrap_or(0).max(5);
+    let mut out = format!(
+        "{:>6}  {:<width$}  {:>8}  {:>9}  STATE\n",
+        "ID", "TOPIC", "ATTEMPTS", "ENQUEUED"
+    );
+    for m in live {
+        out += &format!(
+            "{:>6}  {:<width$}  {:>8}  {:>9}  {}\n",
+            m.id,
+            m.topic,
+            format!("{}/{}", m.attempts, m.max_attempts),
+            ago(now, m.enqueued_at),
+            state(m, now)
+        );
+    }
+    if live.is_empty() {
+        out += "(no messages)\n";
+    }
+    out
+}
+
+fn peek_text(m: &Message) -> String {
+    let mut out = format!("message {} of {}\n", m.id, m.topic);
+    if let Some(key) = &m.dedupe_key {
+        out += &format!("dedupe key: {key}\n");
+    }
+    out += &format!(
+        "enqueued:   {}\nvisible at: {}\nattempts:   {} of {}{}\n",
+        httpdate::fmt_http_date(m.enqueued_at),
+        httpdate::fmt_http_date(m.visible_at),
+        m.attempts,
+        m.max_attempts,
+        if m.leased { " (leased)" } else { "" }
+    );
+    if !m.history.is_empty() {
+        out += "history:\n";
+        for h in &m.history {
+            let at =
+                SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(h.at_ms).unwrap_or(0));
+            out += &format!(
+                "  #{:<3} {}  {}\n",
+                h.attempt,
+                httpdate::fmt_http_date(at),
+                h.error
+            );
+        }
+    }
+    out += &format!(
+        "payload ({} bytes):\n{}\n",
+        m.payload.len(),
+        payload_text(&m.payload)
+    );
+    out
 }
 
 fn plural(n: u64) -> &'static str {

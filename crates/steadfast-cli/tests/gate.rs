@@ -232,3 +232,28 @@ async fn purge_deletes_records_clear_for_longer_than_the_retention() {
     assert!(gate.get(&failing).await.unwrap().is_some());
     assert!(gate.get(&recent).await.unwrap().is_some());
 }
+
+/// `gate list --state` keeps the targets the gate would answer so now.
+#[tokio::test]
+async fn list_by_state_picks_denied_and_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steadfast.db");
+    seed(SqliteStore::open(&path).await.unwrap(), "order").await;
+    let db = path.to_str().unwrap();
+    let ids = |state: &str| {
+        let out = steadfast(&[
+            "gate", "--db", db, "--format", "json", "list", "--state", state,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["target_id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids("denied"), ["42"]);
+    assert_eq!(ids("cooling_down"), ["42"]);
+    assert_eq!(ids("allowed"), ["7"]);
+    assert!(ids("exhausted").is_empty());
+}

@@ -447,3 +447,63 @@ async fn a_batch_enqueues_in_order_and_acks_only_the_leases_still_held() {
         assert!(q.ack_many(&[]).await.unwrap().is_empty(), "{name}");
     }
 }
+
+/// Live messages are listed without leasing them and purged unless leased, on every store;
+/// stats give the lag of the oldest ready message and the oldest message's enqueue time.
+#[tokio::test]
+async fn live_messages_are_listed_and_purged_and_stats_give_lag_and_age() {
+    use steadfast_store::queue::MessageFilter;
+    for s in queue_subjects().await {
+        let name = s.name;
+        let clock = ManualClock::at(minute(0));
+        let queue = queue(&s.store, 3, &clock);
+        let topic = topic("Live");
+        for p in [b"a", b"b", b"c"] {
+            queue
+                .enqueue(&topic, p.to_vec(), EnqueueOptions::new())
+                .await
+                .unwrap();
+        }
+        clock.set(minute(2));
+        let leased = queue.lease(&topic, 1, LEASE).await.unwrap().remove(0);
+        queue.nack(&leased, "503", true).await.unwrap();
+        let held = queue.lease(&topic, 1, LEASE).await.unwrap().remove(0);
+        let live = queue
+            .messages(&MessageFilter::all().topic(topic.clone()))
+            .await
+            .unwrap();
+        assert_eq!(live.len(), 3, "{name}");
+        let first = live.iter().find(|m| m.id == leased.id).unwrap();
+        assert_eq!(
+            (first.attempts, first.leased, first.history.len()),
+            (1, false, 1),
+            "{name}"
+        );
+        assert!(
+            live.iter().find(|m| m.id == held.id).unwrap().leased,
+            "{name}"
+        );
+        let one = queue.messages(&MessageFilter::id(held.id)).await.unwrap();
+        assert_eq!(one.len(), 1, "{name}");
+
+        let stats = queue.stats(Some(&topic)).await.unwrap();
+        assert_eq!(stats[0].oldest_at, Some(minute(0)), "{name}");
+        assert_eq!(
+            stats[0].ready_since,
+            Some(minute(0)),
+            "{name}: the third waits since 0"
+        );
+
+        assert_eq!(queue.purge_messages(&topic).await.unwrap(), 2, "{name}");
+        let left = queue
+            .messages(&MessageFilter::all().topic(topic.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            left.iter().map(|m| m.id).collect::<Vec<_>>(),
+            [held.id],
+            "{name}"
+        );
+        queue.ack(&held).await.unwrap();
+    }
+}

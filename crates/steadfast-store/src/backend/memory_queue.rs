@@ -6,7 +6,8 @@ use std::sync::PoisonError;
 use super::{MemoryStore, StoreFuture};
 use crate::clock::{from_ms, to_ms};
 use crate::queue::{
-    AttemptRecord, DeadLetter, DeadLetterFilter, Leased, Leases, NewMessage, QueueStore, TopicStats,
+    AttemptRecord, DeadLetter, DeadLetterFilter, Leased, Leases, Message as LiveMessage,
+    MessageFilter, NewMessage, QueueStore, TopicStats,
 };
 
 /// Queued messages and dead letters.
@@ -285,6 +286,8 @@ impl QueueStore for MemoryStore {
                 s.oldest_at = Some(s.oldest_at.map_or(at, |o| o.min(at)));
                 if m.visible_at_ms <= now_ms {
                     s.ready += 1;
+                    let since = from_ms(m.visible_at_ms);
+                    s.ready_since = Some(s.ready_since.map_or(since, |o| o.min(since)));
                 } else if m.leased {
                     s.leased += 1;
                 } else {
@@ -300,6 +303,41 @@ impl QueueStore for MemoryStore {
                     s
                 })
                 .collect()
+        });
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn messages<'a>(&'a self, filter: &'a MessageFilter) -> StoreFuture<'a, Vec<LiveMessage>> {
+        let r = self.queue(|q| {
+            q.live
+                .iter()
+                .filter(|(id, m)| {
+                    filter.id.is_none_or(|want| want == **id)
+                        && filter.topic.as_ref().is_none_or(|t| *t == m.new.topic)
+                })
+                .take(filter.limit.map_or(usize::MAX, |n| n as usize))
+                .map(|(id, m)| LiveMessage {
+                    id: *id,
+                    topic: m.new.topic.clone(),
+                    dedupe_key: m.new.dedupe_key.clone(),
+                    payload: m.new.payload.clone(),
+                    attempts: m.attempts,
+                    max_attempts: m.new.max_attempts,
+                    leased: m.leased,
+                    visible_at: from_ms(m.visible_at_ms),
+                    enqueued_at: from_ms(m.new.enqueued_at_ms),
+                    history: m.history.clone(),
+                })
+                .collect()
+        });
+        Box::pin(async move { Ok(r) })
+    }
+
+    fn purge_messages<'a>(&'a self, topic: &'a str) -> StoreFuture<'a, u64> {
+        let r = self.queue(|q| {
+            let before = q.live.len();
+            q.live.retain(|_, m| m.leased || m.new.topic != topic);
+            (before - q.live.len()) as u64
         });
         Box::pin(async move { Ok(r) })
     }

@@ -47,6 +47,8 @@ pub(crate) struct QueueStatements {
     pub(crate) purge: String,
     pub(crate) stats: String,
     pub(crate) stats_dead: String,
+    pub(crate) messages: String,
+    pub(crate) purge_messages: String,
     /// `LIMIT` for "no limit".
     pub(crate) no_limit: i64,
 }
@@ -187,11 +189,21 @@ impl QueueStatements {
                         SUM(CASE WHEN visible_at_ms <= $1 THEN 1 ELSE 0 END),
                         SUM(CASE WHEN visible_at_ms > $1 AND NOT leased THEN 1 ELSE 0 END),
                         SUM(CASE WHEN visible_at_ms > $1 AND leased THEN 1 ELSE 0 END),
-                        MIN(enqueued_at_ms)
+                        MIN(enqueued_at_ms),
+                        MIN(CASE WHEN visible_at_ms <= $1 THEN visible_at_ms END)
                       FROM queue_messages WHERE (CAST($2 AS TEXT) IS NULL OR topic = $2)
                       GROUP BY topic ORDER BY topic"),
             stats_dead: p("SELECT topic, COUNT(*) FROM dead_letters
                            WHERE (CAST($1 AS TEXT) IS NULL OR topic = $1) GROUP BY topic"),
+            messages: p(&format!(
+                "SELECT id, topic, dedupe_key, payload, attempts, max_attempts, leased,
+                        visible_at_ms, enqueued_at_ms, {history_out}
+                 FROM queue_messages
+                 WHERE (CAST($1 AS BIGINT) IS NULL OR id = $1)
+                   AND (CAST($2 AS TEXT) IS NULL OR topic = $2)
+                 ORDER BY id LIMIT $3"
+            )),
+            purge_messages: p("DELETE FROM queue_messages WHERE topic = $1 AND NOT leased"),
             no_limit: if pg { i64::MAX } else { -1 },
         }
     }
@@ -611,6 +623,70 @@ macro_rules! sql_queue_store {
                 })
             }
 
+            fn messages<'a>(
+                &'a self,
+                filter: &'a $crate::queue::MessageFilter,
+            ) -> $crate::backend::StoreFuture<'a, Vec<$crate::queue::Message>> {
+                Box::pin(async move {
+                    type Row = (
+                        i64,
+                        String,
+                        Option<String>,
+                        Vec<u8>,
+                        i64,
+                        i64,
+                        bool,
+                        i64,
+                        i64,
+                        String,
+                    );
+                    let limit = filter.limit.map_or(self.queue_sql.no_limit, i64::from);
+                    let rows: Vec<Row> =
+                        sqlx::query_as(sqlx::AssertSqlSafe(&*self.queue_sql.messages))
+                            .bind(filter.id)
+                            .bind(filter.topic.as_deref())
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?;
+                    let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+                    rows.into_iter()
+                        .map(|r| {
+                            let history = serde_json::from_str(&r.9).map_err(|e| {
+                                $crate::StoreError::Unreadable(format!(
+                                    "message {}: its history: {e}",
+                                    r.0
+                                ))
+                            })?;
+                            Ok($crate::queue::Message {
+                                id: r.0,
+                                topic: r.1,
+                                dedupe_key: r.2,
+                                payload: r.3,
+                                attempts: n(r.4),
+                                max_attempts: n(r.5),
+                                leased: r.6,
+                                visible_at: $crate::clock::from_ms(r.7),
+                                enqueued_at: $crate::clock::from_ms(r.8),
+                                history,
+                            })
+                        })
+                        .collect()
+                })
+            }
+
+            fn purge_messages<'a>(
+                &'a self,
+                topic: &'a str,
+            ) -> $crate::backend::StoreFuture<'a, u64> {
+                Box::pin(async move {
+                    let done = sqlx::query(sqlx::AssertSqlSafe(&*self.queue_sql.purge_messages))
+                        .bind(topic)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected())
+                })
+            }
+
             fn stats<'a>(
                 &'a self,
                 topic: Option<&'a str>,
@@ -618,7 +694,7 @@ macro_rules! sql_queue_store {
             ) -> $crate::backend::StoreFuture<'a, Vec<$crate::queue::TopicStats>> {
                 Box::pin(async move {
                     let q = &self.queue_sql;
-                    let live: Vec<(String, i64, i64, i64, i64)> =
+                    let live: Vec<(String, i64, i64, i64, i64, Option<i64>)> =
                         sqlx::query_as(sqlx::AssertSqlSafe(&*q.stats))
                             .bind(now_ms)
                             .bind(topic)
@@ -631,7 +707,7 @@ macro_rules! sql_queue_store {
                             .await?;
                     let mut by = std::collections::BTreeMap::new();
                     let n = |v: i64| u64::try_from(v).unwrap_or(0);
-                    for (t, ready, scheduled, leased, oldest) in live {
+                    for (t, ready, scheduled, leased, oldest, ready_since) in live {
                         by.insert(
                             t.clone(),
                             $crate::queue::TopicStats {
@@ -641,6 +717,7 @@ macro_rules! sql_queue_store {
                                 leased: n(leased),
                                 dead: 0,
                                 oldest_at: Some($crate::clock::from_ms(oldest)),
+                                ready_since: ready_since.map($crate::clock::from_ms),
                             },
                         );
                     }

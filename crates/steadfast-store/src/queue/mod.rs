@@ -269,6 +269,9 @@ pub struct TopicStats {
     pub dead: u64,
     /// When the oldest live message (ready, scheduled or leased) was enqueued.
     pub oldest_at: Option<SystemTime>,
+    /// Since when the longest-waiting ready message has been deliverable (its lag is now
+    /// minus this).
+    pub ready_since: Option<SystemTime>,
 }
 
 /// A message as a store receives it (times in ms since the Unix epoch).
@@ -286,6 +289,71 @@ pub struct NewMessage {
     pub visible_at_ms: i64,
     /// Now.
     pub enqueued_at_ms: i64,
+}
+
+/// A live message as an operator sees it (`steadfast queue list|peek`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Message {
+    /// Its id.
+    pub id: i64,
+    /// Its topic.
+    pub topic: String,
+    /// Its dedupe key.
+    pub dedupe_key: Option<String>,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// Deliveries so far.
+    pub attempts: u32,
+    /// Deliveries it may have.
+    pub max_attempts: u32,
+    /// Whether a consumer holds it now.
+    pub leased: bool,
+    /// When it is next deliverable (or its lease ends).
+    pub visible_at: SystemTime,
+    /// When it was enqueued.
+    pub enqueued_at: SystemTime,
+    /// Every failed delivery, in order.
+    pub history: Vec<AttemptRecord>,
+}
+
+/// Which live messages [`Queue::messages`] lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MessageFilter {
+    /// Only this message.
+    pub id: Option<i64>,
+    /// Only this topic's.
+    pub topic: Option<String>,
+    /// At most this many (all when `None`).
+    pub limit: Option<u32>,
+}
+
+impl MessageFilter {
+    /// Every live message.
+    pub fn all() -> Self {
+        MessageFilter::default()
+    }
+
+    /// The message `id`.
+    pub fn id(id: i64) -> Self {
+        MessageFilter {
+            id: Some(id),
+            ..MessageFilter::default()
+        }
+    }
+
+    /// Only `topic`'s.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// At most `n`.
+    pub fn limit(mut self, n: u32) -> Self {
+        self.limit = Some(n);
+        self
+    }
 }
 
 /// What a store's [`lease`](QueueStore::lease) did: the messages it leased, and how many
@@ -382,6 +450,13 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Counts per topic (`topic`: only that one).
     fn stats<'a>(&'a self, topic: Option<&'a str>, now_ms: i64)
     -> StoreFuture<'a, Vec<TopicStats>>;
+
+    /// The live messages `filter` names (leased or not), by id, without leasing them.
+    fn messages<'a>(&'a self, filter: &'a MessageFilter) -> StoreFuture<'a, Vec<Message>>;
+
+    /// Deletes `topic`'s messages that are not leased (a leased one's handler answers as
+    /// usual); how many.
+    fn purge_messages<'a>(&'a self, topic: &'a str) -> StoreFuture<'a, u64>;
 }
 
 impl<S: QueueStore + ?Sized> QueueStore for Arc<S> {
@@ -442,6 +517,12 @@ impl<S: QueueStore + ?Sized> QueueStore for Arc<S> {
         now_ms: i64,
     ) -> StoreFuture<'a, Vec<TopicStats>> {
         (**self).stats(topic, now_ms)
+    }
+    fn messages<'a>(&'a self, filter: &'a MessageFilter) -> StoreFuture<'a, Vec<Message>> {
+        (**self).messages(filter)
+    }
+    fn purge_messages<'a>(&'a self, topic: &'a str) -> StoreFuture<'a, u64> {
+        (**self).purge_messages(topic)
     }
 }
 
@@ -968,6 +1049,29 @@ impl<S: QueueStore> Queue<S> {
     /// Counts per topic, or for one.
     pub async fn stats(&self, topic: Option<&str>) -> Result<Vec<TopicStats>, QueueError> {
         Ok(self.inner.store.stats(topic, self.now_ms()).await?)
+    }
+
+    /// The live messages `filter` names, by id, without leasing them.
+    ///
+    /// ```
+    /// use steadfast_store::queue::{EnqueueOptions, MessageFilter, Queue};
+    /// use steadfast_store::MemoryStore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let queue = Queue::new(MemoryStore::new());
+    /// queue.enqueue("emails.Send", b"hi".to_vec(), EnqueueOptions::new()).await?;
+    /// let live = queue.messages(&MessageFilter::all().topic("emails.Send")).await?;
+    /// assert_eq!((live.len(), live[0].attempts), (1, 0));
+    /// # Ok(()) }
+    /// ```
+    pub async fn messages(&self, filter: &MessageFilter) -> Result<Vec<Message>, QueueError> {
+        Ok(self.inner.store.messages(filter).await?)
+    }
+
+    /// Deletes `topic`'s messages that are not leased; how many.
+    pub async fn purge_messages(&self, topic: &str) -> Result<u64, QueueError> {
+        Ok(self.inner.store.purge_messages(topic).await?)
     }
 
     /// Reads every topic's [`stats`](Self::stats) and reports each to the observers as a
