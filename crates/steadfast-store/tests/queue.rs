@@ -507,3 +507,85 @@ async fn live_messages_are_listed_and_purged_and_stats_give_lag_and_age() {
         queue.ack(&held).await.unwrap();
     }
 }
+
+/// A topic whose plan names a gate is retried by the gate's windows: with one retry per
+/// 10-minute window and two in all, a message that always fails is delivered at 0, after
+/// the 10 s backoff, at the window's end, and is then a dead letter the gate calls
+/// exhausted; one that succeeds on its second delivery leaves a clear record.
+#[tokio::test]
+async fn a_gated_topic_is_retried_by_the_gates_windows() {
+    use steadfast::gate::{GateOptions, Target};
+    use steadfast_store::{GateStore, RetryGate};
+    for (s, gates) in queue_subjects()
+        .await
+        .into_iter()
+        .zip(common::subjects().await)
+    {
+        let name = s.name;
+        let clock = ManualClock::at(minute(0));
+        let retry = Retry::fixed(Duration::from_secs(10))
+            .jitter(steadfast::Jitter::None)
+            .max_attempts(3)
+            .build()
+            .unwrap();
+        let options = GateOptions::default()
+            .base_retries(1)
+            .base_window(Duration::from_secs(600))
+            .early_window(Duration::from_secs(300))
+            .max_retries(2);
+        let plan = Plan::new(retry.clone()).gate(options.clone()).unwrap();
+        let gate_store: Arc<dyn GateStore> = gates.store.clone();
+        let gate = RetryGate::new(gate_store, GateOptions::default())
+            .unwrap()
+            .with_clock(clock.clone());
+        let queue = Queue::new(s.store.clone())
+            .with_policies(Policies::new(retry).with_plan("*", plan).unwrap())
+            .with_clock(clock.clone())
+            .with_gate(gate.clone());
+        let topic = topic("Gated");
+        assert_eq!(queue.max_attempts(&topic), 3, "{name}");
+        let doomed = queue
+            .enqueue(&topic, b"doomed".to_vec(), EnqueueOptions::new())
+            .await
+            .unwrap()
+            .id();
+
+        let mut delivered = Vec::new();
+        for at in [0, 10, 599, 600, 601] {
+            clock.set(minute(0) + Duration::from_secs(at));
+            for l in queue.lease(&topic, 1, LEASE).await.unwrap() {
+                delivered.push((at, l.attempt));
+                queue.nack(&l, "503", true).await.unwrap();
+            }
+        }
+        assert_eq!(delivered, [(0, 1), (10, 2), (600, 3)], "{name}");
+        let dead = queue
+            .dead_letters(&DeadLetterFilter::all().topic(topic.clone()))
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1, "{name}");
+        assert_eq!(dead[0].message_id, doomed, "{name}");
+        assert!(
+            dead[0].reason.contains("exhausted"),
+            "{name}: {}",
+            dead[0].reason
+        );
+
+        let lucky = queue
+            .enqueue(&topic, b"lucky".to_vec(), EnqueueOptions::new())
+            .await
+            .unwrap()
+            .id();
+        let l = queue.lease(&topic, 1, LEASE).await.unwrap().remove(0);
+        queue.nack(&l, "503", true).await.unwrap();
+        clock.advance(Duration::from_secs(10));
+        let l = queue.lease(&topic, 1, LEASE).await.unwrap().remove(0);
+        queue.ack(&l).await.unwrap();
+        let record = gate
+            .get(&Target::new(topic.clone(), lucky.to_string()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.attempts, 0, "{name}");
+    }
+}

@@ -210,6 +210,19 @@ impl RetryGate {
         })
     }
 
+    /// [`check`](Self::check) with `options` for a target that has no record yet.
+    pub(crate) async fn check_with(
+        &self,
+        target: &Target,
+        options: &GateOptions,
+    ) -> Result<Decision, StoreError> {
+        let now = self.now();
+        Ok(match self.get(target).await? {
+            Some(record) => record.decision(now, false),
+            None => GateRecord::new(target.clone(), options.clone(), now).decision(now, false),
+        })
+    }
+
     /// Reserves an attempt at `target`: counted at once, so processes racing for the last
     /// retry get exactly as many permits as there are retries. Report how it ended on the
     /// [`Permit`]; a permit dropped unreported stays counted, with no failure recorded.
@@ -218,7 +231,7 @@ impl RetryGate {
         self.acquire_with(target, &options).await
     }
 
-    async fn acquire_with(
+    pub(crate) async fn acquire_with(
         &self,
         target: &Target,
         options: &GateOptions,

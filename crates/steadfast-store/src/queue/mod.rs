@@ -46,6 +46,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use steadfast::backoff::Backoff;
+use steadfast::gate::{GateOptions, Target};
 use steadfast::key::Key;
 use steadfast::observe::{DurableEvent, Observer};
 use steadfast::policy::Policies;
@@ -54,6 +55,7 @@ use crate::StoreError;
 use crate::backend::StoreFuture;
 use crate::clock::{Clock, SystemClock};
 use crate::clock::{from_ms, to_ms};
+use crate::gate::{GateError, RetryGate};
 
 pub use worker::{DEFAULT_CONCURRENCY, Failure, Worker, WorkerReport};
 
@@ -603,6 +605,8 @@ struct Inner<S> {
     policies: Policies,
     clock: Arc<dyn Clock>,
     observers: Vec<Arc<dyn Observer>>,
+    /// Retries topics whose plan has gate options by the gate's time-windowed rules.
+    gate: Option<RetryGate>,
 }
 
 impl<S> Clone for Inner<S> {
@@ -612,6 +616,7 @@ impl<S> Clone for Inner<S> {
             policies: self.policies.clone(),
             clock: self.clock.clone(),
             observers: self.observers.clone(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -634,6 +639,7 @@ impl<S: QueueStore> Queue<S> {
                 policies: Policies::default(),
                 clock: Arc::new(SystemClock),
                 observers: Vec::new(),
+                gate: None,
             }),
         }
     }
@@ -669,6 +675,35 @@ impl<S: QueueStore> Queue<S> {
         self.rebuild(|i| i.observers.push(Arc::new(observer)))
     }
 
+    /// Retries the messages of topics whose plan names a gate (`gate = { … }`) by the
+    /// gate's time-windowed rules instead of the plan's attempt count: each failed delivery
+    /// is an attempt at the target `(topic, message id)`; the next delivery waits for the
+    /// backoff while the window has quota, for the window's end when it has none, and the
+    /// message becomes a dead letter when the gate says `exhausted`. An ack clears the
+    /// message's record. A topic's deliveries are bounded by its gate's `max_retries + 1`.
+    ///
+    /// ```
+    /// use steadfast::gate::GateOptions;
+    /// use steadfast_store::queue::Queue;
+    /// use steadfast_store::{MemoryStore, RetryGate};
+    ///
+    /// let store = MemoryStore::new();
+    /// let gate = RetryGate::new(store.clone(), GateOptions::default())?;
+    /// let queue = Queue::new(store).with_gate(gate);
+    /// # let _ = queue;
+    /// # Ok::<(), steadfast::ConfigError>(())
+    /// ```
+    pub fn with_gate(self, gate: RetryGate) -> Self {
+        self.rebuild(|i| i.gate = Some(gate))
+    }
+
+    /// The gate and options `topic`'s messages are retried by, if it is gated.
+    fn gated(&self, topic: &str) -> Option<(&RetryGate, &GateOptions)> {
+        let gate = self.inner.gate.as_ref()?;
+        let options = self.inner.policies.resolve(topic).plan().gate_options()?;
+        Some((gate, options))
+    }
+
     /// Reads the time from `clock` (tests: a [`ManualClock`](crate::ManualClock)).
     pub fn with_clock(self, clock: impl Clock) -> Self {
         self.rebuild(|i| i.clock = Arc::new(clock))
@@ -699,7 +734,10 @@ impl<S: QueueStore> Queue<S> {
 
     /// Deliveries a message of `topic` may have (its plan's `max_attempts`).
     pub fn max_attempts(&self, topic: &str) -> u32 {
-        deliveries(self.inner.policies.resolve(topic).plan())
+        match self.gated(topic) {
+            Some((_, options)) => options.max_retries.saturating_add(1),
+            None => deliveries(self.inner.policies.resolve(topic).plan()),
+        }
     }
 
     /// The time limit of a handler for `topic`, if its plan has an attempt timeout.
@@ -745,7 +783,8 @@ impl<S: QueueStore> Queue<S> {
         topic: &str,
         messages: impl IntoIterator<Item = (P, EnqueueOptions)>,
     ) -> Result<Vec<Enqueued>, QueueError> {
-        let max_attempts = deliveries(self.plan(topic)?);
+        self.plan(topic)?;
+        let max_attempts = self.max_attempts(topic);
         let now = self.now_ms();
         let messages: Vec<NewMessage> = messages
             .into_iter()
@@ -867,6 +906,13 @@ impl<S: QueueStore> Queue<S> {
         let acked: std::collections::HashSet<(i64, u32)> =
             self.inner.store.ack(&named).await?.into_iter().collect();
         let answers: Vec<bool> = named.iter().map(|l| acked.contains(l)).collect();
+        if self.inner.gate.is_some() {
+            for (lease, _) in leases.iter().zip(&answers).filter(|(_, ok)| **ok) {
+                if let Some((gate, _)) = self.gated(&lease.topic) {
+                    gate.reset(&gate_target(lease)).await?;
+                }
+            }
+        }
         if !self.inner.observers.is_empty() {
             for (lease, &ok) in leases.iter().zip(&answers) {
                 if !ok {
@@ -931,11 +977,31 @@ impl<S: QueueStore> Queue<S> {
             at_ms: now,
             error: error.to_owned(),
         };
-        let delay = if retryable && lease.attempt < lease.max_attempts {
+        let mut delay = if retryable && lease.attempt < lease.max_attempts {
             delay_before(plan.retry().backoff().clone(), lease.attempt)
         } else {
             None
         };
+        let mut gate_says = None;
+        if let (Some((gate, options)), true) = (self.gated(&lease.topic), retryable) {
+            let target = gate_target(lease);
+            // This delivery was an attempt: count it and keep its failure. A delivery the
+            // gate would have refused (a redrive, a lease taken early) is not counted.
+            match gate.acquire_with(&target, options).await {
+                Ok(permit) => permit.failed(error).await?,
+                Err(GateError::Denied(_)) => {}
+                Err(GateError::Store(e)) => return Err(e.into()),
+            }
+            let decision = gate.check_with(&target, options).await?;
+            let now_at = from_ms(now);
+            delay = match decision.next_allowed_at {
+                _ if lease.attempt >= lease.max_attempts => None,
+                _ if decision.allowed => delay.or(Some(Duration::ZERO)),
+                Some(at) => Some(at.duration_since(now_at).unwrap_or_default()),
+                None => None,
+            };
+            gate_says = Some(decision);
+        }
         match delay {
             Some(delay) => {
                 let at = after(now, delay);
@@ -953,6 +1019,12 @@ impl<S: QueueStore> Queue<S> {
             None => {
                 let reason = if !retryable {
                     format!("not retryable: {error}")
+                } else if let Some(d) = gate_says.filter(|d| !d.allowed) {
+                    format!(
+                        "the gate said {} after {} attempts; last: {error}",
+                        d.reason.as_str(),
+                        d.attempts
+                    )
                 } else if lease.attempt >= lease.max_attempts {
                     format!("{} attempts failed; last: {error}", lease.attempt)
                 } else {
@@ -1093,6 +1165,12 @@ impl<S: QueueStore> Queue<S> {
         }
         Ok(stats)
     }
+}
+
+/// The gate's target for a message of a gated topic: the topic and the message's id (a
+/// redriven message is new, so it starts with a clear record).
+fn gate_target(lease: &Lease) -> Target {
+    Target::new(lease.topic.clone(), lease.id.to_string())
 }
 
 /// Deliveries a message under `plan` may have: its `max_attempts` (at least 1, validated),
