@@ -101,16 +101,7 @@ pub(crate) fn postgres() -> Vec<Runner> {
     let Some((rt, store)) = postgres_store("queue-postgres") else {
         return Vec::new();
     };
-    rt.block_on(async {
-        sqlx::query("DELETE FROM queue_messages WHERE topic = $1")
-            .bind(TOPIC)
-            .execute(store.pool())
-            .await?;
-        sqlx::query("VACUUM queue_messages")
-            .execute(store.pool())
-            .await
-    })
-    .expect("an empty, vacuumed queue table");
+    emptied(&rt, &store, &[TOPIC]);
     vec![runner(
         "steadfast-postgres-4-workers",
         rt,
@@ -133,13 +124,7 @@ fn lease_runner<S: QueueStore + Clone>(
     db: Option<TempDb>,
 ) -> Runner {
     rt.block_on(async {
-        let mut left = backlog;
-        while left > 0 {
-            let n = left.min(1_000);
-            let batch = (0..n).map(|i| (i.to_le_bytes().to_vec(), EnqueueOptions::new()));
-            queue.enqueue_many(topic, batch).await.expect("enqueued");
-            left -= n;
-        }
+        fill(&queue, topic, backlog).await;
     });
     let lease = Duration::from_secs(60);
     Runner {
@@ -159,6 +144,17 @@ fn lease_runner<S: QueueStore + Clone>(
                 start.elapsed()
             })
         }),
+    }
+}
+
+/// Enqueues `n` messages on `topic`, 1 000 per statement.
+async fn fill<S: QueueStore>(queue: &Queue<S>, topic: &str, n: u64) {
+    let mut left = n;
+    while left > 0 {
+        let n = left.min(1_000);
+        let batch = (0..n).map(|i| (i.to_le_bytes().to_vec(), EnqueueOptions::new()));
+        queue.enqueue_many(topic, batch).await.expect("enqueued");
+        left -= n;
     }
 }
 
@@ -237,13 +233,7 @@ fn drain_runner<S: QueueStore + Clone>(
         run: Box::new(move |_shared: &Runtime, iters: u64| {
             let _db = &db;
             rt.block_on(async {
-                let mut left = iters;
-                while left > 0 {
-                    let n = left.min(1_000);
-                    let batch = (0..n).map(|i| (i.to_le_bytes().to_vec(), EnqueueOptions::new()));
-                    queue.enqueue_many(TOPIC, batch).await.expect("enqueued");
-                    left -= n;
-                }
+                fill(&queue, TOPIC, iters).await;
                 let handled = Arc::new(AtomicU64::new(0));
                 let (all_handled, mut stop) = watch::channel(false);
                 let counter = handled.clone();

@@ -10,8 +10,8 @@ use anyhow::Context as _;
 use serde_json::json;
 use steadfast::policy::PolicyDocument;
 use steadfast_store::queue::{
-    DeadLetter, DeadLetterFilter, EnqueueOptions, Enqueued, Message, MessageFilter, Queue,
-    QueueStore,
+    AttemptRecord, DeadLetter, DeadLetterFilter, EnqueueOptions, Enqueued, Message, MessageFilter,
+    Queue, QueueStore,
 };
 use steadfast_store::{PostgresStore, SqliteStore, StoreError};
 
@@ -401,10 +401,7 @@ fn message_json(m: &Message, payload: bool) -> serde_json::Value {
         "history": m.history,
     });
     if payload {
-        v["payload"] = match std::str::from_utf8(&m.payload) {
-            Ok(text) => json!(text),
-            Err(_) => json!({ "hex": payload_text(&m.payload) }),
-        };
+        v["payload"] = payload_json(&m.payload);
     }
     v
 }
@@ -455,23 +452,10 @@ fn peek_text(m: &Message) -> String {
         if m.leased { " (leased)" } else { "" }
     );
     if !m.history.is_empty() {
-        out += "history:\n";
-        for h in &m.history {
-            let at =
-                SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(h.at_ms).unwrap_or(0));
-            out += &format!(
-                "  #{:<3} {}  {}\n",
-                h.attempt,
-                httpdate::fmt_http_date(at),
-                h.error
-            );
-        }
+        out += &history_and_payload(&m.history, &m.payload);
+    } else {
+        out += &payload_block(&m.payload);
     }
-    out += &format!(
-        "payload ({} bytes):\n{}\n",
-        m.payload.len(),
-        payload_text(&m.payload)
-    );
     out
 }
 
@@ -482,6 +466,14 @@ fn plural(n: u64) -> &'static str {
 fn ms(t: SystemTime) -> u128 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())
+}
+
+/// The payload as a JSON string when it is UTF-8, else as `{"hex": …}`.
+fn payload_json(payload: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(payload) {
+        Ok(text) => json!(text),
+        Err(_) => json!({ "hex": payload_text(payload) }),
+    }
 }
 
 /// The payload as text when it is UTF-8, else as hex.
@@ -505,10 +497,7 @@ fn dead_json(d: &DeadLetter, payload: bool) -> serde_json::Value {
         "history": d.history,
     });
     if payload {
-        v["payload"] = match std::str::from_utf8(&d.payload) {
-            Ok(text) => json!(text),
-            Err(_) => json!({ "hex": payload_text(&d.payload) }),
-        };
+        v["payload"] = payload_json(&d.payload);
     }
     v
 }
@@ -560,8 +549,14 @@ fn show_text(d: &DeadLetter) -> String {
         d.attempts,
         d.reason
     );
-    out += "history:\n";
-    for h in &d.history {
+    out += &history_and_payload(&d.history, &d.payload);
+    out
+}
+
+/// Every failed delivery, one line each, then the payload.
+fn history_and_payload(history: &[AttemptRecord], payload: &[u8]) -> String {
+    let mut out = "history:\n".to_owned();
+    for h in history {
         let at =
             SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(h.at_ms).unwrap_or(0));
         out += &format!(
@@ -571,12 +566,15 @@ fn show_text(d: &DeadLetter) -> String {
             h.error
         );
     }
-    out += &format!(
+    out + &payload_block(payload)
+}
+
+fn payload_block(payload: &[u8]) -> String {
+    format!(
         "payload ({} bytes):\n{}\n",
-        d.payload.len(),
-        payload_text(&d.payload)
-    );
-    out
+        payload.len(),
+        payload_text(payload)
+    )
 }
 
 /// The policies of `file`, as an application compiles them (built-in strategies only); the

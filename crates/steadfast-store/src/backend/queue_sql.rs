@@ -209,6 +209,16 @@ impl QueueStatements {
     }
 }
 
+/// A row's history read back from its JSON; `what` and `id` name the row in the error.
+pub(crate) fn history(
+    json: &str,
+    what: &str,
+    id: i64,
+) -> Result<Vec<crate::queue::AttemptRecord>, crate::StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| crate::StoreError::Unreadable(format!("{what} {id}: its history: {e}")))
+}
+
 /// Implements `QueueStore` for `$store` (which has `pool`, `queue_sql` and `begin_write`,
 /// opening a write transaction).
 macro_rules! sql_queue_store {
@@ -549,12 +559,8 @@ macro_rules! sql_queue_store {
                             .await?;
                     rows.into_iter()
                         .map(|r| {
-                            let history = serde_json::from_str(&r.9).map_err(|e| {
-                                $crate::StoreError::Unreadable(format!(
-                                    "dead letter {}: its history: {e}",
-                                    r.0
-                                ))
-                            })?;
+                            let history =
+                                $crate::backend::queue_sql::history(&r.9, "dead letter", r.0)?;
                             Ok($crate::queue::DeadLetter {
                                 id: r.0,
                                 message_id: r.1,
@@ -651,12 +657,8 @@ macro_rules! sql_queue_store {
                     let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
                     rows.into_iter()
                         .map(|r| {
-                            let history = serde_json::from_str(&r.9).map_err(|e| {
-                                $crate::StoreError::Unreadable(format!(
-                                    "message {}: its history: {e}",
-                                    r.0
-                                ))
-                            })?;
+                            let history =
+                                $crate::backend::queue_sql::history(&r.9, "message", r.0)?;
                             Ok($crate::queue::Message {
                                 id: r.0,
                                 topic: r.1,
