@@ -11,13 +11,12 @@ use super::attempt::{AttemptCell, AttemptSource, CallOp, OnRetryAsync, Tracker};
 use super::bind::Bound;
 #[cfg(feature = "serde")]
 use super::steps::WithIdempotency;
-use super::steps::{
-    CallClassifier, FromPlan, GateStep, Gated, Given, NoFallback, NoGate, NoIdempotency, Recover,
-};
+use super::steps::{CallClassifier, FromPlan, Given, NoFallback, NoIdempotency, Recover};
 use super::{Executor, Handle};
 use crate::chain::Properties;
 use crate::classify::Classifier;
 use crate::error::Error;
+use crate::gate::step::{self, GateStep, Gated, NoGate};
 use crate::key::Key;
 use crate::observe::{Both, PolicyEvent, Probe, Timeline};
 use crate::retry::{
@@ -418,19 +417,11 @@ where
         } = self;
         let inner = at.inner();
         let plan = &*bound.plan;
-        let gated = match gate.target().zip(plan.gate_options()) {
-            None => None,
-            Some((target, options)) => {
-                let Some(backend) = &inner.gate else {
-                    return fallback
-                        .recover(Err(Error::GateClosed(crate::gate::Decision::unavailable())));
-                };
-                match backend.acquire_attempt(target, options).await {
-                    Ok(attempt) => Some(attempt),
-                    Err(decision) => return fallback.recover(Err(Error::GateClosed(decision))),
-                }
-            }
-        };
+        let gated =
+            match step::admit(gate.target(), plan.gate_options(), inner.gate.as_deref()).await {
+                Ok(attempt) => attempt,
+                Err(decision) => return fallback.recover(Err(Error::GateClosed(decision))),
+            };
         let report = |type_name: &'static str| {
             inner.report(&PolicyEvent::Unreadable {
                 key: key.as_str(),
@@ -497,12 +488,7 @@ where
                 .await
             }
         };
-        if let Some(attempt) = gated {
-            match &result {
-                Ok(_) => attempt.success().await,
-                Err(e) => attempt.failure(gate.failure_text(e)).await,
-            }
-        }
+        step::record(gated, &gate, &result).await;
         let (result, used) = fallback.recover(result);
         if used && observed {
             inner

@@ -61,6 +61,7 @@ use crate::limit::{Bulkhead, RateLimiter};
 use crate::observe::{Observer, Observers, PolicyEvent};
 use crate::policy::{Plan, Policies};
 
+pub use crate::gate::{GateStep, Gated, NoGate};
 pub use attempt::{
     Attempt, AttemptSource, CallOp, Extensions, NoArgument, OnRetryAsync, Op, Operation, RetryNote,
     WithAttempt,
@@ -73,10 +74,7 @@ pub use call::KeyCall;
 pub use handle::Handle;
 #[cfg(feature = "serde")]
 pub use steps::WithIdempotency;
-pub use steps::{
-    ByRef, CallClassifier, FromPlan, GateStep, Gated, Given, NoFallback, NoGate, NoIdempotency,
-    Recover,
-};
+pub use steps::{ByRef, CallClassifier, FromPlan, Given, NoFallback, NoIdempotency, Recover};
 
 /// Default bound on cached keys.
 pub const DEFAULT_MAX_KEYS: usize = 10_000;

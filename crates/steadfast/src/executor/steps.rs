@@ -1,6 +1,6 @@
 //! The parts of a call that are type parameters of [`KeyCall`](super::KeyCall): which
-//! classifier it applies, its fallback, its gate step and its idempotency; each absent part
-//! is a unit type that does nothing.
+//! classifier it applies, its fallback and its idempotency (the gate step is
+//! [`gate::step`](crate::gate::step)); each absent part is a unit type that does nothing.
 
 use crate::classify::{Classifier, FromPolicy, Outcome, PolicyClassifier};
 use crate::error::Error;
@@ -97,45 +97,6 @@ impl<T, E, W: crate::fallback::When<E>, A: crate::fallback::Action<T, E>> Recove
     const ACTIVE: bool = true;
     fn recover(self, result: Result<T, Error<E>>) -> (Result<T, Error<E>>, bool) {
         self.apply(result)
-    }
-}
-
-/// Whether a call goes through the durable retry gate: not ([`NoGate`]) or for a target
-/// ([`Gated`], set with [`KeyCall::gate`](super::KeyCall::gate); the error then needs `Display` for the gate's record).
-pub trait GateStep<E> {
-    /// The target, if the call is gated.
-    fn target(&self) -> Option<&crate::gate::Target>;
-    /// The text the gate records for a failed call.
-    fn failure_text(&self, error: &Error<E>) -> String;
-}
-
-/// Not gated.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoGate;
-
-impl<E> GateStep<E> for NoGate {
-    fn target(&self) -> Option<&crate::gate::Target> {
-        None
-    }
-    fn failure_text(&self, error: &Error<E>) -> String {
-        let _ = error;
-        String::new()
-    }
-}
-
-/// Gated for a target.
-#[derive(Debug, Clone, Copy)]
-pub struct Gated<'t>(pub(super) &'t crate::gate::Target);
-
-impl<E: std::fmt::Display> GateStep<E> for Gated<'_> {
-    fn target(&self) -> Option<&crate::gate::Target> {
-        Some(self.0)
-    }
-    fn failure_text(&self, e: &Error<E>) -> String {
-        match e.operation_error() {
-            Some(source) => format!("{source} ({e})"),
-            None => e.to_string(),
-        }
     }
 }
 

@@ -31,6 +31,9 @@
 
 #[cfg(feature = "serde")]
 mod file;
+pub(crate) mod step;
+
+pub use step::{GateStep, Gated, NoGate};
 
 use std::fmt;
 use std::future::Future;
