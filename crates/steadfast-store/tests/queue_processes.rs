@@ -349,6 +349,15 @@ async fn four_worker_processes_on_postgres_never_hold_one_message_at_once() {
 /// dead-lettered, never both and never dead-lettered twice.
 #[tokio::test]
 async fn expired_last_deliveries_are_dead_lettered_once_across_four_processes() {
+    // Nothing acked: exactly one dead letter per message.
+    expire_together(false).await;
+    // Late acks of half race the burying: each message ends once, acked or dead.
+    expire_together(true).await;
+}
+
+/// 500 messages whose one delivery (leased here) expires at once while 4 worker processes
+/// lease the topic and bury them; with `late_acks`, this process acks the even ones meanwhile.
+async fn expire_together(late_acks: bool) {
     let Some(url) = postgres_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("idle.log");
@@ -382,7 +391,7 @@ async fn expired_last_deliveries_are_dead_lettered_once_across_four_processes() 
     let mut acked = HashSet::new();
     for lease in leases
         .iter()
-        .filter(|l| l.payload.last().is_some_and(|d| d % 2 == 0))
+        .filter(|l| late_acks && l.payload.last().is_some_and(|d| d % 2 == 0))
     {
         if queue.ack(lease).await.is_ok() {
             acked.insert(lease.id);
@@ -402,6 +411,25 @@ async fn expired_last_deliveries_are_dead_lettered_once_across_four_processes() 
         "a message both acked and dead-lettered"
     );
     assert_eq!(acked.len() + buried.len(), messages as usize);
+    if !late_acks {
+        assert_eq!(dead.len() as u64, messages, "exactly one dead letter each");
+        // And the schema makes a second one impossible.
+        let store = PostgresStore::connect_in_schema(&url, SCHEMA)
+            .await
+            .unwrap();
+        let twice = sqlx::query(
+            "INSERT INTO dead_letters (message_id, topic, payload, attempts, enqueued_at_ms,
+                                       died_at_ms, reason, history)
+             SELECT message_id, topic, payload, attempts, enqueued_at_ms, died_at_ms, reason,
+                    history
+             FROM dead_letters WHERE id = $1",
+        )
+        .bind(dead[0].id)
+        .execute(store.pool())
+        .await;
+        let e = twice.expect_err("a second dead letter of one message");
+        assert!(e.to_string().contains("dead_letters_message"), "{e}");
+    }
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert_eq!(log, "", "no delivery was left to hand a worker");
 }
