@@ -116,6 +116,10 @@ impl PostgresStore {
             .options([("search_path", schema)]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            // No ping before each use: it is a round trip of its own, as long as a gate's
+            // check. A connection the server dropped (a restart) fails its next statement once
+            // and is discarded.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         migrate(&pool, schema).await?;
