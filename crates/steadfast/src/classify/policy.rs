@@ -418,6 +418,62 @@ impl PolicyClassifier {
         })
     }
 
+    /// The outcome of an HTTP response, from its status and headers, by this classifier's
+    /// rules (feature `http-types`): `http` reads the status and `Retry-After`, `grpc` the
+    /// `grpc-status` and `grpc-retry-pushback-ms` headers. `None` for a classifier that does
+    /// not read responses (`always`, `never`, `io`, one of your own): an HTTP client
+    /// integration reads the response by its own rules then.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::classify::{ClassifyOptions, Outcome, PolicyClassifier};
+    ///
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("retry-after", "2".parse().unwrap());
+    /// let http = PolicyClassifier::http();
+    /// assert_eq!(http.read_response(503, &headers), Some(Outcome::retry_after(Duration::from_secs(2))));
+    /// let only_429 = PolicyClassifier::built(&ClassifyOptions::new("http").statuses([429])).unwrap();
+    /// assert_eq!(only_429.read_response(503, &headers), Some(Outcome::NonRetryable));
+    /// assert_eq!(PolicyClassifier::always().read_response(503, &headers), None);
+    /// ```
+    #[cfg(feature = "http-types")]
+    pub fn read_response(&self, status: u16, headers: &http::HeaderMap) -> Option<Outcome> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        match &self.0.rules {
+            rules @ (Rules::Http { .. } | Rules::Grpc { .. }) => Some(judge(
+                rules,
+                Seen::Http {
+                    status,
+                    retry_after: header("retry-after"),
+                    grpc_status: header("grpc-status"),
+                    pushback: header("grpc-retry-pushback-ms"),
+                },
+            )),
+            _ => None,
+        }
+    }
+
+    /// Whether a client's own timeout is retried: the `timeouts` option of `io`, `http` and
+    /// `grpc` (default true); `always` retries it, `never` does not, and one of your own is
+    /// asked through [`read`](Self::read).
+    ///
+    /// ```
+    /// use steadfast::classify::{ClassifyOptions, PolicyClassifier};
+    ///
+    /// assert!(PolicyClassifier::http().retries_timeouts());
+    /// let no = PolicyClassifier::built(&ClassifyOptions::new("http").timeouts(false)).unwrap();
+    /// assert!(!no.retries_timeouts());
+    /// ```
+    pub fn retries_timeouts(&self) -> bool {
+        match &self.0.rules {
+            Rules::Always => true,
+            Rules::Never | Rules::Custom(_) => false,
+            Rules::Io { timeouts }
+            | Rules::Http { timeouts, .. }
+            | Rules::Grpc { timeouts, .. } => *timeouts,
+        }
+    }
+
     /// The registered readers of `other`, added to this one (a registry's types).
     pub(crate) fn with_readers_of(mut self, other: &PolicyClassifier) -> Self {
         for (id, reader) in &other.0.readers {

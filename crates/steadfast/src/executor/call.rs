@@ -180,9 +180,10 @@ where
         with!(self, classifier: Given(classifier))
     }
 
-    /// Uses `classifier` as it is (a layer's wrapper around the policy's).
-    #[cfg(feature = "tower")]
-    pub(crate) fn classify_with<C2>(self, classifier: C2) -> KeyCall<'e, F, C2, R, X, W, S, G, I> {
+    /// Classifies with a [`CallClassifier`]: one that reads the key's policy's classifier
+    /// before each call, as an integration does (the tower layer, `steadfast-reqwest`) to
+    /// keep the policy's options while adding what it knows of its own requests.
+    pub fn classify_with<C2>(self, classifier: C2) -> KeyCall<'e, F, C2, R, X, W, S, G, I> {
         with!(self, classifier: classifier)
     }
 
