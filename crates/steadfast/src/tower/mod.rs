@@ -1,5 +1,6 @@
 //! `tower` integration (feature `tower`): any [`Service`] under a key's plan, so a hyper or
-//! axum stack gets retries, observers and the policy chain from one layer.
+//! axum stack gets retries, observers and the policy chain from one layer; and on the server
+//! side, [`ShedLayer`] admits incoming requests by a key's bulkhead and rate limiter.
 //!
 //! Each attempt calls a fresh clone of the inner service (after `ready`) with a copy of the
 //! request. Requests are copied with `Clone` by default, or with [`RetryLayer::clone_with`]
@@ -33,6 +34,9 @@ use std::task::{Context, Poll};
 
 pub use tower_layer::Layer;
 pub use tower_service::Service;
+
+mod shed;
+pub use shed::{ShedLayer, ShedService};
 
 use crate::classify::{Classifier, Outcome, PolicyClassifier};
 use crate::error::{Error, Stop};
