@@ -419,3 +419,12 @@ impl Resolved<'_> {
         }
     }
 }
+
+/// The integration pages' examples, compiled and run as doctests.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../../../docs/integrations/reqwest.md")]
+    struct Reqwest;
+    #[doc = include_str!("../../../docs/integrations/server.md")]
+    struct Server;
+}
