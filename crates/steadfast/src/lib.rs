@@ -87,7 +87,8 @@
 //! - [`gate`]: the durable retry gate's vocabulary; [`idempotency`]: idempotency keys' (the
 //!   stores are in `steadfast-store`).
 //! - [`observe`]: events, observers and timelines (with `metrics` and `tracing` behind
-//!   features); `tower` (feature `tower`): a layer for any tower `Service`.
+//!   features); `tower` (feature `tower`): a layer for any tower `Service`; `tonic` (feature
+//!   `tonic`): a layer for tonic channels with gRPC's retry rules.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -110,6 +111,8 @@ pub mod limit;
 pub mod observe;
 pub mod policy;
 pub mod retry;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 #[cfg(feature = "tower")]
 pub mod tower;
 

@@ -8,8 +8,12 @@ fn read(path: &str) -> String {
 
 #[test]
 fn no_doc_says_tonic_works_through_the_tower_layer() {
+    // tonic's bodies cannot be copied, so `RetryLayer` cannot retry them: tonic has its own
+    // layer, and the README says so.
+    let readme = read("README.md");
+    assert!(readme.contains("tonic channels do not fit it"));
+    assert!(readme.contains("`tonic::GrpcLayer`"));
     for path in [
-        "README.md",
         "crates/steadfast/src/tower/mod.rs",
         "crates/steadfast/src/tower/shed.rs",
     ] {
@@ -29,6 +33,9 @@ fn docs_are_in_the_present_tense_and_inside_the_repository() {
         "ARCHITECTURE.md",
         "docs/benchmarks.md",
         "docs/results.md",
+        "docs/integrations/reqwest.md",
+        "docs/integrations/server.md",
+        "docs/integrations/tonic.md",
         "crates/steadfast/docs/policies.md",
         "crates/steadfast/docs/retry.md",
     ] {
