@@ -1,43 +1,4 @@
-//! Load shedding on the server side: incoming requests are admitted by a key's rate limiter
-//! and bulkhead, and refused with an answer the client can act on.
-//!
-//! | refused by | HTTP | gRPC ([`ShedLayer::grpc`]) |
-//! |---|---|---|
-//! | rate limiter | `429 Too Many Requests`, `Retry-After` | `RESOURCE_EXHAUSTED`, `grpc-retry-pushback-ms` |
-//! | bulkhead (full, or its queue wait ran out) | `503 Service Unavailable`, `Retry-After` | `UNAVAILABLE`, `grpc-retry-pushback-ms` |
-//!
-//! `Retry-After` is the limiter's own "when the next call may go", rounded up to whole
-//! seconds as the header has them; a full bulkhead has no such instant, so it says
-//! [`ShedLayer::busy_retry_after`] (1 s unless set). A gRPC refusal is a trailers-only
-//! response (HTTP 200 with `grpc-status` in the headers) and its pushback is in milliseconds.
-//! A steadfast client honours both (`classify = "http"` or `"grpc"`).
-//!
-//! The key's plan is read for each request, so a policy reload changes the limits at once.
-//!
-//! # Example
-//! ```
-//! use std::time::Duration;
-//! use steadfast::limit::RateLimitOptions;
-//! use steadfast::policy::{Plan, Policies};
-//! use steadfast::tower::ShedLayer;
-//! use steadfast::{Executor, Retry};
-//! use tower::{Layer, ServiceExt};
-//!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let plan = Plan::new(Retry::default()).rate_limit(RateLimitOptions::new(1, Duration::from_secs(2)))?;
-//! let executor = Executor::new(Policies::default().with_plan("api.*", plan)?);
-//! let layer = ShedLayer::new(executor, "api.Orders")?;
-//! let svc = layer.layer(tower::service_fn(|_: http::Request<()>| async {
-//!     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("done")))
-//! }));
-//! let first = svc.clone().oneshot(http::Request::new(())).await?;
-//! assert_eq!(first.status(), 200);
-//! let second = svc.oneshot(http::Request::new(())).await?;
-//! assert_eq!(second.status(), 429);
-//! assert_eq!(second.headers()["retry-after"], "2");
-//! # Ok(()) }
-//! ```
+//! Load shedding on the server side ([`ShedLayer`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -59,8 +20,46 @@ enum Wire {
     Grpc,
 }
 
-/// Admits a service's incoming requests by a key's rate limiter and bulkhead; see the
-/// [module docs](self).
+/// Load shedding on the server side: incoming requests are admitted by a key's rate limiter
+/// and bulkhead, and refused with an answer the client can act on.
+///
+/// | refused by | HTTP | gRPC ([`ShedLayer::grpc`]) |
+/// |---|---|---|
+/// | rate limiter | `429 Too Many Requests`, `Retry-After` | `RESOURCE_EXHAUSTED`, `grpc-retry-pushback-ms` |
+/// | bulkhead (full, or its queue wait ran out) | `503 Service Unavailable`, `Retry-After` | `UNAVAILABLE`, `grpc-retry-pushback-ms` |
+///
+/// `Retry-After` is the limiter's own "when the next call may go", rounded up to whole
+/// seconds as the header has them; a full bulkhead has no such instant, so it says
+/// [`ShedLayer::busy_retry_after`] (1 s unless set). A gRPC refusal is a trailers-only
+/// response (HTTP 200 with `grpc-status` in the headers) and its pushback is in milliseconds.
+/// A steadfast client honours both (`classify = "http"` or `"grpc"`).
+///
+/// The key's plan is read for each request, so a policy reload changes the limits at once.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use steadfast::limit::RateLimitOptions;
+/// use steadfast::policy::{Plan, Policies};
+/// use steadfast::tower::ShedLayer;
+/// use steadfast::{Executor, Retry};
+/// use tower::{Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let plan = Plan::new(Retry::default()).rate_limit(RateLimitOptions::new(1, Duration::from_secs(2)))?;
+/// let executor = Executor::new(Policies::default().with_plan("api.*", plan)?);
+/// let layer = ShedLayer::new(executor, "api.Orders")?;
+/// let svc = layer.layer(tower::service_fn(|_: http::Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("done")))
+/// }));
+/// let first = svc.clone().oneshot(http::Request::new(())).await?;
+/// assert_eq!(first.status(), 200);
+/// let second = svc.oneshot(http::Request::new(())).await?;
+/// assert_eq!(second.status(), 429);
+/// assert_eq!(second.headers()["retry-after"], "2");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ShedLayer {
     executor: Executor,
