@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod check;
 mod gate;
+mod import;
 mod plan;
 mod queue;
 mod simulate;
@@ -103,6 +104,11 @@ enum Command {
     ///
     /// Point your editor's YAML, TOML or JSON language server at it.
     Schema,
+    /// Import another system's retry configuration as a policy document
+    Import {
+        #[command(subcommand)]
+        source: import::Source,
+    },
 }
 
 /// Where the durable parts' records are, and how to print them.
@@ -178,6 +184,7 @@ fn main() -> ExitCode {
         Command::Dlq { store, action } => queue::dlq(&store.db, action, store.format),
         Command::Queue { store, action } => queue::queue(&store.db, action, store.format),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Import { source } => import::run(&source),
         Command::Schema => serde_json::to_string_pretty(&steadfast::policy::json_schema())
             .map(|s| {
                 emit(&(s + "\n"));

@@ -28,8 +28,8 @@
 mod file;
 #[cfg(feature = "serde")]
 pub use file::{
-    Diagnostic, Diagnostics, Explanation, Format, MAX_DOCUMENT_BYTES, Origin, PolicyDocument,
-    Position, TableSpec, read_to_string,
+    Diagnostic, Diagnostics, Explanation, Format, Imported, MAX_DOCUMENT_BYTES, Origin,
+    PolicyDocument, Position, TableSpec, read_to_string,
 };
 
 #[cfg(any(feature = "watch", feature = "http"))]

@@ -9,6 +9,7 @@ mod diagnostic;
 mod document;
 mod explain;
 pub(crate) mod format;
+mod grpc_config;
 pub(crate) mod node;
 mod table;
 
@@ -16,5 +17,6 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use document::PolicyDocument;
 pub use explain::{Explanation, Origin};
 pub use format::{Format, MAX_DOCUMENT_BYTES, read_to_string};
+pub use grpc_config::Imported;
 pub use node::Position;
 pub use table::TableSpec;
