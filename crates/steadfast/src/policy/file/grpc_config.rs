@@ -49,7 +49,7 @@ impl PolicyDocument {
     ///
     /// # Example
     /// ```
-    /// use steadfast::policy::{Format, PolicyDocument};
+    /// use steadfast::policy::PolicyDocument;
     ///
     /// let config = r#"{
     ///   "methodConfig": [{
