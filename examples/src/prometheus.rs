@@ -3,13 +3,15 @@
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
+use steadfast::breaker::BreakerOptions;
 use steadfast::observe::MetricsObserver;
-use steadfast::policy::Policies;
+use steadfast::policy::{Plan, Policies};
 use steadfast::{Executor, Jitter, Retry};
 
-/// Runs a few calls (one flaky key, one failing key) on a runtime of its own with the
-/// metrics observer recording into a Prometheus recorder, and returns the text a scrape
-/// would read. Call it outside any runtime.
+/// Runs a few calls (one flaky key, one failing key behind a breaker) on a runtime of its
+/// own with the metrics observer recording into a Prometheus recorder, sets the gauges of
+/// the keys' strategies as a scrape would, and returns the text the scrape reads. Call it
+/// outside any runtime.
 pub fn scrape_after_some_calls() -> String {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
@@ -18,8 +20,16 @@ pub fn scrape_after_some_calls() -> String {
         .max_attempts(3)
         .build()
         .unwrap_or_default();
+    let breaker = Plan::new(policy.clone())
+        .breaker(BreakerOptions::default())
+        .unwrap_or_else(|_| Plan::new(policy.clone()));
+    let policies = Policies::new(policy.clone());
+    let policies = policies
+        .clone()
+        .with_plan("payments.Refund", breaker)
+        .unwrap_or(policies);
     let executor = Executor::builder()
-        .policies(Policies::new(policy))
+        .policies(policies)
         .observer(MetricsObserver::new())
         .build();
     let calls = async {
@@ -42,7 +52,9 @@ pub fn scrape_after_some_calls() -> String {
             .enable_time()
             .build()
             .expect("a tokio runtime")
-            .block_on(calls)
+            .block_on(calls);
+        // Gauges are read when metrics are gathered.
+        MetricsObserver::record_states(&executor);
     });
     handle.render()
 }

@@ -225,24 +225,39 @@ impl Middleware for Steadfast {
             let req = first
                 .take()
                 .or_else(|| template.as_ref().and_then(Request::try_clone));
-            sent.fetch_max(attempt.number(), Ordering::Relaxed);
-            let span = attempt_span(&method, &url, attempt.number());
+            let number = attempt.number();
+            sent.fetch_max(number, Ordering::Relaxed);
             let next = next.clone();
             let mut extensions = shared.clone();
+            let (method, url) = (&method, &url);
             async move {
                 // `None` cannot happen: a request with no copy has one attempt.
                 let Some(req) = req else {
                     return std::future::pending().await;
                 };
-                let result = next.run(req, &mut extensions).await;
-                let span = tracing::Span::current();
+                // Under an executor that traces, the attempt's own span takes the attributes;
+                // otherwise each attempt is a span of its own.
+                let current = tracing::Span::current();
+                let span = if current.metadata().map(|m| m.name()) == Some("steadfast.attempt") {
+                    record_request(&current, method, url, number);
+                    current
+                } else {
+                    let span = attempt_span();
+                    record_request(&span, method, url, number);
+                    span
+                };
+                let result = next
+                    .run(req, &mut extensions)
+                    .instrument(span.clone())
+                    .await;
                 match &result {
-                    Ok(r) => span.record("http.response.status_code", r.status().as_u16()),
+                    Ok(r) => {
+                        span.record("http.response.status_code", i64::from(r.status().as_u16()))
+                    }
                     Err(e) => span.record("error.type", error_type(e)),
                 };
                 result
             }
-            .instrument(span)
         };
         let judged = Arc::new(Mutex::new(None));
         let result = self
@@ -277,24 +292,36 @@ impl Middleware for Steadfast {
     }
 }
 
-/// One attempt's span, with the OpenTelemetry HTTP client attributes known before it is sent.
-fn attempt_span(method: &Method, url: &Url, number: u32) -> tracing::Span {
-    let span = tracing::info_span!(
+/// One attempt's own span, declaring the OpenTelemetry HTTP client attributes.
+fn attempt_span() -> tracing::Span {
+    tracing::info_span!(
         "HTTP",
-        otel.name = method.as_str(),
-        otel.kind = "client",
-        http.request.method = method.as_str(),
-        server.address = url.host_str().unwrap_or(""),
-        server.port = url.port_or_known_default(),
-        url.full = url.as_str(),
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        http.request.method = tracing::field::Empty,
+        server.address = tracing::field::Empty,
+        server.port = tracing::field::Empty,
+        url.full = tracing::field::Empty,
         http.request.resend_count = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
-    );
-    if number > 1 {
-        span.record("http.request.resend_count", number - 1);
+    )
+}
+
+/// The attributes known before the request is sent. Integers go as `i64`, the type
+/// OpenTelemetry attributes have (`tracing-opentelemetry` writes a `u64` as text).
+fn record_request(span: &tracing::Span, method: &Method, url: &Url, number: u32) {
+    span.record("otel.name", method.as_str());
+    span.record("otel.kind", "client");
+    span.record("http.request.method", method.as_str());
+    span.record("server.address", url.host_str().unwrap_or(""));
+    if let Some(port) = url.port_or_known_default() {
+        span.record("server.port", i64::from(port));
     }
-    span
+    span.record("url.full", url.as_str());
+    if number > 1 {
+        span.record("http.request.resend_count", i64::from(number - 1));
+    }
 }
 
 /// The `error.type` of a failed attempt: a short, low-cardinality name.

@@ -108,6 +108,8 @@ pub mod hedge;
 pub mod idempotency;
 pub mod key;
 pub mod limit;
+#[cfg(any(feature = "metrics", feature = "otel"))]
+mod measure;
 pub mod observe;
 pub mod policy;
 pub mod retry;

@@ -35,6 +35,11 @@ use std::time::Duration;
 #[cfg(feature = "metrics")]
 #[path = "metrics_observer.rs"]
 mod metrics_observer;
+#[cfg(feature = "otel")]
+#[path = "otel_observer.rs"]
+mod otel_observer;
+#[cfg(feature = "otel")]
+pub use otel_observer::{OtelObserver, StateGauges};
 #[cfg(feature = "tracing")]
 #[path = "tracing_probe.rs"]
 pub(crate) mod tracing_probe;

@@ -1,7 +1,8 @@
 //! `tracing` spans and events for the executor's calls (feature `tracing`).
 //!
 //! Each call runs in an INFO span `steadfast.call` with fields `key` and `attempts` (filled
-//! when it ends), and each attempt in a child INFO span `steadfast.attempt` with its number:
+//! when it ends), and each attempt in a child INFO span `steadfast.attempt` with its number
+//! (and, declared for integrations to fill, the OpenTelemetry HTTP and RPC attributes):
 //! OpenTelemetry exporters show every try, and the operation's own logs nest under its
 //! attempt. Events: `retrying` at INFO (attempt, delay, reason), a failed call at WARN
 //! (attempts, stop, timeout), an attempt's end and a successful call at DEBUG.
@@ -29,8 +30,29 @@ impl Spans {
         }
     }
 
+    /// An attempt's span. Besides `attempt`, it declares the OpenTelemetry attributes an
+    /// integration records on it (`steadfast-reqwest` the HTTP client ones, the tonic layer
+    /// the RPC ones), so an exporter shows them on the attempt itself.
     pub(crate) fn attempt_span(&self, attempt: u32) -> Span {
-        tracing::span!(parent: &self.call, Level::INFO, "steadfast.attempt", attempt)
+        tracing::span!(
+            parent: &self.call,
+            Level::INFO,
+            "steadfast.attempt",
+            // i64: the type OpenTelemetry attributes have.
+            attempt = i64::from(attempt),
+            http.request.method = tracing::field::Empty,
+            http.request.resend_count = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            server.address = tracing::field::Empty,
+            server.port = tracing::field::Empty,
+            url.full = tracing::field::Empty,
+            rpc.system = tracing::field::Empty,
+            rpc.service = tracing::field::Empty,
+            rpc.method = tracing::field::Empty,
+            rpc.grpc.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+        )
     }
 
     pub(crate) fn event(&mut self, event: &Event) {
@@ -68,7 +90,7 @@ impl Spans {
                 stop,
                 timeout,
             } => {
-                call.record("attempts", attempts);
+                call.record("attempts", i64::from(attempts));
                 if ok {
                     tracing::event!(parent: call, Level::DEBUG, attempts, ?duration, "call succeeded");
                 } else {

@@ -74,15 +74,27 @@ fn counts_are_exact() {
         counters,
         [
             (
-                "steadfast_attempts_total{key=svc.Down,outcome=retryable}".to_string(),
-                3
+                "steadfast_attempts_total{key=svc.Down,outcome=retryable,attempt=1}".to_string(),
+                1
             ),
             (
-                "steadfast_attempts_total{key=svc.Flaky,outcome=retryable}".to_string(),
-                2
+                "steadfast_attempts_total{key=svc.Down,outcome=retryable,attempt=2}".to_string(),
+                1
             ),
             (
-                "steadfast_attempts_total{key=svc.Flaky,outcome=success}".to_string(),
+                "steadfast_attempts_total{key=svc.Down,outcome=retryable,attempt=3}".to_string(),
+                1
+            ),
+            (
+                "steadfast_attempts_total{key=svc.Flaky,outcome=retryable,attempt=1}".to_string(),
+                1
+            ),
+            (
+                "steadfast_attempts_total{key=svc.Flaky,outcome=retryable,attempt=2}".to_string(),
+                1
+            ),
+            (
+                "steadfast_attempts_total{key=svc.Flaky,outcome=success,attempt=3}".to_string(),
                 1
             ),
             (

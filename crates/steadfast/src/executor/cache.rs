@@ -27,7 +27,7 @@ pub(super) struct Shard {
 pub(super) struct Entry {
     pub(super) key: Key,
     hash: u64,
-    bound: ArcSwap<Bound>,
+    pub(super) bound: ArcSwap<Bound>,
     generation: AtomicU64,
     touched: AtomicBool,
 }

@@ -43,6 +43,7 @@ mod cache;
 mod call;
 mod execute;
 mod handle;
+mod states;
 mod steps;
 
 use std::future::Future;
@@ -72,6 +73,7 @@ pub use builder::ExecutorBuilder;
 use cache::Shard;
 pub use call::KeyCall;
 pub use handle::Handle;
+pub use states::{BulkheadState, KeyState};
 #[cfg(feature = "serde")]
 pub use steps::WithIdempotency;
 pub use steps::{ByRef, CallClassifier, FromPlan, Given, NoFallback, NoIdempotency, Recover};

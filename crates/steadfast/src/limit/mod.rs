@@ -168,6 +168,11 @@ impl Bulkhead {
         self.shared.options.max_concurrent.saturating_sub(free)
     }
 
+    /// Calls waiting for a place now.
+    pub fn queued(&self) -> u32 {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+
     /// Takes a place if one is free now.
     pub fn try_acquire(&self) -> Option<BulkheadPermit<'_>> {
         self.shared
@@ -393,6 +398,30 @@ impl RateLimiter {
             std::thread::sleep(Duration::from_nanos(wait));
         }
         Ok(())
+    }
+
+    /// Calls that could go at once now (from `burst` after a quiet spell down to 0).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = steadfast::limit::RateLimitOptions::new(10, std::time::Duration::from_secs(1))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(limiter.available(), 10);
+    /// limiter.try_acquire().unwrap();
+    /// assert_eq!(limiter.available(), 9);
+    /// # }
+    /// ```
+    pub fn available(&self) -> u32 {
+        let s = &*self.shared;
+        let now = nanos(Instant::now().saturating_duration_since(s.origin));
+        let ahead = s.tat.load(Ordering::Acquire).saturating_sub(now);
+        let used = ahead.div_ceil(s.interval.max(1));
+        u64::from(s.options.burst)
+            .saturating_sub(used)
+            .try_into()
+            .unwrap_or(0)
     }
 
     /// Reserves the next place if it is at most `max_wait` nanoseconds away; returns the wait.
