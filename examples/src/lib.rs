@@ -3,3 +3,8 @@
 
 pub mod http;
 pub mod prometheus;
+
+/// The Prometheus page's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/integrations/prometheus.md")]
+struct PrometheusGuide;

@@ -454,4 +454,6 @@ mod guides {
     struct Reqwest;
     #[doc = include_str!("../../../docs/integrations/server.md")]
     struct Server;
+    #[doc = include_str!("../../../docs/integrations/opentelemetry.md")]
+    struct OpenTelemetry;
 }

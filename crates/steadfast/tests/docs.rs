@@ -36,6 +36,8 @@ fn docs_are_in_the_present_tense_and_inside_the_repository() {
         "docs/integrations/reqwest.md",
         "docs/integrations/server.md",
         "docs/integrations/tonic.md",
+        "docs/integrations/opentelemetry.md",
+        "docs/integrations/prometheus.md",
         "crates/steadfast/docs/policies.md",
         "crates/steadfast/docs/retry.md",
     ] {
