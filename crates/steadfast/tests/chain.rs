@@ -433,3 +433,79 @@ async fn an_async_request_hook_awaits_before_admitting() {
         "{err:?}"
     );
 }
+
+/// An audit written to a store after the call: the response hook awaits (a 30 ms write on
+/// the paused clock), sees how the call ended and the hooks after it in the chain, and
+/// refuses a success it cannot record.
+#[derive(Debug)]
+struct RemoteAudit {
+    log: Log,
+}
+
+impl Policy for RemoteAudit {
+    fn on_response_async<'a>(
+        &'a self,
+        cx: &'a mut Context<'_>,
+        settled: steadfast::chain::Settled,
+    ) -> Option<steadfast::chain::ResponseFuture<'a>> {
+        Some(Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            let tenant = cx.properties().get::<TenantOf>().map_or(0, |t| t.0);
+            self.log.lock().unwrap().push(format!(
+                "audited tenant {tenant}: ok {} after {} attempts",
+                settled.is_ok(),
+                cx.attempts()
+            ));
+            (tenant == 13).then(|| Rejection::with_code("audit_failed", "the audit store refused"))
+        }))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_async_response_hook_awaits_after_the_call_in_reverse_order() {
+    let log = Log::default();
+    let registry = Registry::new()
+        .register("audit", RemoteAudit { log: log.clone() })
+        .register("inner", Recording::new("inner", &log));
+    let executor = executor(&registry, &["audit", "inner"]);
+    let call = |tenant: u32| {
+        let mut props = Properties::default();
+        props.insert(TenantOf(tenant));
+        let executor = &executor;
+        async move {
+            executor
+                .call("svc.Call", || async { Ok::<_, &str>(5u32) })
+                .properties(props)
+                .run()
+                .await
+        }
+    };
+    let started = tokio::time::Instant::now();
+    assert_eq!(call(7).await.unwrap(), 5);
+    assert_eq!(started.elapsed(), std::time::Duration::from_millis(30));
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0], "request inner svc.Call");
+    assert!(seen[1].starts_with("response inner"), "{seen:?}");
+    assert_eq!(seen[2], "audited tenant 7: ok true after 1 attempts");
+
+    log.lock().unwrap().clear();
+    let err = call(13).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Rejected(r) if r.code() == Some("audit_failed")),
+        "{err:?}"
+    );
+
+    // A chained call's future is still `Send`: it can be spawned.
+    let executor = std::sync::Arc::new(executor);
+    let spawned = tokio::spawn({
+        let executor = executor.clone();
+        async move {
+            executor
+                .call("svc.Call", || async { Ok::<_, std::io::Error>(9u32) })
+                .run()
+                .await
+        }
+    });
+    assert_eq!(spawned.await.unwrap().unwrap(), 9);
+}

@@ -89,11 +89,71 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
     fn on_response(&self, cx: &mut Context<'_>, response: &mut Response) {
         let _ = (cx, response);
     }
+
+    /// The response hook of a policy that must await (an audit record written to a store, a
+    /// quota's use reported): return the future, and the chain awaits it in place of
+    /// [`on_response`](Self::on_response). It sees how the call ended ([`Settled`]) and may
+    /// turn it into a rejection (`Some`); recovering a failure with a value is the
+    /// synchronous hook's. The default, `None`, runs `on_response`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::chain::{Context, Policy, ResponseFuture, Settled};
+    ///
+    /// #[derive(Debug)]
+    /// struct Audit;
+    /// impl Policy for Audit {
+    ///     fn on_response_async<'a>(
+    ///         &'a self,
+    ///         cx: &'a mut Context<'_>,
+    ///         settled: Settled,
+    ///     ) -> Option<ResponseFuture<'a>> {
+    ///         Some(Box::pin(async move {
+    ///             tokio::time::sleep(Duration::from_millis(2)).await; // the write
+    ///             let _ = (cx.key(), settled.is_ok(), cx.attempts());
+    ///             None
+    ///         }))
+    ///     }
+    /// }
+    /// ```
+    fn on_response_async<'a>(
+        &'a self,
+        cx: &'a mut Context<'_>,
+        settled: Settled,
+    ) -> Option<ResponseFuture<'a>> {
+        let _ = (cx, settled);
+        None
+    }
 }
 
 /// What an awaiting request hook returns ([`Policy::on_request_async`]).
 pub type RequestFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Rejection>> + Send + 'a>>;
+
+/// What an awaiting response hook returns ([`Policy::on_response_async`]): a rejection the
+/// call ends with instead, or `None` to leave it as it is.
+pub type ResponseFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<Rejection>> + Send + 'a>>;
+
+/// How a call ended, as an awaiting response hook sees it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Settled {
+    ok: bool,
+    rejection: Option<Rejection>,
+}
+
+impl Settled {
+    /// Whether the call (as changed so far) succeeded.
+    pub fn is_ok(&self) -> bool {
+        self.ok
+    }
+
+    /// The rejection, when a policy refused the call.
+    pub fn rejection(&self) -> Option<&Rejection> {
+        self.rejection.as_ref()
+    }
+}
 
 /// Typed values a call carries from hook to hook (and from the call site, through
 /// `Executor::run_in`): one value per type.
@@ -411,7 +471,7 @@ where
         None => Ok(call.await),
     };
     cx.attempts = attempts.load(std::sync::atomic::Ordering::Relaxed);
-    respond(&chain[..passed], &mut cx, result)
+    respond(&chain[..passed], &mut cx, result).await
 }
 
 /// The blocking mirror of [`run`]: the same hooks, in the same order, around a blocking call
@@ -438,7 +498,7 @@ where
     if let Ok(Err(e)) = &result {
         cx.attempts = e.attempts();
     }
-    respond(&chain[..passed], &mut cx, result)
+    block_on(respond(&chain[..passed], &mut cx, result))
 }
 
 /// Request hooks in order, each awaited if it awaits: how many passed, and the rejection that
@@ -483,15 +543,45 @@ pub(crate) fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     }
 }
 
-/// Response hooks in reverse over the call's result (`Err` when a request hook rejected it),
-/// then the result they leave.
-fn respond<T: 'static, E: 'static>(
+/// The call's result between response hooks: `Err` is a rejection (a request hook's, or
+/// one a response hook made).
+type Held<T, E> = Result<Result<T, crate::Error<E>>, Rejection>;
+
+/// Response hooks in reverse over the call's result, then the result they leave. An awaiting
+/// hook sees the typed result's [`Settled`]; a synchronous one its type-erased [`Response`]
+/// (made for that hook, so nothing type-erased is held across an await).
+async fn respond<T: 'static, E: 'static>(
     passed: &[(Box<str>, Arc<dyn Policy>)],
     cx: &mut Context<'_>,
-    result: Result<Result<T, crate::Error<E>>, Rejection>,
+    result: Held<T, E>,
 ) -> Result<T, crate::Error<E>> {
+    let mut held = result;
+    for (_, policy) in passed.iter().rev() {
+        let settled = Settled {
+            ok: matches!(held, Ok(Ok(_))),
+            rejection: held.as_ref().err().cloned(),
+        };
+        let awaited = match policy.on_response_async(cx, settled) {
+            Some(fut) => Some(fut.await),
+            None => None,
+        };
+        match awaited {
+            Some(Some(r)) => held = Err(r),
+            Some(None) => {}
+            None => held = respond_with(&**policy, cx, held),
+        }
+    }
+    held.map_err(crate::Error::Rejected)?
+}
+
+/// One synchronous response hook over the call's result.
+fn respond_with<T: 'static, E: 'static>(
+    policy: &dyn Policy,
+    cx: &mut Context<'_>,
+    result: Held<T, E>,
+) -> Held<T, E> {
     use crate::Error;
-    // What the response hooks see, and what is kept aside to rebuild the result.
+    // What the hook sees, and what is kept aside to rebuild the result.
     let mut kept: Option<Error<E>> = None;
     let mut operation: Option<(u32, crate::Stop)> = None;
     let mut response = match result {
@@ -510,9 +600,7 @@ fn respond<T: 'static, E: 'static>(
             Response::new(false, None, None, None)
         }
     };
-    for (_, policy) in passed.iter().rev() {
-        policy.on_response(cx, &mut response);
-    }
+    policy.on_response(cx, &mut response);
     let Response {
         rejection,
         error,
@@ -521,29 +609,30 @@ fn respond<T: 'static, E: 'static>(
     } = response;
     if let Some(value) = value {
         return match value.downcast::<T>() {
-            Ok(v) => Ok(*v),
-            Err(_) => Err(Error::Rejected(Rejection::new(
+            Ok(v) => Ok(Ok(*v)),
+            Err(_) => Err(Rejection::new(
                 "a response hook recovered with a value of another type than the call's",
-            ))),
+            )),
         };
     }
     if let Some(r) = rejection {
-        return Err(Error::Rejected(r));
+        return Err(r);
     }
     if let (Some(error), Some((attempts, stop))) = (error, operation)
         && let Ok(source) = error.downcast::<E>()
     {
-        return Err(Error::Operation {
+        return Ok(Err(Error::Operation {
             source: *source,
             attempts,
             stop,
-        });
+        }));
     }
-    Err(kept.unwrap_or_else(|| {
-        Error::Rejected(Rejection::new(
+    match kept {
+        Some(e) => Ok(Err(e)),
+        None => Err(Rejection::new(
             "a response hook turned a success into a failure",
-        ))
-    }))
+        )),
+    }
 }
 
 /// Counts a call's attempts for its [`Context`].
