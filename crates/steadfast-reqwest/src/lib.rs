@@ -63,7 +63,7 @@ use http::Extensions;
 use reqwest::{Method, Request, Response, Url};
 use reqwest_middleware::{Middleware, Next};
 use steadfast::classify::{BUILT_IN, Classifier, Outcome, PolicyClassifier};
-use steadfast::executor::CallClassifier;
+use steadfast::executor::{CallClassifier, Reports};
 use steadfast::{Attempt, Executor, Key, KeyError, Stop};
 use tracing::Instrument;
 
@@ -83,6 +83,7 @@ pub struct Steadfast {
     default_key: Key,
     key_fn: Option<Arc<KeyFn>>,
     http: PolicyClassifier,
+    error_text: bool,
 }
 
 impl fmt::Debug for Steadfast {
@@ -110,7 +111,25 @@ impl Steadfast {
             default_key: Key::parse(DEFAULT_KEY).unwrap_or_else(|_| unreachable!()),
             key_fn: None,
             http: PolicyClassifier::http(),
+            error_text: false,
         }
+    }
+
+    /// Whether each failed attempt's error text goes to the executor's observers
+    /// ([`Observer::on_attempt_error`](steadfast::observe::Observer::on_attempt_error)): the
+    /// client's error, or a failed response's status (`503 Service Unavailable`). Off by
+    /// default (an error's text may hold a URL's secrets).
+    ///
+    /// ```
+    /// use steadfast::{policy::Policies, Executor, Retry};
+    ///
+    /// let executor = Executor::new(Policies::new(Retry::default()));
+    /// let middleware = steadfast_reqwest::Steadfast::new(executor).error_text(true);
+    /// # drop(middleware);
+    /// ```
+    pub fn error_text(mut self, on: bool) -> Self {
+        self.error_text = on;
+        self
     }
 
     /// The key of requests that name none (and that the key function does not map).
@@ -267,6 +286,7 @@ impl Middleware for Steadfast {
                 last,
                 judged: judged.clone(),
                 default: self.http.clone(),
+                text: self.error_text,
             })
             .on_exhausted(|x: &mut steadfast::retry::OnExhausted<'_, Response, _>| {
                 stop = Some(x.stop());
@@ -342,6 +362,8 @@ struct Http {
     /// The outcome of the last attempt classified.
     judged: Arc<Mutex<Option<Outcome>>>,
     default: PolicyClassifier,
+    /// Whether failed attempts' texts are reported.
+    text: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -351,11 +373,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl CallClassifier<Response, reqwest_middleware::Error> for Http {
     type Resolved<'a> = Resolved<'a>;
 
-    fn resolve<'a>(
-        &'a self,
-        policy: &'a PolicyClassifier,
-        _report: Option<&'a (dyn Fn(&'static str) + Sync)>,
-    ) -> Resolved<'a> {
+    fn resolve<'a>(&'a self, policy: &'a PolicyClassifier, reports: Reports<'a>) -> Resolved<'a> {
         let rules = match policy.name() {
             // Rules that do not read responses: the HTTP defaults do.
             "always" | "io" => &self.default,
@@ -365,6 +383,7 @@ impl CallClassifier<Response, reqwest_middleware::Error> for Http {
             rules,
             last: &self.last,
             judged: &self.judged,
+            reports: self.text.then_some(reports),
         }
     }
 }
@@ -373,6 +392,7 @@ struct Resolved<'a> {
     rules: &'a PolicyClassifier,
     last: &'a AtomicBool,
     judged: &'a Mutex<Option<Outcome>>,
+    reports: Option<Reports<'a>>,
 }
 
 impl Resolved<'_> {
@@ -416,6 +436,13 @@ impl Classifier<Response, reqwest_middleware::Error> for Resolved<'_> {
     fn classify(&self, result: &Result<Response, reqwest_middleware::Error>) -> Outcome {
         let outcome = self.judge(result);
         *lock(self.judged) = Some(outcome);
+        if let Some(reports) = self.reports.filter(Reports::wants_errors) {
+            match result {
+                Err(e) => reports.error(e),
+                Ok(r) if !outcome.is_success() => reports.error(&r.status()),
+                Ok(_) => {}
+            }
+        }
         outcome
     }
 

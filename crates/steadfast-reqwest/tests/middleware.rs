@@ -458,3 +458,71 @@ async fn each_attempt_is_a_span_with_the_opentelemetry_http_attributes() {
     );
     assert_eq!(field(1, "http.request.resend_count").as_deref(), Some("1"));
 }
+
+/// The error texts an executor's observers were given.
+#[derive(Debug, Default)]
+struct Texts(Mutex<Vec<String>>);
+
+impl steadfast::observe::Observer for Texts {
+    fn on_event(&self, _: &Key, _: &steadfast::observe::Event) {}
+    fn on_attempt_error(&self, key: &Key, error: &dyn std::fmt::Display) {
+        self.0.lock().unwrap().push(format!("{key}: {error}"));
+    }
+}
+
+fn texting(texts: &Arc<Texts>, on: bool) -> ClientWithMiddleware {
+    let executor = Executor::builder()
+        .policies(Policies::new(retry(2)))
+        .shared_observer(texts.clone())
+        .build();
+    ClientBuilder::new(reqwest::Client::new())
+        .with(Steadfast::new(executor).error_text(on))
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn observers_get_each_failed_attempts_text_when_the_middleware_allows_it() {
+    let (addr, _) = serve(|_| status(503, &[])).await;
+    let texts = Arc::new(Texts::default());
+    let response = texting(&texts, true)
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        *texts.0.lock().unwrap(),
+        [
+            "http.Request: 503 Service Unavailable",
+            "http.Request: 503 Service Unavailable"
+        ]
+    );
+
+    // A refused connection: the client's own error text.
+    texts.0.lock().unwrap().clear();
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let _ = texting(&texts, true)
+        .get(format!("http://{closed}/"))
+        .send()
+        .await
+        .unwrap_err();
+    let seen = texts.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen.iter().all(|t| t.contains("error sending request")),
+        "{seen:?}"
+    );
+
+    // Off by default: nothing.
+    texts.0.lock().unwrap().clear();
+    let _ = texting(&texts, false)
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap();
+    assert!(texts.0.lock().unwrap().is_empty());
+}

@@ -212,6 +212,30 @@ pub trait Observer: fmt::Debug + Send + Sync + 'static {
     /// Called for each event of each call, in order, on the call's task.
     fn on_event(&self, key: &Key, event: &Event);
 
+    /// Called with a failed attempt's error text (its `Display`), just before the attempt's
+    /// [`Event::AttemptFinished`], for calls that allow it
+    /// ([`KeyCall::error_text`](crate::executor::KeyCall::error_text), the integrations'
+    /// `error_text` options): an error's text can carry what a log must not, so a call shows
+    /// it only when asked. Does nothing unless implemented.
+    ///
+    /// ```
+    /// use std::fmt::Display;
+    /// use steadfast::observe::{Event, Observer};
+    /// use steadfast::Key;
+    ///
+    /// #[derive(Debug)]
+    /// struct Errors;
+    /// impl Observer for Errors {
+    ///     fn on_event(&self, _: &Key, _: &Event) {}
+    ///     fn on_attempt_error(&self, key: &Key, error: &dyn Display) {
+    ///         eprintln!("{key}: an attempt failed: {error}");
+    ///     }
+    /// }
+    /// ```
+    fn on_attempt_error(&self, key: &Key, error: &dyn fmt::Display) {
+        let _ = (key, error);
+    }
+
     /// Called when the executor's policies change, or a change is refused, by a provider it
     /// follows (`Executor::follow`). Does nothing unless implemented.
     fn on_policy_event(&self, event: &PolicyEvent<'_>) {

@@ -63,7 +63,7 @@ use tower_service::Service;
 
 use crate::classify::{BUILT_IN, Classifier, Outcome, PolicyClassifier};
 use crate::error::{Error, Stop};
-use crate::executor::{Attempt, CallClassifier, Executor};
+use crate::executor::{Attempt, CallClassifier, Executor, Reports};
 use crate::key::Key;
 
 /// The key of a call whose request names none and whose path is not a key.
@@ -78,6 +78,7 @@ pub struct GrpcLayer {
     per_call: usize,
     total: usize,
     held: Arc<AtomicUsize>,
+    error_text: bool,
 }
 
 impl GrpcLayer {
@@ -89,7 +90,17 @@ impl GrpcLayer {
             per_call: 1 << 20,
             total: 16 << 20,
             held: Arc::default(),
+            error_text: false,
         }
+    }
+
+    /// Whether each failed attempt's error text goes to the executor's observers
+    /// ([`Observer::on_attempt_error`](crate::observe::Observer::on_attempt_error)): the
+    /// channel's error, or a response's `grpc-status` and `grpc-message`. Off by default (a
+    /// message may hold what logs must not).
+    pub fn error_text(mut self, on: bool) -> Self {
+        self.error_text = on;
+        self
     }
 
     /// How much of one call's request body is kept for retries, and how much all the calls
@@ -233,6 +244,7 @@ impl GrpcLayer {
             .classify_with(Grpc {
                 last,
                 judged: judged.clone(),
+                text: self.error_text,
             })
             .on_exhausted(|x: &mut crate::retry::OnExhausted<'_, Response<ResB>, _>| {
                 stop = Some(x.stop());
@@ -507,20 +519,19 @@ fn status_of(e: Error<Failed>) -> Status {
 struct Grpc {
     last: Arc<AtomicBool>,
     judged: Arc<Mutex<Option<Outcome>>>,
+    /// Whether failed attempts' texts are reported.
+    text: bool,
 }
 
 impl<B: 'static> CallClassifier<Response<B>, Failed> for Grpc {
     type Resolved<'a> = Resolved<'a>;
 
-    fn resolve<'a>(
-        &'a self,
-        policy: &'a PolicyClassifier,
-        _report: Option<&'a (dyn Fn(&'static str) + Sync)>,
-    ) -> Resolved<'a> {
+    fn resolve<'a>(&'a self, policy: &'a PolicyClassifier, reports: Reports<'a>) -> Resolved<'a> {
         Resolved {
             policy,
             last: &self.last,
             judged: &self.judged,
+            reports: self.text.then_some(reports),
         }
     }
 }
@@ -529,6 +540,7 @@ struct Resolved<'a> {
     policy: &'a PolicyClassifier,
     last: &'a AtomicBool,
     judged: &'a Mutex<Option<Outcome>>,
+    reports: Option<Reports<'a>>,
 }
 
 static GRPC_DEFAULTS: std::sync::LazyLock<PolicyClassifier> =
@@ -567,6 +579,18 @@ impl<B: 'static> Classifier<Response<B>, Failed> for Resolved<'_> {
     fn classify(&self, result: &Result<Response<B>, Failed>) -> Outcome {
         let outcome = self.judge(result);
         *lock(self.judged) = Some(outcome);
+        if let Some(reports) = self.reports.filter(Reports::wants_errors) {
+            match result {
+                Err(e) => reports.error(&e.0),
+                Ok(r) => {
+                    let header = |name| r.headers().get(name).and_then(|v| v.to_str().ok());
+                    if let Some(code) = header("grpc-status").filter(|c| *c != "0") {
+                        let message = header("grpc-message").unwrap_or("");
+                        reports.error(&format_args!("grpc-status {code}: {message}"));
+                    }
+                }
+            }
+        }
         outcome
     }
 

@@ -362,3 +362,50 @@ async fn a_rate_limited_call_is_resource_exhausted_with_pushback() {
     );
     assert_eq!(server.arrivals().len(), 1, "the refused call never left");
 }
+
+/// The error texts an executor's observers were given.
+#[derive(Debug, Default)]
+struct Texts(Mutex<Vec<String>>);
+
+impl steadfast::observe::Observer for Texts {
+    fn on_event(&self, _: &steadfast::Key, _: &steadfast::observe::Event) {}
+    fn on_attempt_error(&self, key: &steadfast::Key, error: &dyn std::fmt::Display) {
+        self.0.lock().unwrap().push(format!("{key}: {error}"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn observers_get_each_failed_attempts_status_when_the_layer_allows_it() {
+    let texts = Arc::new(Texts::default());
+    let retry = five();
+    let plan = Plan::new(retry.clone()).classify(PolicyClassifier::grpc());
+    let executor = Executor::builder()
+        .policies(Policies::new(retry).with_plan("echo.v1.*", plan).unwrap())
+        .shared_observer(texts.clone())
+        .build();
+    let server = Server::new([
+        Answer::Fail(Code::Unavailable, None),
+        Answer::Fail(Code::InvalidArgument, None),
+    ]);
+    let addr = server.start().await;
+    let layer = GrpcLayer::new(executor.clone()).error_text(true);
+    let status = client(addr, layer).say(say("hello")).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        *texts.0.lock().unwrap(),
+        [
+            "echo.v1.Echo.Say: grpc-status 14: scripted",
+            "echo.v1.Echo.Say: grpc-status 3: scripted"
+        ]
+    );
+
+    // Off by default.
+    texts.0.lock().unwrap().clear();
+    let server = Server::new([Answer::Fail(Code::Unavailable, None)]);
+    let addr = server.start().await;
+    client(addr, GrpcLayer::new(executor))
+        .say(say("hello"))
+        .await
+        .unwrap();
+    assert!(texts.0.lock().unwrap().is_empty());
+}

@@ -229,3 +229,107 @@ async fn timeouts_show_in_the_timeline() {
         ]
     );
 }
+
+/// Records events and error texts in the order they arrive.
+#[derive(Debug, Default)]
+struct Log(Mutex<Vec<String>>);
+
+impl Observer for Log {
+    fn on_event(&self, _: &Key, event: &Event) {
+        if let Event::AttemptFinished { attempt, .. } = event {
+            self.0.lock().unwrap().push(format!("finished {attempt}"));
+        }
+    }
+    fn on_attempt_error(&self, key: &Key, error: &dyn std::fmt::Display) {
+        self.0.lock().unwrap().push(format!("{key}: {error}"));
+    }
+}
+
+fn logged() -> (Arc<Log>, Executor) {
+    let log = Arc::new(Log::default());
+    let retry = Retry::immediate().max_attempts(3).build().unwrap();
+    let executor = Executor::builder()
+        .policies(Policies::new(retry))
+        .shared_observer(log.clone())
+        .build();
+    (log, executor)
+}
+
+/// Fails with "busy 1", "busy 2", then succeeds.
+fn numbered() -> impl FnMut() -> std::future::Ready<Result<u32, std::io::Error>> {
+    let mut n = 0;
+    move || {
+        n += 1;
+        std::future::ready(if n < 3 {
+            Err(std::io::Error::other(format!("busy {n}")))
+        } else {
+            Ok(n)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_allows_it_reports_each_errors_text_before_its_attempt_ends() {
+    let (log, executor) = logged();
+    let value = executor
+        .call("svc.Method", numbered())
+        .error_text()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(value, 3);
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        [
+            "svc.Method: busy 1",
+            "finished 1",
+            "svc.Method: busy 2",
+            "finished 2",
+            "finished 3"
+        ]
+    );
+
+    // Through a handle, and blocking: the same texts.
+    log.0.lock().unwrap().clear();
+    let handle = executor.handle("svc.Handle").unwrap();
+    handle.call(numbered()).error_text().run().await.unwrap();
+    let mut n = 0;
+    executor
+        .call_blocking("svc.Blocking", || {
+            n += 1;
+            if n < 2 {
+                Err(std::io::Error::other("blocked"))
+            } else {
+                Ok(())
+            }
+        })
+        .error_text()
+        .run()
+        .unwrap();
+    let texts: Vec<String> = log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| !l.starts_with("finished"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "svc.Handle: busy 1",
+            "svc.Handle: busy 2",
+            "svc.Blocking: blocked"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn error_text_is_off_unless_the_call_allows_it() {
+    let (log, executor) = logged();
+    executor.call("svc.Method", numbered()).run().await.unwrap();
+    executor.run("svc.Method", numbered()).await.unwrap();
+    let texts = log.0.lock().unwrap();
+    assert_eq!(texts.len(), 6, "{texts:?}");
+    assert!(texts.iter().all(|l| l.starts_with("finished")), "{texts:?}");
+}

@@ -216,3 +216,34 @@ async fn a_service_that_is_not_ready_says_so() {
     );
     assert_eq!(err.to_string(), "the service was not ready");
 }
+
+/// The error texts an executor's observers were given.
+#[derive(Debug, Default)]
+struct Texts(std::sync::Mutex<Vec<String>>);
+
+impl steadfast::observe::Observer for Texts {
+    fn on_event(&self, _: &steadfast::Key, _: &steadfast::observe::Event) {}
+    fn on_attempt_error(&self, key: &steadfast::Key, error: &dyn std::fmt::Display) {
+        self.0.lock().unwrap().push(format!("{key}: {error}"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_with_error_text_reports_each_failed_attempt() {
+    let texts = Arc::new(Texts::default());
+    let executor = Executor::builder()
+        .policies(Policies::new(
+            Retry::immediate().max_attempts(4).build().unwrap(),
+        ))
+        .shared_observer(texts.clone())
+        .build();
+    let calls = Arc::new(AtomicU32::new(0));
+    let layer = RetryLayer::new(executor.handle("svc.Echo").unwrap()).error_text();
+    let mut svc = layer.layer(flaky(2, &calls));
+    let response = svc.ready().await.unwrap().call("hi".into()).await.unwrap();
+    assert_eq!(response, "hi after 3");
+    assert_eq!(
+        *texts.0.lock().unwrap(),
+        ["svc.Echo: busy 1", "svc.Echo: busy 2"]
+    );
+}

@@ -89,3 +89,50 @@ fn spans_carry_the_key_and_each_attempt() {
         "WARN steadfast.call{key=svc.Down attempts=3}: steadfast::observe::tracing_probe: call failed attempts=3",
     );
 }
+
+#[test]
+fn a_call_that_allows_it_logs_each_errors_text_at_debug() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .without_time()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(async {
+            let policy = Retry::immediate().max_attempts(2).build().unwrap();
+            let executor = Executor::builder()
+                .policies(Policies::new(policy))
+                .tracing(true)
+                .build();
+            let _ = executor
+                .call("svc.Texted", || async {
+                    Err::<(), _>(io::Error::other("disk full"))
+                })
+                .error_text()
+                .run()
+                .await;
+            let _ = executor
+                .call("svc.Quiet", || async {
+                    Err::<(), _>(io::Error::other("secret"))
+                })
+                .run()
+                .await;
+        })
+    });
+    let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let texted = out
+        .lines()
+        .filter(|l| l.contains("steadfast: attempt failed key=svc.Texted error=disk full"))
+        .count();
+    assert_eq!(texted, 2, "{out}");
+    assert!(out.contains("DEBUG"), "{out}");
+    assert!(!out.contains("secret"), "{out}");
+}

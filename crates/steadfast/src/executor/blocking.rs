@@ -91,6 +91,23 @@ where
         }
     }
 
+    /// Reports each failed attempt's error text to the executor's observers (see
+    /// [`KeyCall::error_text`](super::KeyCall::error_text)).
+    pub fn error_text(self) -> BlockingKeyCall<'e, F, super::ErrorText<C>, R, X, W>
+    where
+        E: std::fmt::Display,
+    {
+        BlockingKeyCall {
+            at: self.at,
+            op: self.op,
+            classifier: super::ErrorText(self.classifier),
+            on_retry: self.on_retry,
+            on_exhausted: self.on_exhausted,
+            fallback: self.fallback,
+            properties: self.properties,
+        }
+    }
+
     /// Hands `properties` to the key's custom policies.
     pub fn properties(mut self, properties: Properties) -> Self {
         self.properties = properties;
@@ -163,9 +180,13 @@ where
                 type_name,
             })
         };
-        let classifier = self
-            .classifier
-            .resolve(plan.classifier(), inner.observed().then_some(&report as _));
+        let errors = |error: &dyn std::fmt::Display| inner.attempt_error(key, error);
+        let observed = inner.observed();
+        let reports = super::Reports {
+            unreadable: observed.then_some(&report as _),
+            errors: observed.then_some(&errors as _),
+        };
+        let classifier = self.classifier.resolve(plan.classifier(), reports);
         let call = || {
             let call = plan
                 .retry()

@@ -11,7 +11,9 @@ use super::attempt::{AttemptCell, AttemptSource, CallOp, OnRetryAsync, Tracker};
 use super::bind::Bound;
 #[cfg(feature = "serde")]
 use super::steps::WithIdempotency;
-use super::steps::{CallClassifier, FromPlan, Given, NoFallback, NoIdempotency, Recover};
+use super::steps::{
+    CallClassifier, ErrorText, FromPlan, Given, NoFallback, NoIdempotency, Recover, Reports,
+};
 use super::{Executor, Handle};
 use crate::chain::Properties;
 use crate::classify::Classifier;
@@ -185,6 +187,63 @@ where
     /// keep the policy's options while adding what it knows of its own requests.
     pub fn classify_with<C2>(self, classifier: C2) -> KeyCall<'e, F, C2, R, X, W, S, G, I> {
         with!(self, classifier: classifier)
+    }
+
+    /// Reports each failed attempt's error text (its `Display`) to the executor's observers
+    /// ([`Observer::on_attempt_error`](crate::observe::Observer::on_attempt_error)) and, when
+    /// the executor traces, as a DEBUG event `steadfast: attempt failed` with fields `key` and
+    /// `error`. Off unless asked: an error's text may hold what logs must not.
+    ///
+    /// ```
+    /// use std::fmt::Display;
+    /// use std::sync::{Arc, Mutex};
+    /// use steadfast::observe::{Event, Observer};
+    /// use steadfast::{Executor, Key, Retry, policy::Policies};
+    ///
+    /// #[derive(Debug, Default)]
+    /// struct Texts(Mutex<Vec<String>>);
+    /// impl Observer for Texts {
+    ///     fn on_event(&self, _: &Key, _: &Event) {}
+    ///     fn on_attempt_error(&self, _: &Key, error: &dyn Display) {
+    ///         self.0.lock().unwrap().push(error.to_string());
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let texts = Arc::new(Texts::default());
+    /// let retry = Retry::immediate().max_attempts(2).build().unwrap();
+    /// let executor = Executor::builder()
+    ///     .policies(Policies::new(retry))
+    ///     .shared_observer(texts.clone())
+    ///     .build();
+    /// let _ = executor
+    ///     .call("search.Query", || async { Err::<(), _>(std::io::Error::other("index offline")) })
+    ///     .error_text()
+    ///     .run()
+    ///     .await;
+    /// assert_eq!(*texts.0.lock().unwrap(), ["index offline", "index offline"]);
+    /// # }
+    /// ```
+    pub fn error_text(self) -> KeyCall<'e, F, ErrorText<C>, R, X, W, S, G, I>
+    where
+        E: std::fmt::Display,
+    {
+        let s = self;
+        KeyCall {
+            at: s.at,
+            op: s.op,
+            classifier: ErrorText(s.classifier),
+            on_retry: s.on_retry,
+            on_exhausted: s.on_exhausted,
+            fallback: s.fallback,
+            until: s.until,
+            gate: s.gate,
+            idempotency: s.idempotency,
+            properties: s.properties,
+            timeline: s.timeline,
+            attempt: s.attempt,
+        }
     }
 
     /// Hands `properties` to the key's custom policies (see [`chain`](crate::chain)).
@@ -430,8 +489,13 @@ where
                 type_name,
             })
         };
+        let errors = |error: &dyn std::fmt::Display| inner.attempt_error(key, error);
         let observed = inner.observed();
-        let classifier = classifier.resolve(plan.classifier(), observed.then_some(&report as _));
+        let reports = Reports {
+            unreadable: observed.then_some(&report as _),
+            errors: observed.then_some(&errors as _),
+        };
+        let classifier = classifier.resolve(plan.classifier(), reports);
         let attempts = AtomicU32::new(0);
         let tracker = Tracker {
             total_timeout: attempt.as_ref().and(plan.retry().total_timeout()),

@@ -76,7 +76,10 @@ pub use handle::Handle;
 pub use states::{BulkheadState, KeyState};
 #[cfg(feature = "serde")]
 pub use steps::WithIdempotency;
-pub use steps::{ByRef, CallClassifier, FromPlan, Given, NoFallback, NoIdempotency, Recover};
+pub use steps::{
+    ByRef, CallClassifier, ErrorText, FromPlan, Given, NoFallback, NoIdempotency, Recover, Reports,
+    WithText,
+};
 
 /// Default bound on cached keys.
 pub const DEFAULT_MAX_KEYS: usize = 10_000;
@@ -389,6 +392,17 @@ impl Inner {
             tracing: self
                 .tracing
                 .then(|| crate::observe::tracing_probe::Spans::new(key)),
+        }
+    }
+
+    /// Tells the observers (and `tracing`, at DEBUG) a failed attempt's error text.
+    fn attempt_error(&self, key: &Key, error: &dyn std::fmt::Display) {
+        #[cfg(feature = "tracing")]
+        if self.tracing {
+            tracing::debug!(key = %key, error = %error, "steadfast: attempt failed");
+        }
+        for o in &self.observers {
+            o.on_attempt_error(key, error);
         }
     }
 

@@ -2,8 +2,47 @@
 //! classifier it applies, its fallback and its idempotency (the gate step is
 //! [`gate::step`](crate::gate::step)); each absent part is a unit type that does nothing.
 
+use std::fmt;
+
 use crate::classify::{Classifier, FromPolicy, Outcome, PolicyClassifier};
 use crate::error::Error;
+
+/// Where a call's classifier reports what it saw, beside its outcomes: an error type the
+/// policy's classifier cannot read ([`PolicyEvent::Unreadable`](crate::observe::PolicyEvent)),
+/// and an attempt's error text ([`Observer::on_attempt_error`](crate::observe::Observer), for
+/// calls that allow it). The executor makes one per call; both are absent when nothing
+/// observes the executor.
+#[derive(Clone, Copy, Default)]
+pub struct Reports<'a> {
+    pub(crate) unreadable: Option<&'a (dyn Fn(&'static str) + Sync)>,
+    pub(crate) errors: Option<&'a ErrorSink<'a>>,
+}
+
+/// Where an attempt's error text goes.
+pub(crate) type ErrorSink<'a> = dyn Fn(&dyn fmt::Display) + Sync + 'a;
+
+impl fmt::Debug for Reports<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reports")
+            .field("unreadable", &self.unreadable.is_some())
+            .field("errors", &self.errors.is_some())
+            .finish()
+    }
+}
+
+impl Reports<'_> {
+    /// Whether an attempt's error text is wanted (formatting it otherwise is wasted work).
+    pub fn wants_errors(&self) -> bool {
+        self.errors.is_some()
+    }
+
+    /// Reports an attempt's error text to the executor's observers.
+    pub fn error(&self, error: &dyn fmt::Display) {
+        if let Some(sink) = self.errors {
+            sink(error);
+        }
+    }
+}
 
 /// Which classifier a call applies: its key's policy's ([`FromPlan`], the default) or one the
 /// call site gives ([`Given`], set with [`KeyCall::classify`](super::KeyCall::classify)).
@@ -12,11 +51,11 @@ pub trait CallClassifier<T, E> {
     type Resolved<'a>: Classifier<T, E>
     where
         Self: 'a;
-    /// The classifier for a call under `policy`, reporting unreadable errors to `report`.
+    /// The classifier for a call under `policy`, reporting what it sees to `reports`.
     fn resolve<'a>(
         &'a self,
         policy: &'a PolicyClassifier,
-        report: Option<&'a (dyn Fn(&'static str) + Sync)>,
+        reports: Reports<'a>,
     ) -> Self::Resolved<'a>;
 }
 
@@ -27,12 +66,11 @@ pub struct FromPlan;
 
 impl<T: 'static, E: 'static> CallClassifier<T, E> for FromPlan {
     type Resolved<'a> = FromPolicy<'a>;
-    fn resolve<'a>(
-        &'a self,
-        policy: &'a PolicyClassifier,
-        report: Option<&'a (dyn Fn(&'static str) + Sync)>,
-    ) -> FromPolicy<'a> {
-        FromPolicy { policy, report }
+    fn resolve<'a>(&'a self, policy: &'a PolicyClassifier, reports: Reports<'a>) -> FromPolicy<'a> {
+        FromPolicy {
+            policy,
+            report: reports.unreadable,
+        }
     }
 }
 
@@ -45,12 +83,52 @@ impl<T, E, C: Classifier<T, E>> CallClassifier<T, E> for Given<C> {
         = ByRef<'a, C>
     where
         C: 'a;
+    fn resolve<'a>(&'a self, _: &'a PolicyClassifier, _: Reports<'a>) -> ByRef<'a, C> {
+        ByRef(&self.0)
+    }
+}
+
+/// A call's classifier that also reports each failed attempt's error text (its `Display`) to
+/// the executor's observers; set with [`KeyCall::error_text`](super::KeyCall::error_text).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorText<C>(pub C);
+
+impl<T, E: fmt::Display, C: CallClassifier<T, E>> CallClassifier<T, E> for ErrorText<C> {
+    type Resolved<'a>
+        = WithText<'a, C::Resolved<'a>>
+    where
+        Self: 'a;
     fn resolve<'a>(
         &'a self,
-        _: &'a PolicyClassifier,
-        _: Option<&'a (dyn Fn(&'static str) + Sync)>,
-    ) -> ByRef<'a, C> {
-        ByRef(&self.0)
+        policy: &'a PolicyClassifier,
+        reports: Reports<'a>,
+    ) -> Self::Resolved<'a> {
+        WithText {
+            inner: self.0.resolve(policy, reports),
+            reports,
+        }
+    }
+}
+
+/// A resolved classifier reporting error texts (see [`ErrorText`]).
+#[derive(Debug)]
+pub struct WithText<'a, C> {
+    inner: C,
+    reports: Reports<'a>,
+}
+
+impl<T, E: fmt::Display, C: Classifier<T, E>> Classifier<T, E> for WithText<'_, C> {
+    #[inline]
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        if let Err(e) = result {
+            self.reports.error(e);
+        }
+        self.inner.classify(result)
+    }
+
+    #[inline]
+    fn stop_after(&self) -> Option<crate::Stop> {
+        self.inner.stop_after()
     }
 }
 

@@ -41,7 +41,7 @@ pub use shed::{ShedLayer, ShedService};
 use crate::classify::{Classifier, Outcome, PolicyClassifier};
 use crate::error::{Error, Stop};
 use crate::executor::Handle;
-use crate::executor::{CallClassifier, FromPlan, Given};
+use crate::executor::{CallClassifier, ErrorText, FromPlan, Given, Reports};
 
 /// How a layer copies a request for another attempt.
 pub trait CloneRequest<Req> {
@@ -105,6 +105,16 @@ impl<R, C> RetryLayer<R, C> {
             handle: self.handle,
             clone: self.clone,
             classifier: Given(classifier),
+        }
+    }
+
+    /// Reports each failed attempt's error text (the service error's `Display`) to the
+    /// executor's observers (see [`KeyCall::error_text`](crate::executor::KeyCall::error_text)).
+    pub fn error_text(self) -> RetryLayer<R, ErrorText<C>> {
+        RetryLayer {
+            handle: self.handle,
+            clone: self.clone,
+            classifier: ErrorText(self.classifier),
         }
     }
 }
@@ -217,10 +227,10 @@ impl<T, E, C: CallClassifier<T, E>> CallClassifier<T, E> for LastAttempt<C> {
     fn resolve<'a>(
         &'a self,
         policy: &'a PolicyClassifier,
-        report: Option<&'a (dyn Fn(&'static str) + Sync)>,
+        reports: Reports<'a>,
     ) -> Self::Resolved<'a> {
         LastAttempt {
-            inner: self.inner.resolve(policy, report),
+            inner: self.inner.resolve(policy, reports),
             last: self.last.clone(),
         }
     }
