@@ -21,8 +21,8 @@ impl io::Write for Captured {
     }
 }
 
-#[test]
-fn spans_carry_the_key_and_each_attempt() {
+/// What `body` logs at DEBUG and above, run on a paused current-thread runtime.
+fn captured<F: std::future::Future<Output = ()>>(body: F) -> String {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -36,40 +36,43 @@ fn spans_carry_the_key_and_each_attempt() {
         .start_paused(true)
         .build()
         .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
-        rt.block_on(async {
-            let policy = Retry::fixed(Duration::from_millis(10))
-                .jitter(Jitter::None)
-                .max_attempts(3)
-                .build()
-                .unwrap();
-            let executor = Executor::builder()
-                .policies(Policies::new(policy))
-                .tracing(true)
-                .build();
-            let mut n = 0;
-            let value = executor
-                .run("svc.Method", || {
-                    n += 1;
-                    let attempt = n;
-                    async move {
-                        tracing::info!(attempt, "inside the operation");
-                        if attempt < 2 {
-                            Err("busy")
-                        } else {
-                            Ok(attempt)
-                        }
+    tracing::subscriber::with_default(subscriber, || rt.block_on(body));
+    String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+}
+
+#[test]
+fn spans_carry_the_key_and_each_attempt() {
+    let out = captured(async {
+        let policy = Retry::fixed(Duration::from_millis(10))
+            .jitter(Jitter::None)
+            .max_attempts(3)
+            .build()
+            .unwrap();
+        let executor = Executor::builder()
+            .policies(Policies::new(policy))
+            .tracing(true)
+            .build();
+        let mut n = 0;
+        let value = executor
+            .run("svc.Method", || {
+                n += 1;
+                let attempt = n;
+                async move {
+                    tracing::info!(attempt, "inside the operation");
+                    if attempt < 2 {
+                        Err("busy")
+                    } else {
+                        Ok(attempt)
                     }
-                })
-                .await
-                .unwrap();
-            assert_eq!(value, 2);
-            let _ = executor
-                .run("svc.Down", || async { Err::<(), _>("down") })
-                .await;
-        })
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 2);
+        let _ = executor
+            .run("svc.Down", || async { Err::<(), _>("down") })
+            .await;
     });
-    let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let has = |needle: &str| {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     };
@@ -92,42 +95,26 @@ fn spans_carry_the_key_and_each_attempt() {
 
 #[test]
 fn a_call_that_allows_it_logs_each_errors_text_at_debug() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .without_time()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
-        rt.block_on(async {
-            let policy = Retry::immediate().max_attempts(2).build().unwrap();
-            let executor = Executor::builder()
-                .policies(Policies::new(policy))
-                .tracing(true)
-                .build();
-            let _ = executor
-                .call("svc.Texted", || async {
-                    Err::<(), _>(io::Error::other("disk full"))
-                })
-                .error_text()
-                .run()
-                .await;
-            let _ = executor
-                .call("svc.Quiet", || async {
-                    Err::<(), _>(io::Error::other("secret"))
-                })
-                .run()
-                .await;
-        })
+    let out = captured(async {
+        let policy = Retry::immediate().max_attempts(2).build().unwrap();
+        let executor = Executor::builder()
+            .policies(Policies::new(policy))
+            .tracing(true)
+            .build();
+        let _ = executor
+            .call("svc.Texted", || async {
+                Err::<(), _>(io::Error::other("disk full"))
+            })
+            .error_text()
+            .run()
+            .await;
+        let _ = executor
+            .call("svc.Quiet", || async {
+                Err::<(), _>(io::Error::other("secret"))
+            })
+            .run()
+            .await;
     });
-    let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let texted = out
         .lines()
         .filter(|l| l.contains("steadfast: attempt failed key=svc.Texted error=disk full"))
