@@ -211,8 +211,8 @@ fn gate_options(file: &Path, key: &str) -> Result<GateOptions, String> {
     let explained = doc
         .explain(key)
         .map_err(|e| format!("steadfast: {key:?}: {e}"))?;
-    match explained.gate() {
-        Some((options, _)) => Ok(options.clone()),
+    match &explained.table().gate {
+        Some(options) => Ok(options.clone()),
         None => Err(format!(
             "steadfast: {key:?} has no gate in {}",
             file.display()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::Serialize;
 use steadfast::backoff::{Backoff, BackoffKind, Jitter};
-use steadfast::policy::{PolicyDocument, format_duration as fmt};
+use steadfast::policy::{PolicyDocument, TableSpec, format_duration as fmt};
 use steadfast::{Retry, RetryOptions};
 
 use crate::Output;
@@ -52,8 +52,8 @@ struct Report {
     classify_from: String,
     /// Whether the key is marked idempotent (hedging needs it).
     idempotent: bool,
-    /// Breaker, bulkhead, rate limiter, hedge, budget, gate, idempotency keys: each as its
-    /// table is written, and where it comes from.
+    /// Every other field the key's tables name (breaker, bulkhead, rate limiter, gate,
+    /// idempotency keys, hedge, budget): each as its table is written, and where it comes from.
     strategies: Vec<Strategy>,
     samples: u32,
     attempts: Vec<Row>,
@@ -63,21 +63,31 @@ struct Report {
 
 #[derive(Debug, Serialize)]
 struct Strategy {
-    name: &'static str,
+    name: String,
     table: serde_json::Value,
     from: String,
 }
 
-fn strategy<T: Serialize>(
-    name: &'static str,
-    found: Option<(&T, &steadfast::policy::Origin)>,
-) -> Option<Strategy> {
-    let (options, origin) = found?;
-    Some(Strategy {
-        name,
-        table: serde_json::to_value(options).ok()?,
-        from: origin.to_string(),
-    })
+/// The fields with a line of their own in the report.
+const OWN_LINES: [&str; 4] = ["retry", "chain", "classify", "idempotent"];
+
+/// Every field of the key's effective table that has no line of its own, in the table's
+/// order: a field added to the table shows here without a change to this file.
+fn strategies(explained: &steadfast::policy::Explanation) -> anyhow::Result<Vec<Strategy>> {
+    let serde_json::Value::Object(mut fields) = serde_json::to_value(explained.table())? else {
+        anyhow::bail!("a table is written as an object");
+    };
+    Ok(TableSpec::FIELDS
+        .iter()
+        .filter(|name| !OWN_LINES.contains(name))
+        .filter_map(|name| {
+            Some(Strategy {
+                table: fields.remove(*name)?,
+                from: explained.origin(name).to_string(),
+                name: (*name).to_owned(),
+            })
+        })
+        .collect())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -170,18 +180,7 @@ pub(crate) fn run(
         classify: explained.classify().0.clone(),
         classify_from: explained.classify().1.to_string(),
         idempotent: explained.idempotent(),
-        strategies: [
-            strategy("breaker", explained.breaker()),
-            strategy("bulkhead", explained.bulkhead()),
-            strategy("rate_limit", explained.rate_limit()),
-            strategy("hedge", explained.hedge()),
-            strategy("budget", explained.budget()),
-            strategy("gate", explained.gate()),
-            strategy("idempotency", explained.idempotency()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
+        strategies: strategies(&explained)?,
         samples,
         attempts: rows,
         truncated,

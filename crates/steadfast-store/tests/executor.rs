@@ -20,7 +20,7 @@ async fn a_gated_call_honours_the_files_gate_and_records_each_call() {
     let dir = tempfile::tempdir().unwrap();
     let doc = PolicyDocument::parse(POLICIES, Format::Toml, "policies.toml").unwrap();
     let explained = doc.explain("orders.Reprocess").unwrap();
-    assert_eq!(explained.gate().unwrap().0.max_retries, 3);
+    assert_eq!(explained.table().gate.as_ref().unwrap().max_retries, 3);
     let policies = doc.compile(&Registry::new()).unwrap();
 
     let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_800_000_000));

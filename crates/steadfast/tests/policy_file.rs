@@ -195,7 +195,7 @@ budget = { kind = "token_bucket", max_tokens = 10, token_ratio = 0.1 }
     let explained = doc.explain("search.Suggest").unwrap();
     assert!(explained.idempotent());
     assert_eq!(
-        explained.budget().unwrap().1,
+        explained.origin("budget"),
         &Origin::Table("search.Suggest".into())
     );
 
@@ -281,9 +281,7 @@ idempotency = { key = ["refund_id"], lock_timeout = "30s" }
     assert_eq!(
         doc.explain("payments.Charge")
             .unwrap()
-            .idempotency()
-            .unwrap()
-            .1,
+            .origin("idempotency"),
         &Origin::Table("payments.*".into())
     );
 

@@ -692,8 +692,8 @@ fn custom(args: &Args) -> anyhow::Result<Vec<Run>> {
             let explained = doc.explain(key)?;
             let policy = Policy {
                 retry: explained.retry().clone(),
-                hedge: explained.hedge().map(|(h, _)| h.clone()),
-                budget: explained.budget().map(|(b, _)| b.options.clone()),
+                hedge: explained.table().hedge.clone(),
+                budget: explained.table().budget.as_ref().map(|b| b.options.clone()),
             };
             (key.clone(), policy)
         }

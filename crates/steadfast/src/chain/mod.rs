@@ -43,6 +43,8 @@ use std::sync::Arc;
 
 use crate::key::Key;
 
+#[cfg(feature = "serde")]
+mod file;
 pub(crate) mod rejection;
 pub use rejection::Rejection;
 

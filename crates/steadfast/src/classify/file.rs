@@ -86,3 +86,16 @@ impl schemars::JsonSchema for ClassifyOptions {
         })
     }
 }
+
+impl crate::policy::TableField for ClassifyOptions {
+    fn validate(&self) -> Result<(), crate::ConfigError> {
+        ClassifyOptions::validate(self)
+    }
+    fn join(
+        self,
+        plan: crate::policy::Plan,
+        registry: &crate::chain::Registry,
+    ) -> Result<crate::policy::Plan, crate::ConfigError> {
+        Ok(plan.classify(registry.classify(&self)?))
+    }
+}

@@ -137,3 +137,16 @@ crate::config::file_form!(
     try_to = GateFile::from_options,
     from = GateFile::into_options
 );
+
+impl crate::policy::TableField for GateOptions {
+    fn validate(&self) -> Result<(), crate::ConfigError> {
+        GateOptions::validate(self)
+    }
+    fn join(
+        self,
+        plan: crate::policy::Plan,
+        _: &crate::chain::Registry,
+    ) -> Result<crate::policy::Plan, crate::ConfigError> {
+        plan.gate(self)
+    }
+}

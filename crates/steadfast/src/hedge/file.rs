@@ -133,3 +133,30 @@ crate::config::file_form!(
     to = HedgeFile::from_options,
     from = HedgeFile::into_options
 );
+
+impl crate::policy::TableField for HedgeOptions {
+    fn validate(&self) -> Result<(), crate::ConfigError> {
+        HedgeOptions::validate(self)
+    }
+    fn join(
+        self,
+        plan: crate::policy::Plan,
+        _: &crate::chain::Registry,
+    ) -> Result<crate::policy::Plan, crate::ConfigError> {
+        plan.hedge(self)
+    }
+}
+
+/// `idempotent = true`: the operation is safe to duplicate, which hedging needs.
+impl crate::policy::TableField for bool {
+    fn validate(&self) -> Result<(), crate::ConfigError> {
+        Ok(())
+    }
+    fn join(
+        self,
+        plan: crate::policy::Plan,
+        _: &crate::chain::Registry,
+    ) -> Result<crate::policy::Plan, crate::ConfigError> {
+        plan.idempotent(self)
+    }
+}

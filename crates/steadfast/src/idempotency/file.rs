@@ -67,3 +67,16 @@ crate::config::file_form!(
     to = IdempotencyFile::from_options,
     from = IdempotencyFile::into_options
 );
+
+impl crate::policy::TableField for IdempotencyOptions {
+    fn validate(&self) -> Result<(), crate::ConfigError> {
+        IdempotencyOptions::validate(self)
+    }
+    fn join(
+        self,
+        plan: crate::policy::Plan,
+        _: &crate::chain::Registry,
+    ) -> Result<crate::policy::Plan, crate::ConfigError> {
+        plan.idempotency(self)
+    }
+}

@@ -92,6 +92,8 @@ mod plan;
 mod policies;
 
 #[cfg(feature = "serde")]
+#[cfg(feature = "serde")]
+pub(crate) use file::TableField;
 pub(crate) use plan::{NOT_IDEMPOTENT, validate_scoped};
 pub use plan::{Plan, Scoped};
 pub use policies::{Policies, PolicyError, Resolved, Source};

@@ -163,6 +163,12 @@ impl Plan {
         &self.classify
     }
 
+    /// Replaces the retry policy.
+    pub(crate) fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
     /// The retry policy.
     pub fn retry(&self) -> &Retry {
         &self.retry

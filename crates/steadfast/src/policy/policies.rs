@@ -166,6 +166,11 @@ impl Policies {
         Ok(self.insert(parsed, plan.with_chain(chain)))
     }
 
+    /// `plan` (its chain already resolved) for the keys `pattern` matches.
+    pub(crate) fn with_plan_at(self, pattern: Pattern, plan: Plan) -> Self {
+        self.insert(pattern, plan)
+    }
+
     fn insert(mut self, pattern: Pattern, plan: Plan) -> Self {
         let plan = Arc::new(plan);
         if pattern == Pattern::Any {

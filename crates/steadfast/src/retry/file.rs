@@ -244,3 +244,16 @@ crate::config::file_form!(
     try_to = RetryFile::from_options,
     from = RetryFile::into_options
 );
+
+impl crate::policy::TableField for RetryOptions {
+    fn validate(&self) -> Result<(), crate::ConfigError> {
+        RetryOptions::validate(self)
+    }
+    fn join(
+        self,
+        plan: crate::policy::Plan,
+        _: &crate::chain::Registry,
+    ) -> Result<crate::policy::Plan, crate::ConfigError> {
+        Ok(plan.with_retry(self.build()?))
+    }
+}

@@ -4,7 +4,7 @@ use super::diagnostic::{Diagnostic, Diagnostics};
 use super::document::PolicyDocument;
 use crate::chain::Registry;
 use crate::key::Pattern;
-use crate::policy::{Plan, Policies};
+use crate::policy::Policies;
 
 impl PolicyDocument {
     /// Compiles the document into the [`Policies`] an executor runs, resolving each table's
@@ -34,50 +34,10 @@ impl PolicyDocument {
             let pattern = Pattern::parse(text).map_err(|e| unplaced(e.to_string()))?;
             // `*` inherits from [defaults]: its lineage is the `*` table, then [defaults].
             let table = self.effective(&pattern);
-            let retry = table
-                .retry
-                .unwrap_or_default()
-                .build()
+            let plan = table
+                .into_plan(registry)
                 .map_err(|e| unplaced(e.to_string()))?;
-            let mut plan = Plan::new(retry);
-            if let Some(b) = table.breaker {
-                plan = plan
-                    .scoped_breaker(b)
-                    .map_err(|e| unplaced(e.to_string()))?;
-            }
-            if let Some(b) = table.bulkhead {
-                plan = plan
-                    .scoped_bulkhead(b)
-                    .map_err(|e| unplaced(e.to_string()))?;
-            }
-            if let Some(r) = table.rate_limit {
-                plan = plan
-                    .scoped_rate_limit(r)
-                    .map_err(|e| unplaced(e.to_string()))?;
-            }
-            if let Some(g) = table.gate {
-                plan = plan.gate(g).map_err(|e| unplaced(e.to_string()))?;
-            }
-            if let Some(i) = table.idempotency {
-                plan = plan.idempotency(i).map_err(|e| unplaced(e.to_string()))?;
-            }
-            plan = plan
-                .idempotent(table.idempotent == Some(true))
-                .map_err(|e| unplaced(e.to_string()))?;
-            if let Some(h) = table.hedge {
-                plan = plan.hedge(h).map_err(|e| unplaced(e.to_string()))?;
-            }
-            if let Some(b) = table.budget {
-                plan = plan.scoped_budget(b).map_err(|e| unplaced(e.to_string()))?;
-            }
-            if let Some(c) = &table.classify {
-                plan = plan.classify(registry.classify(c).map_err(|e| unplaced(e.to_string()))?);
-            }
-            let chain = table.chain.unwrap_or_default();
-            let names: Vec<&str> = chain.iter().map(String::as_str).collect();
-            policies = policies
-                .with_plan_chain(text, plan, &names, registry)
-                .map_err(|e| unplaced(e.to_string()))?;
+            policies = policies.with_plan_at(pattern, plan);
         }
         Ok(policies)
     }

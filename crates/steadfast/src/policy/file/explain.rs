@@ -5,13 +5,8 @@ use std::fmt;
 
 use super::document::PolicyDocument;
 use super::table::TableSpec;
-use crate::breaker::BreakerOptions;
-use crate::budget::BudgetOptions;
 use crate::classify::ClassifyOptions;
-use crate::hedge::HedgeOptions;
 use crate::key::{KeyError, Pattern};
-use crate::limit::{BulkheadOptions, RateLimitOptions};
-use crate::policy::Scoped;
 use crate::retry::RetryOptions;
 
 /// Where one strategy of a key's plan comes from.
@@ -44,115 +39,89 @@ impl fmt::Display for Origin {
     }
 }
 
-/// A key's effective strategies in a document, and where each came from.
+/// A key's effective table in a document, and where each of its fields came from.
+///
+/// [`table`](Self::table) is the table the key runs under: each field from the most specific
+/// table naming it. [`origin`](Self::origin) says which table that is, for any field.
 ///
 /// # Example
 /// ```
 /// use steadfast::policy::{Format, Origin, PolicyDocument};
 ///
 /// let doc = PolicyDocument::parse(
-///     "[policies.\"payments.*\"]\nretry = { max_attempts = 5 }\n",
+///     "[defaults]\nbreaker = { failure_threshold = 5, break = \"30s\" }\n\
+///      [policies.\"payments.*\"]\nretry = { max_attempts = 5 }\n",
 ///     Format::Toml,
 ///     "p.toml",
 /// )?;
 /// let e = doc.explain("payments.Charge")?;
 /// assert_eq!(e.retry_origin(), &Origin::Table("payments.*".into()));
 /// assert_eq!(e.retry().max_attempts, Some(5));
+/// assert_eq!(e.origin("breaker"), &Origin::Defaults);
+/// assert!(e.table().breaker.is_some());
 /// assert_eq!(e.chain_origin(), &Origin::Library);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Explanation {
+    table: TableSpec,
+    origins: Vec<(&'static str, Origin)>,
     retry: RetryOptions,
-    retry_origin: Origin,
-    chain: Vec<String>,
-    chain_origin: Origin,
-    breaker: Option<(Scoped<BreakerOptions>, Origin)>,
-    bulkhead: Option<(Scoped<BulkheadOptions>, Origin)>,
-    rate_limit: Option<(Scoped<RateLimitOptions>, Origin)>,
-    gate: Option<(crate::gate::GateOptions, Origin)>,
-    idempotency: Option<(crate::idempotency::IdempotencyOptions, Origin)>,
-    idempotent: bool,
-    hedge: Option<(HedgeOptions, Origin)>,
-    budget: Option<(Scoped<BudgetOptions>, Origin)>,
-    classify: (ClassifyOptions, Origin),
+    classify: ClassifyOptions,
 }
 
 impl Explanation {
+    /// The key's effective table: each field from the most specific table naming it, `None`
+    /// where no table does.
+    pub fn table(&self) -> &TableSpec {
+        &self.table
+    }
+
+    /// The table `field` (a table's field name: `breaker`, `retry`, …) comes from;
+    /// [`Origin::Library`] when no table names it.
+    pub fn origin(&self, field: &str) -> &Origin {
+        self.origins
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map_or(&Origin::Library, |(_, o)| o)
+    }
+
     /// The classifier in force (`always` from the library when no table names one), and
     /// where it comes from.
     pub fn classify(&self) -> (&ClassifyOptions, &Origin) {
-        (&self.classify.0, &self.classify.1)
+        (&self.classify, self.origin("classify"))
     }
 
-    /// The retry options in force.
+    /// The retry options in force (the library's when no table names them).
     pub fn retry(&self) -> &RetryOptions {
         &self.retry
     }
 
     /// Which table they come from.
     pub fn retry_origin(&self) -> &Origin {
-        &self.retry_origin
+        self.origin("retry")
     }
 
     /// The custom strategies, in order.
     pub fn chain(&self) -> &[String] {
-        &self.chain
+        self.table.chain.as_deref().unwrap_or_default()
     }
 
     /// Which table they come from.
     pub fn chain_origin(&self) -> &Origin {
-        &self.chain_origin
-    }
-
-    /// The circuit breaker, if any table of the key names one, and that table.
-    pub fn breaker(&self) -> Option<(&Scoped<BreakerOptions>, &Origin)> {
-        self.breaker.as_ref().map(|(s, o)| (s, o))
-    }
-
-    /// The bulkhead, if any, and the table it comes from.
-    pub fn bulkhead(&self) -> Option<(&Scoped<BulkheadOptions>, &Origin)> {
-        self.bulkhead.as_ref().map(|(s, o)| (s, o))
-    }
-
-    /// The rate limiter, if any, and the table it comes from.
-    pub fn rate_limit(&self) -> Option<(&Scoped<RateLimitOptions>, &Origin)> {
-        self.rate_limit.as_ref().map(|(s, o)| (s, o))
-    }
-
-    /// The retry gate, if any, and the table it comes from.
-    pub fn gate(&self) -> Option<(&crate::gate::GateOptions, &Origin)> {
-        self.gate.as_ref().map(|(s, o)| (s, o))
-    }
-
-    /// The idempotency keys, if any, and the table they come from.
-    pub fn idempotency(&self) -> Option<(&crate::idempotency::IdempotencyOptions, &Origin)> {
-        self.idempotency.as_ref().map(|(s, o)| (s, o))
+        self.origin("chain")
     }
 
     /// Whether the key's operation is marked safe to duplicate.
     pub fn idempotent(&self) -> bool {
-        self.idempotent
-    }
-
-    /// The hedging, if any, and the table it comes from.
-    pub fn hedge(&self) -> Option<(&HedgeOptions, &Origin)> {
-        self.hedge.as_ref().map(|(s, o)| (s, o))
-    }
-
-    /// The budget, if any, and the table it comes from.
-    pub fn budget(&self) -> Option<(&Scoped<BudgetOptions>, &Origin)> {
-        self.budget.as_ref().map(|(s, o)| (s, o))
+        self.table.idempotent == Some(true)
     }
 }
 
 impl PolicyDocument {
     /// The strategies `target` runs under: each from the most specific table naming it.
     pub(super) fn effective(&self, target: &Pattern) -> TableSpec {
-        self.lineage(target)
-            .iter()
-            .rev()
-            .fold(TableSpec::default(), |acc, (_, t)| t.over(&acc))
+        inherit(&self.lineage(target))
     }
 
     /// The tables that apply to `target`, most specific first, then `[defaults]`.
@@ -178,47 +147,25 @@ impl PolicyDocument {
     pub fn explain(&self, key: &str) -> Result<Explanation, KeyError> {
         let key = crate::key::Key::parse(key)?;
         let lineage = self.lineage(&Pattern::Exact(key));
-        let retry = lineage
-            .iter()
-            .find_map(|(o, t)| t.retry.as_ref().map(|r| (o.clone(), r.clone())));
-        let chain = lineage
-            .iter()
-            .find_map(|(o, t)| t.chain.as_ref().map(|c| (o.clone(), c.clone())));
-        let (retry_origin, retry) = retry.unwrap_or((Origin::Library, RetryOptions::default()));
-        let (chain_origin, chain) = chain.unwrap_or((Origin::Library, Vec::new()));
+        let table = inherit(&lineage);
         Ok(Explanation {
-            retry,
-            retry_origin,
-            chain,
-            chain_origin,
-            breaker: lineage
-                .iter()
-                .find_map(|(o, t)| t.breaker.clone().map(|b| (b, o.clone()))),
-            bulkhead: lineage
-                .iter()
-                .find_map(|(o, t)| t.bulkhead.clone().map(|b| (b, o.clone()))),
-            rate_limit: lineage
-                .iter()
-                .find_map(|(o, t)| t.rate_limit.clone().map(|r| (r, o.clone()))),
-            gate: lineage
-                .iter()
-                .find_map(|(o, t)| t.gate.clone().map(|g| (g, o.clone()))),
-            idempotency: lineage
-                .iter()
-                .find_map(|(o, t)| t.idempotency.clone().map(|i| (i, o.clone()))),
-            idempotent: lineage.iter().find_map(|(_, t)| t.idempotent) == Some(true),
-            hedge: lineage
-                .iter()
-                .find_map(|(o, t)| t.hedge.clone().map(|h| (h, o.clone()))),
-            budget: lineage
-                .iter()
-                .find_map(|(o, t)| t.budget.clone().map(|b| (b, o.clone()))),
-            classify: lineage
-                .iter()
-                .find_map(|(o, t)| t.classify.clone().map(|c| (c, o.clone())))
-                .unwrap_or((ClassifyOptions::new("always"), Origin::Library)),
+            origins: TableSpec::origins(&lineage),
+            retry: table.retry.clone().unwrap_or_default(),
+            classify: table
+                .classify
+                .clone()
+                .unwrap_or_else(|| ClassifyOptions::new("always")),
+            table,
         })
     }
+}
+
+/// The table a lineage (most specific first) makes: each field from the first table naming it.
+fn inherit(lineage: &[(Origin, &TableSpec)]) -> TableSpec {
+    lineage
+        .iter()
+        .rev()
+        .fold(TableSpec::default(), |acc, (_, t)| t.over(&acc))
 }
 
 /// Whether every key `specific` matches is also matched by `general`.

@@ -563,7 +563,7 @@ mod tests {
         let imported = PolicyDocument::from_grpc_service_config(config, "c.json").unwrap();
         let e = imported.document.explain("s.v1.S.Get").unwrap();
         assert_eq!(
-            e.hedge().unwrap().0.max_hedged_attempts,
+            e.table().hedge.as_ref().unwrap().max_hedged_attempts,
             4,
             "gRPC reads 9 as 5"
         );

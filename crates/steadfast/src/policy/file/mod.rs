@@ -19,4 +19,5 @@ pub use explain::{Explanation, Origin};
 pub use format::{Format, MAX_DOCUMENT_BYTES, read_to_string};
 pub use grpc_config::Imported;
 pub use node::Position;
+pub(crate) use table::TableField;
 pub use table::TableSpec;

@@ -3,14 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::explain::Origin;
 use crate::breaker::BreakerOptions;
 use crate::budget::BudgetOptions;
+use crate::chain::Registry;
 use crate::classify::ClassifyOptions;
 use crate::config::{ConfigError, FieldError};
 use crate::hedge::HedgeOptions;
 use crate::limit::{BulkheadOptions, RateLimitOptions};
-use crate::policy::{Scoped, validate_scoped};
-use crate::retry::RetryOptions;
+use crate::policy::{Plan, Scoped};
+use crate::retry::{Retry, RetryOptions};
 
 /// The strategies of one table: `[defaults]` or `[policies."ns.*"]` / `[policies."ns.Name"]`.
 ///
@@ -144,46 +146,85 @@ impl TableSpec {
         self.classify = Some(classify);
         self
     }
-
-    /// This table's strategies, each taken from `lower` where this one does not name it.
-    pub(super) fn over(&self, lower: &TableSpec) -> TableSpec {
-        TableSpec {
-            retry: self.retry.clone().or_else(|| lower.retry.clone()),
-            chain: self.chain.clone().or_else(|| lower.chain.clone()),
-            breaker: self.breaker.clone().or_else(|| lower.breaker.clone()),
-            bulkhead: self.bulkhead.clone().or_else(|| lower.bulkhead.clone()),
-            rate_limit: self.rate_limit.clone().or_else(|| lower.rate_limit.clone()),
-            gate: self.gate.clone().or_else(|| lower.gate.clone()),
-            idempotency: self
-                .idempotency
-                .clone()
-                .or_else(|| lower.idempotency.clone()),
-            idempotent: self.idempotent.or(lower.idempotent),
-            hedge: self.hedge.clone().or_else(|| lower.hedge.clone()),
-            budget: self.budget.clone().or_else(|| lower.budget.clone()),
-            classify: self.classify.clone().or_else(|| lower.classify.clone()),
-        }
-    }
-
-    /// Every problem of the strategies' options, each with its field path (`breaker.break`).
-    pub(super) fn problems(&self) -> Vec<FieldError> {
-        [
-            self.retry.as_ref().map(RetryOptions::validate),
-            self.breaker.as_ref().map(validate_scoped),
-            self.bulkhead.as_ref().map(validate_scoped),
-            self.rate_limit.as_ref().map(validate_scoped),
-            self.gate.as_ref().map(crate::gate::GateOptions::validate),
-            self.idempotency
-                .as_ref()
-                .map(crate::idempotency::IdempotencyOptions::validate),
-            self.hedge.as_ref().map(HedgeOptions::validate),
-            self.budget.as_ref().map(validate_scoped),
-            self.classify.as_ref().map(ClassifyOptions::validate),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(Result::err)
-        .flat_map(|e: ConfigError| e.errors().to_vec())
-        .collect()
-    }
 }
+
+/// A field of a table in its file form: how it is checked and how it joins a key's plan.
+/// Each strategy implements it in its own folder (`breaker/file.rs`, `hedge/file.rs`, …).
+pub(crate) trait TableField: Clone {
+    /// Every problem of the options, each under its field path (`breaker.break`).
+    fn validate(&self) -> Result<(), ConfigError>;
+    /// `plan` with this field's strategy, its names resolved in `registry`.
+    fn join(self, plan: Plan, registry: &Registry) -> Result<Plan, ConfigError>;
+}
+
+/// The one list of a table's fields. Inheritance, the checks, `explain`'s origins and the
+/// compiled plan are written from it, and `over` builds a [`TableSpec`] literal from it, so a
+/// field of the struct missing here does not compile. The order is the order fields join a
+/// plan (`idempotent` before `hedge`, which needs it).
+macro_rules! table_fields {
+    ($($field:ident),* $(,)?) => {
+        impl TableSpec {
+            /// The names of a table's fields, in the order they join a key's plan.
+            ///
+            /// ```
+            /// use steadfast::policy::TableSpec;
+            ///
+            /// assert_eq!(TableSpec::FIELDS[0], "retry");
+            /// assert!(TableSpec::FIELDS.contains(&"breaker"));
+            /// ```
+            pub const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// This table's strategies, each taken from `lower` where this one does not name
+            /// it.
+            pub(super) fn over(&self, lower: &TableSpec) -> TableSpec {
+                TableSpec {
+                    $($field: self.$field.clone().or_else(|| lower.$field.clone()),)*
+                }
+            }
+
+            /// Every problem of the strategies' options, each with its field path
+            /// (`breaker.break`).
+            pub(super) fn problems(&self) -> Vec<FieldError> {
+                [$(self.$field.as_ref().map(TableField::validate)),*]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Result::err)
+                    .flat_map(|e: ConfigError| e.errors().to_vec())
+                    .collect()
+            }
+
+            /// The plan of an effective table: the library's retry policy joined by each
+            /// field the table names.
+            pub(super) fn into_plan(self, registry: &Registry) -> Result<Plan, ConfigError> {
+                let mut plan = Plan::new(Retry::default());
+                $(if let Some(value) = self.$field {
+                    plan = value.join(plan, registry)?;
+                })*
+                Ok(plan)
+            }
+
+            /// For each field, the first table of `lineage` (most specific first) naming it.
+            pub(super) fn origins(lineage: &[(Origin, &TableSpec)]) -> Vec<(&'static str, Origin)> {
+                let mut found = Vec::new();
+                $(if let Some((origin, _)) = lineage.iter().find(|(_, t)| t.$field.is_some()) {
+                    found.push((stringify!($field), origin.clone()));
+                })*
+                found
+            }
+        }
+    };
+}
+
+table_fields!(
+    retry,
+    chain,
+    breaker,
+    bulkhead,
+    rate_limit,
+    gate,
+    idempotency,
+    idempotent,
+    hedge,
+    budget,
+    classify,
+);
