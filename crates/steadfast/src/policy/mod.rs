@@ -94,6 +94,7 @@ mod policies;
 #[cfg(feature = "serde")]
 #[cfg(feature = "serde")]
 pub(crate) use file::TableField;
+#[cfg(feature = "serde")]
 pub(crate) use plan::{NOT_IDEMPOTENT, validate_scoped};
 pub use plan::{Plan, Scoped};
 pub use policies::{Policies, PolicyError, Resolved, Source};

@@ -164,6 +164,7 @@ impl Plan {
     }
 
     /// Replaces the retry policy.
+    #[cfg(feature = "serde")]
     pub(crate) fn with_retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
         self
