@@ -167,6 +167,7 @@ impl Policies {
     }
 
     /// `plan` (its chain already resolved) for the keys `pattern` matches.
+    #[cfg(feature = "serde")]
     pub(crate) fn with_plan_at(self, pattern: Pattern, plan: Plan) -> Self {
         self.insert(pattern, plan)
     }
