@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use steadfast::policy::Policies;
-use steadfast::{Error, Executor, Retry, Stop};
+use steadfast::{ErrorKind, Executor, Retry, Stop};
 use steadfast_examples::http::{FetchError, fetch_balance, serve_flaky};
 
 fn executor(attempts: u32) -> Executor {
@@ -45,8 +45,8 @@ async fn a_refused_connection_is_retried_then_reported() {
     let err = fetch_balance(addr, handle).await.unwrap_err();
     assert!(
         matches!(
-            err,
-            FetchError::Call(Error::Operation {
+            &err,
+            FetchError::Call(e) if matches!(e.kind(), ErrorKind::Operation {
                 attempts: 2,
                 stop: Stop::Exhausted,
                 ..

@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use steadfast::chain::Registry;
 use steadfast::gate::{Reason, Target};
 use steadfast::policy::{Format, PolicyDocument};
-use steadfast::{Error, Executor};
+use steadfast::{ErrorKind, Executor};
 use steadfast_store::{ManualClock, RetryGate, SqliteStore};
 
 const POLICIES: &str = r#"
@@ -49,17 +49,17 @@ async fn a_gated_call_honours_the_files_gate_and_records_each_call() {
 
     // The first call and the window's one retry run (each with its 2 in-process attempts).
     assert!(matches!(
-        call().await,
-        Err(Error::Operation { attempts: 2, .. })
+        call().await.map_err(|e| e.into_kind()),
+        Err(ErrorKind::Operation { attempts: 2, .. })
     ));
     assert!(matches!(
-        call().await,
-        Err(Error::Operation { attempts: 2, .. })
+        call().await.map_err(|e| e.into_kind()),
+        Err(ErrorKind::Operation { attempts: 2, .. })
     ));
     assert_eq!(runs.get(), 4);
     // The third is refused by the gate, from the file's options: cooling down for 10 min.
-    match call().await {
-        Err(Error::GateClosed(d)) => {
+    match call().await.map_err(|e| e.into_kind()) {
+        Err(ErrorKind::GateClosed(d)) => {
             assert_eq!(d.reason, Reason::CoolingDown);
             assert_eq!(
                 d.next_allowed_at,
@@ -111,7 +111,9 @@ async fn a_gated_plan_without_a_gate_backend_fails_closed() {
         .gate(&Target::new("order", "1"))
         .run()
         .await;
-    assert!(matches!(r, Err(Error::GateClosed(d)) if d.reason == Reason::Unavailable));
+    assert!(
+        matches!(r.as_ref().map_err(|e| e.kind()), Err(ErrorKind::GateClosed(d)) if d.reason == Reason::Unavailable)
+    );
 }
 
 #[test]
@@ -195,7 +197,10 @@ async fn a_policy_swap_between_the_gate_and_the_attempts_does_not_mix_plans() {
         .run()
         .await;
     // The plan resolved at the start (2 attempts, with its gate) ran the whole call.
-    assert!(matches!(r, Err(Error::Operation { attempts: 2, .. })));
+    assert!(matches!(
+        r.as_ref().map_err(|e| e.kind()),
+        Err(ErrorKind::Operation { attempts: 2, .. })
+    ));
     assert_eq!(runs.get(), 2);
     // The next call sees the swapped plan: 5 attempts, no gate.
     runs.set(0);
@@ -207,7 +212,10 @@ async fn a_policy_swap_between_the_gate_and_the_attempts_does_not_mix_plans() {
         .gate(&Target::new("order", "7"))
         .run()
         .await;
-    assert!(matches!(r, Err(Error::Operation { attempts: 5, .. })));
+    assert!(matches!(
+        r.as_ref().map_err(|e| e.kind()),
+        Err(ErrorKind::Operation { attempts: 5, .. })
+    ));
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use steadfast::gate::{Reason, Target};
 use steadfast::idempotency::Refusal;
 use steadfast::observe::{Event, Observer};
 use steadfast::policy::{Format, PolicyDocument};
-use steadfast::{Error, Executor, Key};
+use steadfast::{ErrorKind, Executor, Key};
 use steadfast_store::idempotency::Idempotency;
 use steadfast_store::{ManualClock, RetryGate, SqliteStore};
 
@@ -95,9 +95,9 @@ async fn through(surface: Surface) -> (Ends, Vec<String>) {
             }
             Surface::Handle => orders.call(op).gate(&target).run().await,
         };
-        let end = match result {
-            Err(Error::Operation { attempts, .. }) => format!("failed after {attempts}"),
-            Err(Error::GateClosed(d)) => format!("gate closed: {:?}", d.reason),
+        let end = match result.map_err(|e| e.into_kind()) {
+            Err(ErrorKind::Operation { attempts, .. }) => format!("failed after {attempts}"),
+            Err(ErrorKind::GateClosed(d)) => format!("gate closed: {:?}", d.reason),
             other => panic!("unexpected {other:?}"),
         };
         ends.push((runs.swap(0, Ordering::SeqCst), end));
@@ -132,9 +132,9 @@ async fn through(surface: Surface) -> (Ends, Vec<String>) {
             }
             Surface::Handle => payments.call(op).idempotent(request).run().await,
         };
-        let end = match result {
+        let end = match result.map_err(|e| e.into_kind()) {
             Ok(done) => format!("{} replayed={}", done.value, done.replayed),
-            Err(Error::Idempotency(Refusal::Mismatch)) => "mismatch".to_owned(),
+            Err(ErrorKind::Idempotency(Refusal::Mismatch)) => "mismatch".to_owned(),
             other => panic!("unexpected {other:?}"),
         };
         // Runs across calls: the replay and the refusal add none.

@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use crate::config::fmt_duration;
 
-/// Why a call failed: the operation's own error, a timeout, cancellation, or a strategy's
-/// refusal (circuit open, bulkhead full, rate limited, a custom policy), each a variant of its
-/// own to match on.
+/// Why a call failed: one word on the success path, the reason in a box.
+///
+/// [`kind`](Self::kind) says why: the operation's own error, a timeout, cancellation, or a
+/// strategy's refusal (circuit open, bulkhead full, rate limited, a custom policy), each a
+/// variant of [`ErrorKind`] to match on; [`into_kind`](Self::into_kind) takes it out. The
+/// reason lives on the heap, so `Result<T, Error<E>>` is as small as `T` and a pointer and a
+/// successful call returns in registers; a failed call allocates once, for its error.
 ///
 /// `source()` is the operation's error, so error reporters that walk the chain (`anyhow`,
 /// `tracing`) show it.
@@ -15,27 +19,29 @@ use crate::config::fmt_duration;
 /// # Example
 /// ```
 /// use std::time::Duration;
-/// use steadfast::{Error, Retry, Stop};
+/// use steadfast::{ErrorKind, Retry, Stop};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let retry = Retry::fixed(Duration::from_millis(10)).max_attempts(3).build().unwrap();
-/// match retry.run(|| async { Err::<(), _>("refused") }).await {
-///     Err(Error::Operation { source, attempts, stop, .. }) => {
-///         assert_eq!((source, attempts, stop), ("refused", 3, Stop::Exhausted));
+/// let err = retry.run(|| async { Err::<(), _>("refused") }).await.unwrap_err();
+/// assert_eq!(err.attempts(), 3);
+/// match err.into_kind() {
+///     ErrorKind::Operation { source, stop, .. } => {
+///         assert_eq!((source, stop), ("refused", Stop::Exhausted));
 ///     }
 ///     other => panic!("unexpected {other:?}"),
 /// }
 /// # }
 /// ```
+pub struct Error<E> {
+    kind: Box<ErrorKind<E>>,
+}
+
+/// Why a call failed, each reason a variant of its own (see [`Error::kind`]).
 #[derive(Debug)]
 #[non_exhaustive]
-// A word-sized tag: `Result<T, Error<E>>` then keeps its own tag in that word, written and
-// read as one 8-byte value. With a 1-byte tag, a caller's move of the result read the tag
-// and the bytes after it as one load that no single store had written: a store-forwarding
-// stall on every call (isolated first-try, builds alternated: 9.5–12.7 ns → 6.7–8.3 ns).
-#[repr(u64)]
-pub enum Error<E> {
+pub enum ErrorKind<E> {
     /// The operation failed and the policy stopped retrying: `source` is its last error.
     #[non_exhaustive]
     Operation {
@@ -96,7 +102,7 @@ pub enum Error<E> {
     Idempotency(crate::idempotency::Refusal),
     /// Adaptive throttling refused the call locally (see [`budget`](crate::budget)): the
     /// operation never ran. (A retry budget never refuses a first attempt; a refused retry
-    /// ends with [`Error::Operation`] and [`Stop::BudgetExhausted`].)
+    /// ends with [`ErrorKind::Operation`](crate::ErrorKind::Operation) and [`Stop::BudgetExhausted`].)
     #[non_exhaustive]
     Throttled {
         /// The probability an attempt was being refused with.
@@ -204,21 +210,40 @@ pub enum TimeoutScope {
 }
 
 impl<E> Error<E> {
+    /// An error of `kind`.
+    #[cold]
+    #[inline(never)]
+    pub fn new(kind: ErrorKind<E>) -> Self {
+        Error {
+            kind: Box::new(kind),
+        }
+    }
+
+    /// Why the call failed.
+    pub fn kind(&self) -> &ErrorKind<E> {
+        &self.kind
+    }
+
+    /// Why the call failed, taken out of the error.
+    pub fn into_kind(self) -> ErrorKind<E> {
+        *self.kind
+    }
+
     /// Attempts made, the first included.
     pub fn attempts(&self) -> u32 {
-        match self {
-            Error::Operation { attempts, .. }
-            | Error::Timeout { attempts, .. }
-            | Error::Cancelled { attempts }
-            | Error::CircuitOpen { attempts, .. } => *attempts,
-            Error::InvalidKey(_)
-            | Error::Rejected(_)
-            | Error::BulkheadFull { .. }
-            | Error::RateLimited { .. }
-            | Error::GateClosed(_)
-            | Error::Idempotency(_)
-            | Error::Throttled { .. }
-            | Error::NotReady(_) => 0,
+        match *self.kind {
+            ErrorKind::Operation { attempts, .. }
+            | ErrorKind::Timeout { attempts, .. }
+            | ErrorKind::Cancelled { attempts }
+            | ErrorKind::CircuitOpen { attempts, .. } => attempts,
+            ErrorKind::InvalidKey(_)
+            | ErrorKind::Rejected(_)
+            | ErrorKind::BulkheadFull { .. }
+            | ErrorKind::RateLimited { .. }
+            | ErrorKind::GateClosed(_)
+            | ErrorKind::Idempotency(_)
+            | ErrorKind::Throttled { .. }
+            | ErrorKind::NotReady(_) => 0,
         }
     }
 
@@ -235,23 +260,23 @@ impl<E> Error<E> {
     /// ```
     pub fn is_rejection(&self) -> bool {
         matches!(
-            self,
-            Error::Rejected(_)
-                | Error::CircuitOpen { .. }
-                | Error::BulkheadFull { .. }
-                | Error::RateLimited { .. }
-                | Error::GateClosed(_)
-                | Error::Idempotency(_)
-                | Error::Throttled { .. }
+            *self.kind,
+            ErrorKind::Rejected(_)
+                | ErrorKind::CircuitOpen { .. }
+                | ErrorKind::BulkheadFull { .. }
+                | ErrorKind::RateLimited { .. }
+                | ErrorKind::GateClosed(_)
+                | ErrorKind::Idempotency(_)
+                | ErrorKind::Throttled { .. }
         )
     }
 
     /// When the strategy that refused the call expects to let one through.
     pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Error::CircuitOpen { retry_after, .. } => *retry_after,
-            Error::RateLimited { retry_after } => Some(*retry_after),
-            Error::GateClosed(d) => d.next_allowed_at.map(|at| {
+        match &*self.kind {
+            ErrorKind::CircuitOpen { retry_after, .. } => *retry_after,
+            ErrorKind::RateLimited { retry_after } => Some(*retry_after),
+            ErrorKind::GateClosed(d) => d.next_allowed_at.map(|at| {
                 at.duration_since(std::time::SystemTime::now())
                     .unwrap_or_default()
             }),
@@ -261,83 +286,100 @@ impl<E> Error<E> {
 
     /// A rate limiter's refusal (for limiters of your own that report like the built-in one).
     pub fn rate_limited(retry_after: Duration) -> Self {
-        Error::RateLimited { retry_after }
+        Error::new(ErrorKind::RateLimited { retry_after })
     }
 
     /// The operation's last error, when that is why the call failed.
     pub fn operation_error(&self) -> Option<&E> {
-        match self {
-            Error::Operation { source, .. } => Some(source),
+        match &*self.kind {
+            ErrorKind::Operation { source, .. } => Some(source),
             _ => None,
         }
     }
 
     /// Takes the operation's last error out, when that is why the call failed.
     pub fn into_operation_error(self) -> Option<E> {
-        match self {
-            Error::Operation { source, .. } => Some(source),
+        match *self.kind {
+            ErrorKind::Operation { source, .. } => Some(source),
             _ => None,
         }
     }
 
     /// Why retrying stopped, when the operation's error is why the call failed.
     pub fn stop(&self) -> Option<Stop> {
-        match self {
-            Error::Operation { stop, .. } => Some(*stop),
+        match *self.kind {
+            ErrorKind::Operation { stop, .. } => Some(stop),
             _ => None,
         }
     }
 
     /// Whether a timeout (of either scope) ended the call.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        matches!(*self.kind, ErrorKind::Timeout { .. })
     }
 
     /// Maps the operation's error, keeping everything else.
     pub fn map_err<F>(self, f: impl FnOnce(E) -> F) -> Error<F> {
-        match self {
-            Error::Operation {
+        Error::new(match *self.kind {
+            ErrorKind::Operation {
                 source,
                 attempts,
                 stop,
-            } => Error::Operation {
+            } => ErrorKind::Operation {
                 source: f(source),
                 attempts,
                 stop,
             },
-            Error::Timeout {
+            ErrorKind::Timeout {
                 scope,
                 after,
                 attempts,
-            } => Error::Timeout {
+            } => ErrorKind::Timeout {
                 scope,
                 after,
                 attempts,
             },
-            Error::Cancelled { attempts } => Error::Cancelled { attempts },
-            Error::InvalidKey(e) => Error::InvalidKey(e),
-            Error::Rejected(r) => Error::Rejected(r),
-            Error::CircuitOpen {
+            ErrorKind::Cancelled { attempts } => ErrorKind::Cancelled { attempts },
+            ErrorKind::InvalidKey(e) => ErrorKind::InvalidKey(e),
+            ErrorKind::Rejected(r) => ErrorKind::Rejected(r),
+            ErrorKind::CircuitOpen {
                 retry_after,
                 attempts,
-            } => Error::CircuitOpen {
+            } => ErrorKind::CircuitOpen {
                 retry_after,
                 attempts,
             },
-            Error::BulkheadFull { max_concurrent } => Error::BulkheadFull { max_concurrent },
-            Error::RateLimited { retry_after } => Error::RateLimited { retry_after },
-            Error::GateClosed(d) => Error::GateClosed(d),
-            Error::Idempotency(r) => Error::Idempotency(r),
-            Error::Throttled { reject_probability } => Error::Throttled { reject_probability },
-            Error::NotReady(e) => Error::NotReady(f(e)),
-        }
+            ErrorKind::BulkheadFull { max_concurrent } => {
+                ErrorKind::BulkheadFull { max_concurrent }
+            }
+            ErrorKind::RateLimited { retry_after } => ErrorKind::RateLimited { retry_after },
+            ErrorKind::GateClosed(d) => ErrorKind::GateClosed(d),
+            ErrorKind::Idempotency(r) => ErrorKind::Idempotency(r),
+            ErrorKind::Throttled { reject_probability } => {
+                ErrorKind::Throttled { reject_probability }
+            }
+            ErrorKind::NotReady(e) => ErrorKind::NotReady(f(e)),
+        })
     }
 }
 
-/// A malformed key is [`Error::InvalidKey`], so `?` works on key parsing in a call's code.
+impl<E> From<ErrorKind<E>> for Error<E> {
+    fn from(kind: ErrorKind<E>) -> Self {
+        Error::new(kind)
+    }
+}
+
+/// Shows the reason, as `{:?}` of the [`ErrorKind`] would.
+impl<E: fmt::Debug> fmt::Debug for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.kind, f)
+    }
+}
+
+/// A malformed key is [`ErrorKind::InvalidKey`], so `?` works on key parsing in a call's code.
 impl<E> From<crate::key::KeyError> for Error<E> {
     fn from(e: crate::key::KeyError) -> Self {
-        Error::InvalidKey(e.problem())
+        Error::new(ErrorKind::InvalidKey(e.problem()))
     }
 }
 
@@ -347,13 +389,19 @@ fn plural(n: u32) -> &'static str {
 
 impl<E> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.kind, f)
+    }
+}
+
+impl<E> fmt::Display for ErrorKind<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Operation { attempts, stop, .. } => write!(
+            ErrorKind::Operation { attempts, stop, .. } => write!(
                 f,
                 "operation failed after {attempts} {} ({stop})",
                 plural(*attempts)
             ),
-            Error::Timeout {
+            ErrorKind::Timeout {
                 scope: TimeoutScope::Attempt,
                 after,
                 attempts,
@@ -362,7 +410,7 @@ impl<E> fmt::Display for Error<E> {
                 "attempt {attempts} timed out after {}",
                 fmt_duration(*after)
             ),
-            Error::Timeout {
+            ErrorKind::Timeout {
                 after, attempts, ..
             } => write!(
                 f,
@@ -370,42 +418,42 @@ impl<E> fmt::Display for Error<E> {
                 fmt_duration(*after),
                 plural(*attempts)
             ),
-            Error::Cancelled { attempts } => {
+            ErrorKind::Cancelled { attempts } => {
                 write!(f, "call cancelled after {attempts} {}", plural(*attempts))
             }
-            Error::InvalidKey(e) => write!(f, "invalid key: {e}"),
-            Error::Rejected(r) => write!(f, "rejected: {r}"),
-            Error::CircuitOpen {
+            ErrorKind::InvalidKey(e) => write!(f, "invalid key: {e}"),
+            ErrorKind::Rejected(r) => write!(f, "rejected: {r}"),
+            ErrorKind::CircuitOpen {
                 retry_after: Some(after),
                 ..
             } => write!(f, "circuit open (retry in {})", fmt_duration(*after)),
-            Error::CircuitOpen { .. } => f.write_str("circuit isolated"),
-            Error::BulkheadFull { max_concurrent } => {
+            ErrorKind::CircuitOpen { .. } => f.write_str("circuit isolated"),
+            ErrorKind::BulkheadFull { max_concurrent } => {
                 write!(f, "bulkhead full ({max_concurrent} calls in flight)")
             }
-            Error::RateLimited { retry_after } => {
+            ErrorKind::RateLimited { retry_after } => {
                 write!(f, "rate limited (retry in {})", fmt_duration(*retry_after))
             }
-            Error::GateClosed(d) => write!(f, "retry gate closed: {d}"),
-            Error::Idempotency(r) => write!(f, "{r}"),
-            Error::Throttled { reject_probability } => write!(
+            ErrorKind::GateClosed(d) => write!(f, "retry gate closed: {d}"),
+            ErrorKind::Idempotency(r) => write!(f, "{r}"),
+            ErrorKind::Throttled { reject_probability } => write!(
                 f,
                 "throttled locally (adaptive throttling refuses {:.0} % of attempts)",
                 reject_probability * 100.0
             ),
-            Error::NotReady(_) => f.write_str("the service was not ready"),
+            ErrorKind::NotReady(_) => f.write_str("the service was not ready"),
         }
     }
 }
 
 impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Operation { source, .. } => Some(source),
-            Error::InvalidKey(e) => Some(e),
-            Error::Rejected(r) => Some(r),
-            Error::Idempotency(r) => Some(r),
-            Error::NotReady(e) => Some(e),
+        match &*self.kind {
+            ErrorKind::Operation { source, .. } => Some(source),
+            ErrorKind::InvalidKey(e) => Some(e),
+            ErrorKind::Rejected(r) => Some(r),
+            ErrorKind::Idempotency(r) => Some(r),
+            ErrorKind::NotReady(e) => Some(e),
             _ => None,
         }
     }
@@ -418,11 +466,11 @@ mod tests {
 
     #[test]
     fn messages_are_lowercase_without_trailing_punctuation() {
-        let op: Error<std::io::Error> = Error::Operation {
+        let op: Error<std::io::Error> = Error::new(ErrorKind::Operation {
             source: std::io::Error::other("refused"),
             attempts: 3,
             stop: Stop::Exhausted,
-        };
+        });
         assert_eq!(
             op.to_string(),
             "operation failed after 3 attempts (attempts exhausted)"
@@ -431,18 +479,24 @@ mod tests {
             op.source().map(|s| s.to_string()).as_deref(),
             Some("refused")
         );
-        let t: Error<()> = Error::Timeout {
+        let t: Error<()> = Error::new(ErrorKind::Timeout {
             scope: TimeoutScope::Total,
             after: Duration::from_secs(30),
             attempts: 1,
-        };
+        });
         assert_eq!(t.to_string(), "call timed out after 30s (1 attempt)");
-        let t: Error<()> = Error::Timeout {
+        let t: Error<()> = Error::new(ErrorKind::Timeout {
             scope: TimeoutScope::Attempt,
             after: Duration::from_millis(250),
             attempts: 2,
-        };
+        });
         assert_eq!(t.to_string(), "attempt 2 timed out after 250ms");
+        // One word, so a successful call's result returns in registers.
+        assert_eq!(std::mem::size_of::<Result<u64, Error<()>>>(), 16);
+        assert_eq!(
+            std::mem::size_of::<Result<u64, Error<std::io::Error>>>(),
+            16
+        );
         let s = Stop::ServerDelayTooLong {
             requested: Duration::from_secs(3600),
         };

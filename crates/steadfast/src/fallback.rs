@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::ErrorKind;
 use std::future::Future;
 use std::ops::BitOr;
 
@@ -51,11 +52,11 @@ impl On {
     /// policy's rejection.
     pub const REJECTED: On = On(1);
     /// The operation failed and the policy stopped retrying (attempts, deadline or backoff
-    /// used up): [`Error::Operation`] with an exhaustion [`Stop`](crate::Stop).
+    /// used up): [`ErrorKind::Operation`](crate::ErrorKind::Operation) with an exhaustion [`Stop`](crate::Stop).
     pub const EXHAUSTED: On = On(2);
     /// A timeout (an attempt's or the call's).
     pub const TIMEOUT: On = On(4);
-    /// Any error of the operation ([`Error::Operation`], retryable or not).
+    /// Any error of the operation ([`ErrorKind::Operation`](crate::ErrorKind::Operation), retryable or not).
     pub const FAILED: On = On(8);
     /// The call was cancelled.
     pub const CANCELLED: On = On(16);
@@ -79,13 +80,13 @@ pub trait When<E> {
 impl<E> When<E> for On {
     fn handles(&self, error: &Error<E>) -> bool {
         let has = |flag: On| self.0 & flag.0 != 0;
-        match error {
+        match error.kind() {
             _ if error.is_rejection() => has(On::REJECTED),
-            Error::Operation { stop, .. } => {
+            ErrorKind::Operation { stop, .. } => {
                 has(On::FAILED) || (has(On::EXHAUSTED) && stop.is_exhaustion())
             }
-            Error::Timeout { .. } => has(On::TIMEOUT) || has(On::EXHAUSTED),
-            Error::Cancelled { .. } => has(On::CANCELLED),
+            ErrorKind::Timeout { .. } => has(On::TIMEOUT) || has(On::EXHAUSTED),
+            ErrorKind::Cancelled { .. } => has(On::CANCELLED),
             _ => *self == On::ANY,
         }
     }
@@ -182,11 +183,11 @@ mod tests {
     use std::time::Duration;
 
     fn op(stop: Stop) -> Error<&'static str> {
-        Error::Operation {
+        Error::new(ErrorKind::Operation {
             source: "down",
             attempts: 3,
             stop,
-        }
+        })
     }
 
     #[test]
@@ -199,7 +200,7 @@ mod tests {
         assert!(!On::EXHAUSTED.handles(&op(Stop::NonRetryable)));
         assert!(On::FAILED.handles(&op(Stop::NonRetryable)));
         assert!(!On::REJECTED.handles(&op(Stop::Exhausted)));
-        assert!(On::ANY.handles(&Error::<&str>::Cancelled { attempts: 1 }));
-        assert!(!On::FAILED.handles(&Error::<&str>::Cancelled { attempts: 1 }));
+        assert!(On::ANY.handles(&Error::<&str>::new(ErrorKind::Cancelled { attempts: 1 })));
+        assert!(!On::FAILED.handles(&Error::<&str>::new(ErrorKind::Cancelled { attempts: 1 })));
     }
 }

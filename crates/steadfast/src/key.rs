@@ -98,7 +98,7 @@ impl KeyError {
     }
 }
 
-/// What is wrong with a key: small and `Copy`, so [`Error::InvalidKey`](crate::Error) costs
+/// What is wrong with a key: small and `Copy`, so [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) costs
 /// nothing on the path of calls whose keys are fine.
 ///
 /// # Example

@@ -156,7 +156,7 @@ use std::future::Future;
 pub use backoff::{Backoff, BackoffOptions, Jitter};
 pub use classify::{Classifier, Classify, Outcome};
 pub use config::{ConfigError, FieldError};
-pub use error::{Error, Stop, TimeoutScope};
+pub use error::{Error, ErrorKind, Stop, TimeoutScope};
 pub use executor::{Attempt, Executor, ExecutorBuilder, Handle};
 pub use key::{Key, KeyError, KeyProblem};
 pub use retry::{Retry, RetryOptions};

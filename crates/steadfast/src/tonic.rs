@@ -45,6 +45,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::ErrorKind;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -482,34 +483,34 @@ fn status_of(e: Error<Failed>) -> Status {
         }
         status
     };
-    let code = match &e {
-        Error::Operation { .. } | Error::NotReady(_) => None,
-        Error::Timeout { .. } => Some(Code::DeadlineExceeded),
-        Error::Cancelled { .. } => Some(Code::Cancelled),
-        Error::CircuitOpen { .. } | Error::BulkheadFull { .. } => Some(Code::Unavailable),
-        Error::RateLimited { .. } | Error::Throttled { .. } | Error::GateClosed(_) => {
+    let code = match e.kind() {
+        ErrorKind::Operation { .. } | ErrorKind::NotReady(_) => None,
+        ErrorKind::Timeout { .. } => Some(Code::DeadlineExceeded),
+        ErrorKind::Cancelled { .. } => Some(Code::Cancelled),
+        ErrorKind::CircuitOpen { .. } | ErrorKind::BulkheadFull { .. } => Some(Code::Unavailable),
+        ErrorKind::RateLimited { .. } | ErrorKind::Throttled { .. } | ErrorKind::GateClosed(_) => {
             Some(Code::ResourceExhausted)
         }
-        Error::Rejected(_) => Some(Code::PermissionDenied),
-        Error::Idempotency(_) => Some(Code::Aborted),
-        Error::InvalidKey(_) => Some(Code::Internal),
+        ErrorKind::Rejected(_) => Some(Code::PermissionDenied),
+        ErrorKind::Idempotency(_) => Some(Code::Aborted),
+        ErrorKind::InvalidKey(_) => Some(Code::Internal),
     };
-    let after = match &e {
-        Error::CircuitOpen { retry_after, .. } => *retry_after,
-        Error::RateLimited { retry_after, .. } => Some(*retry_after),
+    let after = match e.kind() {
+        ErrorKind::CircuitOpen { retry_after, .. } => *retry_after,
+        ErrorKind::RateLimited { retry_after, .. } => Some(*retry_after),
         _ => None,
     };
     let Some(code) = code else {
         // The channel's own failure, as tonic reports it without the layer.
-        return match e {
+        return match e.into_kind() {
             // The channel's own timer (it enforces `grpc-timeout`): the deadline passed.
-            Error::Operation { source, .. } if source.timed_out() => {
+            ErrorKind::Operation { source, .. } if source.timed_out() => {
                 Status::deadline_exceeded(source.0.to_string())
             }
-            Error::Operation { source, .. } | Error::NotReady(source) => {
+            ErrorKind::Operation { source, .. } | ErrorKind::NotReady(source) => {
                 Status::from_error(source.0)
             }
-            _ => Status::unknown(e.to_string()),
+            other => Status::unknown(other.to_string()),
         };
     };
     pushback(after, Status::new(code, e.to_string()))

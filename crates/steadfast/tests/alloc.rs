@@ -149,3 +149,79 @@ fn first_try_success_allocates_nothing() {
     }
     assert_eq!(allocations() - before, 0, "run_blocking");
 }
+
+/// The operation's error: a unit, so what is counted is the library's.
+#[derive(Debug)]
+struct Down;
+
+/// Fails while `fails` is above zero, then succeeds.
+fn flaky(fails: &std::cell::Cell<u32>) -> impl std::future::Future<Output = Result<u64, Down>> {
+    let failing = fails.get() > 0;
+    if failing {
+        fails.set(fails.get() - 1);
+    }
+    std::future::ready(if failing { Err(Down) } else { Ok(7) })
+}
+
+/// A retried success allocates nothing, on every strategy's plain path; a failed call
+/// allocates once, for its error.
+#[test]
+fn retried_success_allocates_nothing_and_a_failure_allocates_its_error_once() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let retry = Retry::immediate().max_attempts(3).build().unwrap();
+    let breaker = steadfast::breaker::Breaker::consecutive(10)
+        .build()
+        .unwrap();
+    let bulkhead = steadfast::limit::Bulkhead::new(8).build().unwrap();
+    let limiter = steadfast::limit::RateLimiter::per_second(1_000_000_000)
+        .build()
+        .unwrap();
+    let budget = steadfast::budget::BudgetOptions::token_bucket(1e9, 1.0)
+        .build()
+        .unwrap();
+    let fails = std::cell::Cell::new(0);
+    rt.block_on(async {
+        fails.set(2);
+        let _ = retry.run(|| flaky(&fails)).await;
+        let before = allocations();
+        for _ in 0..1000 {
+            fails.set(2);
+            assert_eq!(retry.run(|| flaky(&fails)).await.unwrap(), 7);
+        }
+        assert_eq!(allocations() - before, 0, "two failures, then success");
+
+        let before = allocations();
+        for _ in 0..1000 {
+            fails.set(2);
+            let v = retry
+                .call(|| flaky(&fails))
+                .breaker(&breaker)
+                .bulkhead(&bulkhead)
+                .rate_limiter(&limiter)
+                .budget(&budget)
+                .run()
+                .await;
+            assert_eq!(v.unwrap(), 7);
+        }
+        assert_eq!(
+            allocations() - before,
+            0,
+            "two failures, then success, through breaker, bulkhead, rate limiter and budget"
+        );
+
+        let before = allocations();
+        for _ in 0..1000 {
+            fails.set(5);
+            let err = retry.run(|| flaky(&fails)).await.unwrap_err();
+            assert_eq!(err.attempts(), 3);
+        }
+        assert_eq!(
+            allocations() - before,
+            1000,
+            "a failed call: one box, its error"
+        );
+    });
+}

@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use steadfast::classify::{self, Outcome};
-use steadfast::{Error, Jitter, Retry, Stop, TimeoutScope};
+use steadfast::{ErrorKind, Jitter, Retry, Stop, TimeoutScope};
 
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
@@ -94,8 +94,8 @@ fn the_total_deadline_bounds_sleeps() {
         })
         .unwrap_err();
     assert!(matches!(
-        err,
-        Error::Timeout {
+        err.into_kind(),
+        ErrorKind::Timeout {
             scope: TimeoutScope::Total,
             attempts: 1,
             ..

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use steadfast::chain::{Context, Policy, Properties, Registry, Rejection, Response};
 use steadfast::observe::Timeline;
 use steadfast::policy::{Policies, PolicyError};
-use steadfast::{Error, Executor, Retry};
+use steadfast::{ErrorKind, Executor, Retry};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -123,7 +123,7 @@ async fn a_request_side_rejection_stops_the_call_before_the_operation() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::Rejected(r) if r.reason() == "b says no"));
+    assert!(matches!(err.kind(), ErrorKind::Rejected(r) if r.reason() == "b says no"));
     assert_eq!(err.to_string(), "rejected: b says no");
     // c never ran, the operation never ran, and only a (before b) saw the response.
     assert_eq!(
@@ -184,7 +184,7 @@ async fn properties_reach_the_hooks() {
         .run()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Rejected(_)));
+    assert!(matches!(err.kind(), ErrorKind::Rejected(_)));
     let mut props = Properties::default();
     props.insert(Tenant("fine"));
     assert_eq!(
@@ -278,7 +278,7 @@ fn blocking_calls_run_the_chain_too() {
         !ran,
         "a governance policy is never bypassed by a blocking call"
     );
-    assert!(matches!(err, Error::Rejected(_)));
+    assert!(matches!(err.kind(), ErrorKind::Rejected(_)));
 
     let mut fallback = Recording::new("fallback", &log);
     fallback.recover_with = Some(9);
@@ -309,7 +309,10 @@ async fn timelines_run_the_chain_too() {
         .run()
         .await;
     assert!(!ran);
-    assert!(matches!(result, Err(Error::Rejected(_))));
+    assert!(matches!(
+        result.as_ref().map_err(|e| e.kind()),
+        Err(ErrorKind::Rejected(_))
+    ));
     assert!(timeline.attempts().is_empty());
 
     let registry = Registry::new().register("audit", Recording::new("audit", &log));
@@ -390,7 +393,7 @@ async fn an_async_request_hook_awaits_before_admitting() {
 
     log.lock().unwrap().clear();
     let err = call(101).await.unwrap_err();
-    let Error::Rejected(r) = &err else {
+    let ErrorKind::Rejected(r) = err.kind() else {
         panic!("{err:?}")
     };
     assert_eq!(r.code(), Some("quota_exceeded"));
@@ -429,7 +432,7 @@ async fn an_async_request_hook_awaits_before_admitting() {
     .unwrap()
     .unwrap_err();
     assert!(
-        matches!(&err, Error::Rejected(r) if r.code() == Some("closed")),
+        matches!(err.kind(), ErrorKind::Rejected(r) if r.code() == Some("closed")),
         "{err:?}"
     );
 }
@@ -492,7 +495,7 @@ async fn an_async_response_hook_awaits_after_the_call_in_reverse_order() {
     log.lock().unwrap().clear();
     let err = call(13).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Rejected(r) if r.code() == Some("audit_failed")),
+        matches!(err.kind(), ErrorKind::Rejected(r) if r.code() == Some("audit_failed")),
         "{err:?}"
     );
 

@@ -11,7 +11,7 @@ use steadfast::classify::Outcome;
 use steadfast::observe::{Event, Observer, PolicyEvent};
 use steadfast::policy::{Format, PolicyDocument};
 use steadfast::tower::RetryLayer;
-use steadfast::{Error, Executor, Key, Stop};
+use steadfast::{ErrorKind, Executor, Key, Stop};
 use tower::{Layer, Service, ServiceExt};
 
 const FILE: &str = r#"
@@ -337,8 +337,8 @@ async fn an_error_type_of_your_own_plugs_in_through_classify() {
         .unwrap_err();
     assert_eq!(tries.load(Ordering::SeqCst), 2);
     assert!(matches!(
-        err,
-        Error::Operation {
+        err.into_kind(),
+        ErrorKind::Operation {
             source: Db::Constraint,
             ..
         }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use steadfast::{Error, Jitter, Retry, Stop, TimeoutScope};
+use steadfast::{ErrorKind, Jitter, Retry, Stop, TimeoutScope};
 use support::{Attempts, always_down, ms, paused};
 use tokio::time::{Instant, sleep};
 
@@ -45,8 +45,8 @@ async fn a_sleep_rounded_up_to_the_deadline_starts_no_attempt() {
     let (rec, err) = always_down(&retry).await;
     assert_eq!(rec.count(), 1);
     assert!(matches!(
-        err,
-        Error::Operation {
+        err.into_kind(),
+        ErrorKind::Operation {
             attempts: 1,
             stop: Stop::Deadline,
             source: "down",
@@ -77,8 +77,8 @@ async fn the_deadline_cuts_an_attempt_in_flight() {
         .unwrap_err();
     assert_eq!(start.elapsed(), ms(1000));
     assert!(matches!(
-        err,
-        Error::Timeout {
+        err.into_kind(),
+        ErrorKind::Timeout {
             scope: TimeoutScope::Total,
             attempts: 2,
             ..
@@ -107,8 +107,8 @@ async fn attempt_timeouts_are_retried_then_reported() {
         .unwrap_err();
     assert_eq!(rec.starts(), [0, 350, 700].map(ms));
     assert!(matches!(
-        err,
-        Error::Timeout { scope: TimeoutScope::Attempt, attempts: 3, after, .. } if after == ms(250)
+        err.into_kind(),
+        ErrorKind::Timeout { scope: TimeoutScope::Attempt, attempts: 3, after, .. } if after == ms(250)
     ));
 
     // With retry_on_timeout off, the first timeout is final.
@@ -228,7 +228,10 @@ async fn a_cancellation_signal_stops_the_call() {
         .run_until(sleep(ms(250)))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Cancelled { attempts: 3, .. }));
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::Cancelled { attempts: 3, .. }
+    ));
     sleep(Duration::from_secs(10)).await;
     assert_eq!(rec.count(), 3);
 }

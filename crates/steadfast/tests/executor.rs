@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use steadfast::policy::{Policies, Source};
-use steadfast::{Error, Executor, Jitter, Retry};
+use steadfast::{ErrorKind, Executor, Jitter, Retry};
 use support::ms;
 use tokio::time::sleep;
 
@@ -83,7 +83,7 @@ async fn an_invalid_key_never_runs_the_operation() {
         .await
         .unwrap_err();
     assert!(!ran);
-    assert!(matches!(err, Error::InvalidKey(_)));
+    assert!(matches!(err.kind(), ErrorKind::InvalidKey(_)));
     assert_eq!(
         err.to_string(),
         "invalid key: ' ' at byte 2 is not allowed (letters, digits, '_' and '-' between dots)"

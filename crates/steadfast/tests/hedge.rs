@@ -10,7 +10,7 @@ use steadfast::classify::Outcome;
 use steadfast::hedge::HedgeOptions;
 use steadfast::observe::AttemptEnd;
 use steadfast::observe::Timeline;
-use steadfast::{Error, Jitter, Retry, Stop};
+use steadfast::{ErrorKind, Jitter, Retry, Stop};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -121,8 +121,8 @@ async fn a_retryable_failure_sends_the_next_hedge_at_once_and_a_fatal_one_ends_t
         .await;
     let err = result.unwrap_err();
     assert!(matches!(
-        err,
-        Error::Operation {
+        err.into_kind(),
+        ErrorKind::Operation {
             source: "invalid",
             stop: Stop::NonRetryable,
             ..
@@ -239,9 +239,10 @@ async fn adaptive_throttling_refuses_first_attempts_locally() {
             .budget(&budget)
             .run()
             .await
+            .map_err(|e| e.into_kind())
         {
-            Err(Error::Throttled { .. }) => throttled += 1,
-            Err(Error::Operation { .. }) => {}
+            Err(ErrorKind::Throttled { .. }) => throttled += 1,
+            Err(ErrorKind::Operation { .. }) => {}
             other => panic!("{other:?}"),
         }
     }

@@ -209,8 +209,8 @@ async fn timeouts_show_in_the_timeline() {
         .run()
         .await;
     assert!(matches!(
-        result,
-        Err(steadfast::Error::Timeout {
+        result.map_err(|e| e.into_kind()),
+        Err(steadfast::ErrorKind::Timeout {
             scope: TimeoutScope::Attempt,
             attempts: 2,
             ..

@@ -5,7 +5,7 @@ mod support;
 use std::time::{Duration, UNIX_EPOCH};
 
 use steadfast::classify::{Outcome, grpc, http};
-use steadfast::{Error, Jitter, Retry, Stop};
+use steadfast::{ErrorKind, Jitter, Retry, Stop};
 use support::{Attempts, ms};
 
 fn policy() -> steadfast::RetryOptions {
@@ -99,8 +99,8 @@ async fn a_server_delay_past_the_deadline_fails_at_once() {
         "it must not sleep towards the deadline"
     );
     assert!(matches!(
-        err,
-        Error::Operation {
+        err.into_kind(),
+        ErrorKind::Operation {
             attempts: 1,
             stop: Stop::Deadline,
             source: Resp(503, _),

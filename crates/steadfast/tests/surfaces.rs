@@ -16,7 +16,7 @@ use steadfast::limit::{BulkheadOptions, RateLimitOptions};
 use steadfast::observe::{Event, Observer, RejectedBy};
 use steadfast::policy::{Plan, Policies};
 use steadfast::tower::RetryLayer;
-use steadfast::{Error, Executor, Key, Retry, Stop};
+use steadfast::{Error, ErrorKind, Executor, Key, Retry, Stop};
 use tower::{Layer, ServiceExt};
 
 /// How a call ended, comparable across surfaces.
@@ -30,12 +30,12 @@ enum End {
 }
 
 fn end(result: Result<u32, Error<String>>) -> End {
-    match result {
+    match result.map_err(|e| e.into_kind()) {
         Ok(v) => End::Ok(v),
-        Err(Error::Operation { attempts, stop, .. }) => End::Failed(attempts, stop),
-        Err(Error::CircuitOpen { attempts, .. }) => End::CircuitOpen(attempts),
-        Err(Error::RateLimited { .. }) => End::RateLimited,
-        Err(Error::Rejected(r)) => {
+        Err(ErrorKind::Operation { attempts, stop, .. }) => End::Failed(attempts, stop),
+        Err(ErrorKind::CircuitOpen { attempts, .. }) => End::CircuitOpen(attempts),
+        Err(ErrorKind::RateLimited { .. }) => End::RateLimited,
+        Err(ErrorKind::Rejected(r)) => {
             assert_eq!(r.reason(), "refused by the chain");
             End::Rejected("refused by the chain")
         }

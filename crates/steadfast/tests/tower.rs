@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use steadfast::tower::RetryLayer;
-use steadfast::{Error, Executor, Jitter, Retry, Stop, classify, policy::Policies};
+use steadfast::{ErrorKind, Executor, Jitter, Retry, Stop, classify, policy::Policies};
 use tower::{Layer, Service, ServiceExt};
 
 fn executor() -> Executor {
@@ -64,7 +64,7 @@ async fn retries_with_a_copy_of_the_request() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Operation { source, attempts: 4, stop: Stop::Exhausted, .. } if source == "busy 4")
+        matches!(err.kind(), ErrorKind::Operation { source, attempts: 4, stop: Stop::Exhausted, .. } if source == "busy 4")
     );
 }
 
@@ -112,8 +112,8 @@ async fn a_request_that_cannot_be_copied_is_sent_once() {
         .unwrap_err();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(matches!(
-        err,
-        Error::Operation {
+        err.kind(),
+        ErrorKind::Operation {
             attempts: 1,
             stop: Stop::NotCloneable,
             ..
@@ -211,7 +211,7 @@ async fn a_service_that_is_not_ready_says_so() {
     let layer = RetryLayer::new(executor().handle("svc.Broken").unwrap());
     let err = layer.layer(Broken).oneshot(()).await.unwrap_err();
     assert!(
-        matches!(&err, Error::NotReady(e) if e == "closed"),
+        matches!(err.kind(), ErrorKind::NotReady(e) if e == "closed"),
         "{err:?}"
     );
     assert_eq!(err.to_string(), "the service was not ready");

@@ -26,7 +26,7 @@ use steadfast::classify::Outcome;
 use steadfast::hedge::{Hedge, HedgeDelay, HedgeOptions};
 use steadfast::observe::{AttemptEnd, Timeline};
 use steadfast::policy::{PolicyDocument, parse_duration};
-use steadfast::{Error, Jitter, Retry, RetryOptions};
+use steadfast::{Error, ErrorKind, Jitter, Retry, RetryOptions};
 use tokio::time::Instant;
 
 use crate::{Output, emit};
@@ -405,7 +405,10 @@ impl Sim {
                 .any(|a| a.is_hedge() && a.end() == AttemptEnd::Ok && a.outcome().is_success()),
         );
         c.refusals += u64::from(timeline.budget_refusals());
-        if matches!(result, Err(Error::Throttled { .. })) {
+        if matches!(
+            result.as_ref().map_err(|e| e.kind()),
+            Err(ErrorKind::Throttled { .. })
+        ) {
             c.refusals += 1;
         }
     }

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use steadfast::idempotency::{IdempotencyOptions, Refusal};
 use steadfast::policy::{Plan, Policies};
-use steadfast::{Error, Executor, Retry};
+use steadfast::{ErrorKind, Executor, Retry};
 use steadfast_store::idempotency::{Idempotency, IdempotencyStore};
 
 /// The executor of the payments service: `payments.*` calls are idempotent by the request's
@@ -85,7 +85,7 @@ async fn charge(
         .idempotent(&request)
         .run()
         .await;
-    match charged {
+    match charged.map_err(|e| e.into_kind()) {
         Ok(done) if done.replayed => {
             let mut headers = HeaderMap::new();
             headers.insert(
@@ -95,15 +95,15 @@ async fn charge(
             (StatusCode::OK, headers, done.value)
         }
         Ok(done) => reply(StatusCode::CREATED, done.value),
-        Err(Error::Idempotency(Refusal::InFlight)) => reply(
+        Err(ErrorKind::Idempotency(Refusal::InFlight)) => reply(
             StatusCode::CONFLICT,
             "a request with this Idempotency-Key is being processed; retry later",
         ),
-        Err(Error::Idempotency(Refusal::Mismatch)) => reply(
+        Err(ErrorKind::Idempotency(Refusal::Mismatch)) => reply(
             StatusCode::UNPROCESSABLE_ENTITY,
             "this Idempotency-Key was used with a different request",
         ),
-        Err(Error::Idempotency(Refusal::MissingKey(_))) => {
+        Err(ErrorKind::Idempotency(Refusal::MissingKey(_))) => {
             reply(StatusCode::BAD_REQUEST, "an Idempotency-Key is required")
         }
         Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

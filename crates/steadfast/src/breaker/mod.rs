@@ -2,7 +2,7 @@
 //!
 //! A breaker watches every attempt (inside the retry loop) and is in one of four
 //! [`BreakerState`]s: **closed** (calls pass; outcomes are counted), **open** (calls are
-//! refused with [`Error::CircuitOpen`](crate::Error::CircuitOpen) without running, until the
+//! refused with [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen) without running, until the
 //! break ends), **half-open** (exactly `half_open_calls` probes are let through; their results
 //! close or reopen it) and **isolated** (held open by hand until [`Breaker::reset`]).
 //!
@@ -27,7 +27,7 @@
 //! # Example
 //! ```
 //! use std::time::Duration;
-//! use steadfast::{breaker::{Breaker, BreakerState}, Error, Retry};
+//! use steadfast::{breaker::{Breaker, BreakerState}, ErrorKind, Retry};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,8 +36,8 @@
 //!
 //! // Three failures in a row open it: the fourth attempt is refused without running.
 //! let mut runs = 0;
-//! let err = retry.call(|| { runs += 1; async { Err::<(), _>("down") } }).breaker(&breaker).run().await;
-//! assert!(matches!(err, Err(Error::CircuitOpen { attempts: 3, .. })));
+//! let err = retry.call(|| { runs += 1; async { Err::<(), _>("down") } }).breaker(&breaker).run().await.unwrap_err();
+//! assert!(matches!(err.kind(), ErrorKind::CircuitOpen { attempts: 3, .. }));
 //! assert_eq!((runs, breaker.state()), (3, BreakerState::Open));
 //!
 //! // After the break one probe goes through; its success closes the breaker.

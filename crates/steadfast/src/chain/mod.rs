@@ -33,6 +33,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use crate::ErrorKind;
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 
@@ -573,7 +574,7 @@ async fn respond<T: 'static, E: 'static>(
             None => held = respond_with(&**policy, cx, held),
         }
     }
-    held.map_err(crate::Error::Rejected)?
+    held.map_err(|r| crate::Error::new(crate::ErrorKind::Rejected(r)))?
 }
 
 /// One synchronous response hook over the call's result.
@@ -589,18 +590,20 @@ fn respond_with<T: 'static, E: 'static>(
     let mut response = match result {
         Err(r) => Response::new(false, Some(r), None, None),
         Ok(Ok(value)) => Response::new(true, None, None, Some(Box::new(value))),
-        Ok(Err(Error::Operation {
-            source,
-            attempts,
-            stop,
-        })) => {
-            operation = Some((attempts, stop));
-            Response::new(false, None, Some(Box::new(source)), None)
-        }
-        Ok(Err(other)) => {
-            kept = Some(other);
-            Response::new(false, None, None, None)
-        }
+        Ok(Err(e)) => match e.into_kind() {
+            ErrorKind::Operation {
+                source,
+                attempts,
+                stop,
+            } => {
+                operation = Some((attempts, stop));
+                Response::new(false, None, Some(Box::new(source)), None)
+            }
+            other => {
+                kept = Some(Error::new(other));
+                Response::new(false, None, None, None)
+            }
+        },
     };
     policy.on_response(cx, &mut response);
     let Response {
@@ -623,11 +626,11 @@ fn respond_with<T: 'static, E: 'static>(
     if let (Some(error), Some((attempts, stop))) = (error, operation)
         && let Ok(source) = error.downcast::<E>()
     {
-        return Ok(Err(Error::Operation {
+        return Ok(Err(Error::new(ErrorKind::Operation {
             source: *source,
             attempts,
             stop,
-        }));
+        })));
     }
     match kept {
         Some(e) => Ok(Err(e)),

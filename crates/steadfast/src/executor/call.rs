@@ -1,6 +1,7 @@
 //! One call by key: [`Executor::call`] and [`Handle::call`] start a [`KeyCall`], every option
 //! composes with every other, and [`run`](KeyCall::run) resolves the key once for all of them.
 
+use crate::ErrorKind;
 use std::future::{Future, Pending};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -260,7 +261,7 @@ where
 
     /// Runs the call for `target` under the plan's durable retry gate
     /// ([`Plan::gate`](crate::policy::Plan::gate), a file's `gate = { … }`): the gate must
-    /// allow an attempt at `target` first (else [`Error::GateClosed`], the operation not run),
+    /// allow an attempt at `target` first (else [`ErrorKind::GateClosed`](crate::ErrorKind::GateClosed), the operation not run),
     /// and the call's outcome is recorded there (a success clears the target, a failure counts
     /// with its text). The whole call, its in-process retries included, is one attempt of the
     /// gate. Without a gate in the plan, the target is ignored; with one and an executor
@@ -346,7 +347,7 @@ where
         with!(self, on_retry: OnRetryAsync::new(hook, cell))
     }
 
-    /// Stops the call when `signal` completes: [`Error::Cancelled`] with the attempts started.
+    /// Stops the call when `signal` completes: [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled) with the attempts started.
     pub fn until<S2: Future<Output = ()>>(
         self,
         signal: S2,
@@ -363,7 +364,7 @@ where
     /// - a new key runs the call, stores its success as JSON and returns it; a failure (or a
     ///   fallback's value) releases the key;
     /// - a completed key returns the stored result, `replayed`, without running anything;
-    /// - a key in flight or used with another request fails with [`Error::Idempotency`].
+    /// - a key in flight or used with another request fails with [`ErrorKind::Idempotency`](crate::ErrorKind::Idempotency).
     ///
     /// Without idempotency in the plan, the call runs as usual (`replayed: false`). A plan with
     /// it and an executor without a store fail closed.
@@ -425,21 +426,21 @@ where
             return plain.run_bound(key, &bound).await.0.map(fresh);
         };
         let Some(store) = self.at.inner().idempotency.clone() else {
-            return Err(Error::Idempotency(Refusal::Unavailable(
+            return Err(Error::new(ErrorKind::Idempotency(Refusal::Unavailable(
                 "the executor has no idempotency store".into(),
-            )));
+            ))));
         };
         let request = match std::mem::replace(&mut self.idempotency.0, Ok(serde_json::Value::Null))
         {
             Ok(v) => v,
-            Err(e) => return Err(Error::Idempotency(Refusal::Invalid(e))),
+            Err(e) => return Err(Error::new(ErrorKind::Idempotency(Refusal::Invalid(e)))),
         };
         let plain = with!(self, idempotency: NoIdempotency);
         let ran = crate::idempotency::once(&*store, key.as_str(), &request, options, || {
             plain.run_bound(key, &bound)
         });
         ran.await.map_err(|stopped| match stopped {
-            Stopped::Refused(refusal) => Error::Idempotency(refusal),
+            Stopped::Refused(refusal) => Error::new(ErrorKind::Idempotency(refusal)),
             Stopped::Failed(e) => e,
         })
     }
@@ -480,7 +481,9 @@ where
         let gated =
             match step::admit(gate.target(), plan.gate_options(), inner.gate.as_deref()).await {
                 Ok(attempt) => attempt,
-                Err(decision) => return fallback.recover(Err(Error::GateClosed(decision))),
+                Err(decision) => {
+                    return fallback.recover(Err(Error::new(ErrorKind::GateClosed(decision))));
+                }
             };
         let report = |type_name: &'static str| {
             inner.report(&PolicyEvent::Unreadable {
@@ -544,9 +547,9 @@ where
                 let mut signal = pin!(signal);
                 std::future::poll_fn(|cx| {
                     if signal.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Err(Error::Cancelled {
+                        return Poll::Ready(Err(Error::new(ErrorKind::Cancelled {
                             attempts: attempts.load(Ordering::Relaxed),
-                        }));
+                        })));
                     }
                     call.as_mut().poll(cx)
                 })

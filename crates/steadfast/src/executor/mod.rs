@@ -275,8 +275,8 @@ impl Executor {
     ///     .with_plan("payments.*", Plan::new(Retry::default()).breaker(BreakerOptions::default())?)?);
     /// let breaker = executor.breaker("payments.Charge")?.expect("the plan has a breaker");
     /// breaker.isolate(); // an operator takes the dependency out
-    /// let refused = executor.run("payments.Charge", || async { Ok::<_, ()>(()) }).await;
-    /// assert!(matches!(refused, Err(steadfast::Error::CircuitOpen { retry_after: None, .. })));
+    /// let refused = executor.run("payments.Charge", || async { Ok::<_, ()>(()) }).await.unwrap_err();
+    /// assert!(matches!(refused.kind(), steadfast::ErrorKind::CircuitOpen { retry_after: None, .. }));
     /// assert_eq!(breaker.state(), BreakerState::Isolated);
     /// # Ok(()) }
     /// ```
@@ -305,7 +305,7 @@ impl Executor {
         Ok(self.inner.current(&entry))
     }
 
-    /// Runs `op` under the plan of `key`; an invalid key fails with [`Error::InvalidKey`]
+    /// Runs `op` under the plan of `key`; an invalid key fails with [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey)
     /// without running `op`.
     ///
     /// An `async fn` that does all its work inside its future: the future is built in place,
@@ -335,7 +335,7 @@ impl Executor {
     /// Starts a call of `op` under the plan of `key`, to give it a classifier, properties,
     /// a fallback, a gate target, an idempotent request, a timeline, hooks or a cancellation
     /// signal before `.run()` (see [`KeyCall`]). An invalid key fails the call with
-    /// [`Error::InvalidKey`] without running `op`.
+    /// [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey) without running `op`.
     ///
     /// ```
     /// use steadfast::{Executor, Retry, policy::Policies};

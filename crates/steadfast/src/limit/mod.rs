@@ -6,7 +6,7 @@
 //! ```
 //! use std::time::Duration;
 //! use steadfast::limit::{Bulkhead, RateLimiter};
-//! use steadfast::{Error, Retry};
+//! use steadfast::{ErrorKind, Retry};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,7 +15,8 @@
 //! let call = || retry.call(|| async { Ok::<_, ()>(()) }).rate_limiter(&limiter).run();
 //! assert!(call().await.is_ok());
 //! // The next call is 500 ms away at 2/s, and the limiter refuses rather than wait.
-//! assert!(matches!(call().await, Err(Error::RateLimited { retry_after, .. }) if retry_after == Duration::from_millis(500)));
+//! let refused = call().await.unwrap_err();
+//! assert!(matches!(refused.kind(), ErrorKind::RateLimited { retry_after, .. } if *retry_after == Duration::from_millis(500)));
 //!
 //! let bulkhead = Bulkhead::new(10).max_queue(20).queue_timeout(Duration::from_secs(1)).build()?;
 //! let ok = retry.call(|| async { Ok::<_, ()>(1) }).bulkhead(&bulkhead).run().await;

@@ -1,3 +1,4 @@
+use crate::ErrorKind;
 use std::future::{Future, poll_fn};
 use std::ops::ControlFlow;
 use std::pin::pin;
@@ -113,7 +114,7 @@ where
     }
 
     /// Runs every attempt through `breaker` (see [`breaker`](crate::breaker)): an open breaker
-    /// refuses the next attempt with [`Error::CircuitOpen`] without running it.
+    /// refuses the next attempt with [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen) without running it.
     pub fn breaker(self, breaker: &'p Breaker) -> Call<'p, F, C, R, X, P, Guards<'p>>
     where
         Gs: Guarded<'p>,
@@ -122,7 +123,7 @@ where
     }
 
     /// Runs the call (all its attempts) in a place of `bulkhead`, or fails with
-    /// [`Error::BulkheadFull`].
+    /// [`ErrorKind::BulkheadFull`](crate::ErrorKind::BulkheadFull).
     pub fn bulkhead(self, bulkhead: &'p Bulkhead) -> Call<'p, F, C, R, X, P, Guards<'p>>
     where
         Gs: Guarded<'p>,
@@ -130,7 +131,7 @@ where
         self.guard(|g| g.bulkhead = Some(bulkhead))
     }
 
-    /// Admits the call through `limiter` first, or fails with [`Error::RateLimited`].
+    /// Admits the call through `limiter` first, or fails with [`ErrorKind::RateLimited`](crate::ErrorKind::RateLimited).
     pub fn rate_limiter(self, limiter: &'p RateLimiter) -> Call<'p, F, C, R, X, P, Guards<'p>>
     where
         Gs: Guarded<'p>,
@@ -140,7 +141,7 @@ where
 
     /// Spends retries from `budget` (see [`budget`](crate::budget)): a refused retry ends
     /// the call with the last error and [`Stop::BudgetExhausted`](crate::Stop); adaptive
-    /// throttling may refuse the call itself ([`Error::Throttled`]).
+    /// throttling may refuse the call itself ([`ErrorKind::Throttled`](crate::ErrorKind::Throttled)).
     pub fn budget(self, budget: &'p Budget) -> Call<'p, F, C, R, X, P, Guards<'p>>
     where
         Gs: Guarded<'p>,
@@ -311,18 +312,18 @@ where
     }
 
     /// Runs the call until `cancel` completes, then stops it and returns
-    /// [`Error::Cancelled`].
+    /// [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled).
     ///
     /// ```
     /// use std::time::Duration;
-    /// use steadfast::{Error, Jitter, Retry};
+    /// use steadfast::{ErrorKind, Jitter, Retry};
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
     /// let retry = Retry::fixed(Duration::from_secs(1)).jitter(Jitter::None).unbounded().build().unwrap();
     /// let shutdown = tokio::time::sleep(Duration::from_millis(2500));
-    /// let err = retry.call(|| async { Err::<(), _>("down") }).run_until(shutdown).await;
-    /// assert!(matches!(err, Err(Error::Cancelled { attempts: 3, .. })));
+    /// let err = retry.call(|| async { Err::<(), _>("down") }).run_until(shutdown).await.unwrap_err();
+    /// assert!(matches!(err.kind(), ErrorKind::Cancelled { attempts: 3, .. }));
     /// # }
     /// ```
     pub async fn run_until<S: Future<Output = ()>>(mut self, cancel: S) -> Result<T, Error<E>>
@@ -349,9 +350,9 @@ where
         let mut cancel = pin!(cancel);
         poll_fn(|cx| {
             if cancel.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(Error::Cancelled {
+                return Poll::Ready(Err(Error::new(ErrorKind::Cancelled {
                     attempts: progress.load(Ordering::Relaxed),
-                }));
+                })));
             }
             engine.as_mut().poll(cx)
         })
@@ -516,7 +517,7 @@ where
     }
 
     /// Runs the call in a free place of `bulkhead` (a blocking call does not queue), or fails
-    /// with [`Error::BulkheadFull`].
+    /// with [`ErrorKind::BulkheadFull`](crate::ErrorKind::BulkheadFull).
     pub fn bulkhead(mut self, bulkhead: &'p Bulkhead) -> Self {
         self.guards.bulkhead = Some(bulkhead);
         self
@@ -671,9 +672,9 @@ impl Retry {
 /// The error of an `Err` the classifier called a success (on the first attempt).
 #[cold]
 fn success_error<E>(source: E) -> Error<E> {
-    Error::Operation {
+    Error::new(ErrorKind::Operation {
         source,
         attempts: 1,
         stop: crate::error::Stop::NonRetryable,
-    }
+    })
 }

@@ -1,6 +1,7 @@
 //! What a call runs through besides its retry policy: the strategies (`Guards`, or `NoGuards`
 //! when there are none, known at compile time) and why one refused the call (`Refusal`).
 
+use crate::ErrorKind;
 use crate::breaker::{Breaker, Open};
 use crate::budget::Budget;
 use crate::error::Error;
@@ -118,15 +119,19 @@ impl Refusal {
     /// The call's error, `attempts` made before the refusal.
     pub(crate) fn into_error<E>(self, attempts: u32) -> Error<E> {
         match self {
-            Refusal::Breaker(open) => Error::CircuitOpen {
+            Refusal::Breaker(open) => Error::new(ErrorKind::CircuitOpen {
                 retry_after: open.retry_after,
                 attempts,
-            },
-            Refusal::Bulkhead { max_concurrent } => Error::BulkheadFull { max_concurrent },
-            Refusal::RateLimiter(l) => Error::RateLimited {
+            }),
+            Refusal::Bulkhead { max_concurrent } => {
+                Error::new(ErrorKind::BulkheadFull { max_concurrent })
+            }
+            Refusal::RateLimiter(l) => Error::new(ErrorKind::RateLimited {
                 retry_after: l.retry_after,
-            },
-            Refusal::Throttled { reject_probability } => Error::Throttled { reject_probability },
+            }),
+            Refusal::Throttled { reject_probability } => {
+                Error::new(ErrorKind::Throttled { reject_probability })
+            }
         }
     }
 }

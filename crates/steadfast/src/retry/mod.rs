@@ -6,7 +6,7 @@
 //! set of rules:
 //!
 //! 1. An attempt ends by its own `attempt_timeout` or the call's `total_timeout`, whichever is
-//!    first. The overall deadline ends the call at once ([`Error::Timeout`] with
+//!    first. The overall deadline ends the call at once ([`ErrorKind::Timeout`](crate::ErrorKind::Timeout) with
 //!    [`TimeoutScope::Total`]); an attempt's own timeout is a retryable failure.
 //! 2. Its result is classified ([`classify`](crate::classify)). A success returns.
 //!    A non-retryable failure or an abort returns the error.
@@ -18,7 +18,7 @@
 //! 5. Dropping the call's future stops everything: the attempt in flight is dropped and no
 //!    sleep or attempt follows.
 //!
-//! [`Error::Timeout`]: crate::Error::Timeout
+//! [`ErrorKind::Timeout`]: crate::ErrorKind::Timeout
 //! [`TimeoutScope::Total`]: crate::TimeoutScope::Total
 //! [`Stop::Deadline`]: crate::Stop::Deadline
 //!

@@ -1,6 +1,7 @@
 //! The decisions shared by the async and blocking engines: when an attempt must end, whether
 //! and how long to wait before the next, and what the call returns.
 
+use crate::ErrorKind;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -422,16 +423,16 @@ impl<'p, P: Probe> Run<'p, P> {
         }
         match last {
             Some(Ok(value)) => Ok(value),
-            Some(Err(source)) => Err(Error::Operation {
+            Some(Err(source)) => Err(Error::new(ErrorKind::Operation {
                 source,
                 attempts: self.attempts,
                 stop,
-            }),
-            None => Err(Error::Timeout {
+            })),
+            None => Err(Error::new(ErrorKind::Timeout {
                 scope: TimeoutScope::Attempt,
                 after: self.policy.attempt_timeout.unwrap_or_default(),
                 attempts: self.attempts,
-            }),
+            })),
         }
     }
 
@@ -467,10 +468,10 @@ impl<'p, P: Probe> Run<'p, P> {
             self.attempt_finished(AttemptEnd::TimedOut, outcome);
             self.call_finished(false, None, Some(TimeoutScope::Total));
         }
-        Error::Timeout {
+        Error::new(ErrorKind::Timeout {
             scope: TimeoutScope::Total,
             after: self.policy.total_timeout.unwrap_or_default(),
             attempts: self.attempts,
-        }
+        })
     }
 }

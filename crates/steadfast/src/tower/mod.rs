@@ -8,7 +8,7 @@
 //! fails, the request's one attempt still runs under the plan (timeouts, strategies,
 //! observers) and a retryable failure ends the call with [`Stop::NotCloneable`], never a
 //! silent retry without a body. A service whose `poll_ready` fails gives
-//! [`Error::NotReady`] with its error.
+//! [`ErrorKind::NotReady`](crate::ErrorKind::NotReady) with its error.
 //!
 //! # Example
 //! ```
@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::ErrorKind;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -157,7 +158,9 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<S::Response, Error<S::Error>>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Error::NotReady)
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| Error::new(ErrorKind::NotReady(e)))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
