@@ -172,3 +172,42 @@ fn concurrent_calls_churn_and_swaps_stay_consistent() {
         executor.cached_keys()
     );
 }
+
+/// Each thread remembers its recent keys: two executors calling the same key on one thread
+/// keep their own plans, a policy swap reaches the next call on that thread, and a key
+/// among many recent ones still resolves to its own plan.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn recent_keys_keep_each_executors_plan_across_swaps() {
+    let two = Executor::new(Policies::new(attempts(2)));
+    let five = Executor::new(Policies::new(attempts(5)));
+    for _ in 0..3 {
+        assert_eq!(attempts_of(&two, "svc.Get").await, 2);
+        assert_eq!(attempts_of(&five, "svc.Get").await, 5);
+    }
+    two.set_policies(Policies::new(attempts(3)));
+    assert_eq!(attempts_of(&two, "svc.Get").await, 3);
+    assert_eq!(attempts_of(&five, "svc.Get").await, 5);
+
+    let mixed = Executor::new(
+        Policies::new(attempts(1))
+            .with_plan("a.*", steadfast::policy::Plan::new(attempts(2)))
+            .unwrap()
+            .with_plan("b.*", steadfast::policy::Plan::new(attempts(3)))
+            .unwrap(),
+    );
+    for round in 0..3 {
+        for (key, n) in [
+            ("a.X", 2),
+            ("b.X", 3),
+            ("c.X", 1),
+            ("a.Y", 2),
+            ("b.Y", 3),
+            ("c.Y", 1),
+        ] {
+            assert_eq!(attempts_of(&mixed, key).await, n, "{key} in round {round}");
+        }
+    }
+    // A key made of the same bytes in another buffer is the same key.
+    let owned = String::from("a.X");
+    assert_eq!(attempts_of(&mixed, &owned).await, 2);
+}

@@ -4,6 +4,12 @@
 //! run, `-- --scenario NAME` for one scenario). Each scenario runs in five child processes of
 //! interleaved rounds; prints a markdown table per scenario (median ns per call, heap
 //! allocations per call, ratio to steadfast) and writes `target/bench-report.json`.
+//!
+//! `-- --instructions` adds, for the in-process scenarios, instructions per call of each
+//! implementation, counted by `valgrind --tool=callgrind` (repeatable whatever the machine's
+//! load): each implementation runs in a child under callgrind twice, for 200 and for 2 200
+//! calls after the same setup and warm-up, and the difference is divided by 2 000, so setup,
+//! start and exit cancel out.
 
 // Counting allocations needs a global allocator, which is an `unsafe impl` by definition;
 // this one only counts and forwards to the system allocator.
@@ -44,6 +50,7 @@ struct Row {
     name: &'static str,
     ns_per_call: f64,
     allocs_per_call: f64,
+    instructions_per_call: Option<f64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -120,6 +127,7 @@ fn measure(scenario: Scenario, rounds: usize, target: std::time::Duration) -> Ve
             name: r.name,
             ns_per_call: median(s),
             allocs_per_call: a,
+            instructions_per_call: None,
         })
         .collect()
 }
@@ -188,8 +196,74 @@ fn across_processes(
             name,
             ns_per_call: median(ns),
             allocs_per_call: allocs,
+            instructions_per_call: None,
         })
         .collect())
+}
+
+/// Scenarios whose calls run in this process, where instruction counts mean something.
+fn counted(scenario: Scenario) -> bool {
+    matches!(
+        scenario,
+        Scenario::FirstTrySuccess
+            | Scenario::TwoFailuresThenSuccess
+            | Scenario::BackoffSchedule
+            | Scenario::ExecutorHandle
+            | Scenario::ExecutorKey
+            | Scenario::BreakerClosed
+            | Scenario::BreakerContended
+            | Scenario::Pipeline5
+    )
+}
+
+/// A child under callgrind: sets up every runner of `scenario`, warms runner `index` up,
+/// then makes `calls` calls with it.
+fn count_child(scenario: Scenario, index: usize, calls: u64) {
+    let rt = runtime();
+    let mut runners = runners(&rt, scenario);
+    let run = &mut runners[index].run;
+    run(&rt, 100);
+    run(&rt, calls);
+}
+
+/// Instructions callgrind collected for one child run.
+fn collected(scenario: Scenario, index: usize, calls: u64) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(exe)
+        .args([
+            "--count",
+            scenario.name(),
+            &index.to_string(),
+            &calls.to_string(),
+        ])
+        .output()
+        .ok()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.contains("Collected :"))?;
+    line.rsplit(':')
+        .next()?
+        .trim()
+        .replace(',', "")
+        .parse()
+        .ok()
+}
+
+/// Instructions per call of each runner of `scenario` whose calls take under 50 µs (a
+/// peer that sleeps a timer tick per retry is left out: its count is the runtime's idling).
+fn instructions(scenario: Scenario, rows: &[Row]) -> Vec<Option<f64>> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if r.ns_per_call > 50_000.0 {
+                return None;
+            }
+            let low = collected(scenario, i, 200)?;
+            let high = collected(scenario, i, 2_200)?;
+            Some((high - low) / 2_000.0)
+        })
+        .collect()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -205,6 +279,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         (15, std::time::Duration::from_millis(20), 5)
     };
+    if let Some(name) = arg("--count") {
+        let at = args.iter().position(|a| a == "--count").unwrap_or(0);
+        let scenario = SCENARIOS
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| format!("unknown scenario {name}"))?;
+        let index: usize = args.get(at + 2).ok_or("--count needs an index")?.parse()?;
+        let calls: u64 = args.get(at + 3).ok_or("--count needs calls")?.parse()?;
+        count_child(scenario, index, calls);
+        return Ok(());
+    }
+    let count = args.iter().any(|a| a == "--instructions");
     if let Some(name) = arg("--child") {
         let scenario = SCENARIOS
             .into_iter()
@@ -222,7 +308,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if only.as_deref().is_some_and(|o| o != scenario.name()) {
             continue;
         }
-        let rows = across_processes(scenario, processes, quick)?;
+        let mut rows = across_processes(scenario, processes, quick)?;
         if rows.is_empty() {
             println!("\n### {}: skipped (see the message above)", scenario.name());
             continue;
@@ -264,6 +350,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 path.ns_per_call - base
             );
         }
+        if count && counted(scenario) {
+            let counts = instructions(scenario, &rows);
+            let base = counts.first().copied().flatten().unwrap_or(f64::NAN);
+            println!("\n| impl | instructions/call | × {base_name} |");
+            println!("|---|---:|---:|");
+            for (r, c) in rows.iter().zip(&counts) {
+                match c {
+                    Some(c) => println!("| {} | {c:.0} | {:.2} |", r.name, c / base),
+                    None => println!("| {} | – | – |", r.name),
+                }
+            }
+            for (r, c) in rows.iter_mut().zip(counts) {
+                r.instructions_per_call = c;
+            }
+        }
         all.extend(rows);
     }
     let json: Vec<_> = all
@@ -275,6 +376,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "ns_per_call": (r.ns_per_call * 10.0).round() / 10.0,
                 "allocs_per_call": (r.allocs_per_call * 100.0).round() / 100.0,
                 "ops_per_sec": (1e9 / r.ns_per_call).round(),
+                "instructions_per_call": r.instructions_per_call.map(f64::round),
             })
         })
         .collect();

@@ -1,6 +1,8 @@
 //! The key cache: sharded, read-copy-update tables of entries, bounded by a second-chance
-//! sweep, each entry re-resolved when the policies' generation moves.
+//! sweep, each entry re-resolved when the policies' generation moves; in front of it, each
+//! thread's few most recent keys.
 
+use std::cell::RefCell;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -106,4 +108,86 @@ impl Inner {
         entry.generation.store(generation, Ordering::Release);
         bound
     }
+}
+
+/// How many keys each thread remembers.
+const RECENT: usize = 4;
+
+/// A key this thread resolved: the plan it had under one generation of one executor.
+struct Recent {
+    executor: u64,
+    generation: u64,
+    entry: Arc<Entry>,
+    bound: Arc<Bound>,
+}
+
+/// A thread's most recent keys, replaced in turn.
+struct Recents {
+    slots: [Option<Recent>; RECENT],
+    next: usize,
+}
+
+thread_local! {
+    static RECENTS: RefCell<Recents> = const {
+        RefCell::new(Recents {
+            slots: [None, None, None, None],
+            next: 0,
+        })
+    };
+}
+
+static EXECUTORS: AtomicU64 = AtomicU64::new(0);
+
+/// A number no other executor of this process has.
+pub(super) fn next_executor_id() -> u64 {
+    EXECUTORS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// `key`'s plan if this thread resolved it under `generation` of `executor`: the bytes of
+/// the key and two numbers compared, where the shared cache hashes the key and loads its
+/// shard's table.
+#[inline]
+pub(super) fn recent(executor: u64, generation: u64, key: &str) -> Option<Arc<Bound>> {
+    RECENTS
+        .try_with(|r| {
+            let r = r.try_borrow().ok()?;
+            let hit = r.slots.iter().flatten().find(|s| {
+                s.executor == executor && s.generation == generation && s.entry.key.as_str() == key
+            })?;
+            if !hit.entry.touched.load(Ordering::Relaxed) {
+                hit.entry.touched.store(true, Ordering::Relaxed);
+            }
+            Some(hit.bound.clone())
+        })
+        .ok()
+        .flatten()
+}
+
+/// Remembers `entry`'s plan under `generation` of `executor` in this thread's recent keys.
+pub(super) fn remember(executor: u64, generation: u64, entry: Arc<Entry>, bound: Arc<Bound>) {
+    let _ = RECENTS.try_with(|r| {
+        let Ok(mut r) = r.try_borrow_mut() else {
+            return;
+        };
+        let recent = Recent {
+            executor,
+            generation,
+            entry,
+            bound,
+        };
+        // The slot this key had (a new generation), else the next in turn.
+        let at = r
+            .slots
+            .iter()
+            .position(|s| {
+                s.as_ref().is_some_and(|s| {
+                    s.executor == executor && s.entry.key.as_str() == recent.entry.key.as_str()
+                })
+            })
+            .unwrap_or(r.next);
+        r.slots[at] = Some(recent);
+        if at == r.next {
+            r.next = (r.next + 1) % RECENT;
+        }
+    });
 }

@@ -95,6 +95,8 @@ pub struct Executor {
 
 #[derive(Debug)]
 struct Inner {
+    /// Tells this executor's entries in a thread's recent keys from another's.
+    id: u64,
     observers: Box<[Arc<dyn Observer>]>,
     tracing: bool,
     /// Resolves custom strategy names in documents from providers (`follow`).
@@ -160,6 +162,7 @@ impl Executor {
         } = b;
         Executor {
             inner: Arc::new(Inner {
+                id: cache::next_executor_id(),
                 observers: observers.into(),
                 tracing,
                 registry,
@@ -295,14 +298,35 @@ impl Executor {
     }
 
     /// The plan of `key` with its strategies' state.
+    #[inline]
     fn bound(&self, key: &str) -> Result<Arc<Bound>, KeyError> {
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        match cache::recent(self.inner.id, generation, key) {
+            Some(bound) => Ok(bound),
+            None => self.resolve(key, generation),
+        }
+    }
+
+    /// `key`'s plan from the shared cache (made there if absent), remembered as one of this
+    /// thread's recent keys.
+    #[inline(never)]
+    fn resolve(&self, key: &str, generation: u64) -> Result<Arc<Bound>, KeyError> {
         let hash = self.inner.hasher.hash_one(key);
         let shard = self.inner.shard(hash);
-        if let Some(e) = shard.table.load().find(hash, |e| e.key.as_str() == key) {
-            return Ok(self.inner.current(e));
+        let found = shard
+            .table
+            .load()
+            .find(hash, |e| e.key.as_str() == key)
+            .cloned();
+        let entry = match found {
+            Some(e) => e,
+            None => self.inner.entry(key)?,
+        };
+        let bound = self.inner.current(&entry);
+        if self.inner.generation.load(Ordering::Acquire) == generation {
+            cache::remember(self.inner.id, generation, entry, bound.clone());
         }
-        let entry = self.inner.entry(key)?;
-        Ok(self.inner.current(&entry))
+        Ok(bound)
     }
 
     /// Runs `op` under the plan of `key`; an invalid key fails with [`ErrorKind::InvalidKey`](crate::ErrorKind::InvalidKey)

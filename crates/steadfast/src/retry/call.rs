@@ -257,7 +257,7 @@ where
             }
         };
         let guards = guards.guards();
-        engine::execute(Engine {
+        engine::OutOfLine::new(engine::execute(Engine {
             policy,
             op,
             classifier: &classifier,
@@ -268,7 +268,7 @@ where
             first,
             probe,
             guards,
-        })
+        }))
         .await
     }
 

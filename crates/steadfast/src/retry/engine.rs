@@ -37,6 +37,35 @@ pub(crate) struct Engine<'a, T, E, F, C, R, X, L, P> {
     pub(crate) guards: Guards<'a>,
 }
 
+pin_project_lite::pin_project! {
+    /// A future polled out of line. The engine's state machine is large; inlined into a
+    /// call's `poll`, it makes that function save every callee-saved register and reserve a
+    /// large frame on each call, the first-try success included. Behind this, the call's
+    /// `poll` keeps its fast path small and calls into the engine only when it runs.
+    pub(crate) struct OutOfLine<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> OutOfLine<F> {
+    pub(crate) fn new(future: F) -> Self {
+        OutOfLine { future }
+    }
+}
+
+impl<F: Future> Future for OutOfLine<F> {
+    type Output = F::Output;
+
+    #[inline(never)]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.project().future.poll(cx)
+    }
+}
+
 /// Runs the call until it succeeds or the policy stops.
 pub(crate) async fn execute<T, E, F, Fut, C, R, X, L, P>(
     mut e: Engine<'_, T, E, F, C, R, X, L, P>,
@@ -179,5 +208,5 @@ where
 /// needs the start instant. Then a first-try success never builds the engine's state.
 #[inline]
 pub(crate) fn fast_path(policy: &Retry) -> bool {
-    policy.attempt_timeout.is_none() && policy.total_timeout.is_none()
+    policy.untimed
 }

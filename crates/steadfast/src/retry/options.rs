@@ -255,6 +255,9 @@ pub struct Retry {
     pub(crate) cap_server_delay: bool,
     pub(crate) retry_on_timeout: bool,
     pub(crate) seed: Option<Seeded>,
+    /// Neither timeout is set: the first attempt may run outside the engine (one byte read
+    /// on every call, where the two options are two compares).
+    pub(crate) untimed: bool,
 }
 
 /// A seed and the count of calls that drew from it: call `n` of a policy draws its own stream,
@@ -298,6 +301,7 @@ impl Retry {
         cap_server_delay: false,
         retry_on_timeout: true,
         seed: None,
+        untimed: true,
     };
 
     /// Validates and compiles options.
@@ -321,6 +325,7 @@ impl Retry {
                 seed,
                 calls: Default::default(),
             }),
+            untimed: options.attempt_timeout.is_none() && options.total_timeout.is_none(),
         })
     }
 
