@@ -52,11 +52,11 @@ impl On {
     /// policy's rejection.
     pub const REJECTED: On = On(1);
     /// The operation failed and the policy stopped retrying (attempts, deadline or backoff
-    /// used up): [`ErrorKind::Operation`](crate::ErrorKind::Operation) with an exhaustion [`Stop`](crate::Stop).
+    /// used up): [`ErrorKind::Operation`] with an exhaustion [`Stop`](crate::Stop).
     pub const EXHAUSTED: On = On(2);
     /// A timeout (an attempt's or the call's).
     pub const TIMEOUT: On = On(4);
-    /// Any error of the operation ([`ErrorKind::Operation`](crate::ErrorKind::Operation), retryable or not).
+    /// Any error of the operation ([`ErrorKind::Operation`], retryable or not).
     pub const FAILED: On = On(8);
     /// The call was cancelled.
     pub const CANCELLED: On = On(16);

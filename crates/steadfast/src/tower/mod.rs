@@ -8,7 +8,7 @@
 //! fails, the request's one attempt still runs under the plan (timeouts, strategies,
 //! observers) and a retryable failure ends the call with [`Stop::NotCloneable`], never a
 //! silent retry without a body. A service whose `poll_ready` fails gives
-//! [`ErrorKind::NotReady`](crate::ErrorKind::NotReady) with its error.
+//! [`ErrorKind::NotReady`] with its error.
 //!
 //! # Example
 //! ```
