@@ -72,4 +72,4 @@ pub fn call_seed(seed: u64, call: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
-pub(crate) use state::Schedule;
+pub(crate) use state::{Schedule, Steps};

@@ -33,7 +33,45 @@ use crate::config::{ConfigError, Problems};
 #[derive(Debug, Clone)]
 pub struct Backoff {
     options: BackoffOptions,
+    steps: Steps,
     schedule: Schedule,
+}
+
+/// What every step of a schedule reads from its options, worked out once: the base and the
+/// cap in nanoseconds, and the exponential factor when it is a whole number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Steps {
+    base: u64,
+    max: u64,
+    /// The factor of an exponential schedule when it is whole (exact integer steps); 0 when
+    /// it is not (steps in floating point) or the schedule is not exponential.
+    whole: u32,
+}
+
+impl Steps {
+    pub(crate) const fn of(options: &BackoffOptions) -> Steps {
+        let whole = match options.kind {
+            BackoffKind::Exponential { factor } if factor >= 1.0 && factor <= 4_294_967_295.0 => {
+                let w = factor as u32;
+                if w as f64 == factor { w } else { 0 }
+            }
+            _ => 0,
+        };
+        Steps {
+            base: const_nanos(options.base),
+            max: const_nanos(options.max),
+            whole,
+        }
+    }
+}
+
+const fn const_nanos(d: Duration) -> u64 {
+    let n = d.as_nanos();
+    if n > u64::MAX as u128 {
+        u64::MAX
+    } else {
+        n as u64
+    }
 }
 
 /// Where a schedule stands, apart from its options: the retry engine keeps one of these per
@@ -62,6 +100,7 @@ impl Backoff {
 
     pub(crate) fn from_valid(options: BackoffOptions, rng: Option<fastrand::Rng>) -> Self {
         Backoff {
+            steps: Steps::of(&options),
             options,
             schedule: Schedule::new(rng),
         }
@@ -89,8 +128,9 @@ impl Backoff {
     }
 
     /// The next delay, given how the last attempt was classified (custom functions see it).
+    #[inline]
     pub fn next_after(&mut self, outcome: Option<&Outcome>) -> Option<Duration> {
-        self.schedule.next(&self.options, outcome)
+        self.schedule.next(&self.options, &self.steps, outcome)
     }
 
     /// Sleeps for the next delay on tokio's clock and returns it; `None` (at once) if the
@@ -121,10 +161,12 @@ impl Schedule {
         *self = Schedule::new(rng);
     }
 
-    /// The next delay of `options` from where this schedule stands.
+    /// The next delay of `options` (whose `steps` they are) from where this schedule stands.
+    #[inline]
     pub(crate) fn next(
         &mut self,
         options: &BackoffOptions,
+        steps: &Steps,
         outcome: Option<&Outcome>,
     ) -> Option<Duration> {
         let retry = self.retry.saturating_add(1);
@@ -133,15 +175,14 @@ impl Schedule {
             outcome,
             previous: self.previous,
         };
-        let max = nanos(options.max);
-        let base = nanos(options.base);
+        let (max, base) = (steps.max, steps.base);
         let first = retry == 1;
         let raw = match &options.kind {
             BackoffKind::Immediate => 0,
             BackoffKind::Fixed => base,
             BackoffKind::Linear => base.saturating_mul(u64::from(retry)),
             BackoffKind::Exponential { .. } if first => base,
-            BackoffKind::Exponential { factor } => grow(self.raw, *factor, max),
+            BackoffKind::Exponential { factor } => grow(self.raw, *factor, steps.whole, max),
             BackoffKind::Fibonacci => {
                 // fib(1) = fib(2) = 1.
                 self.fib = if first {
@@ -168,6 +209,7 @@ impl Schedule {
 impl Iterator for Backoff {
     type Item = Duration;
 
+    #[inline]
     fn next(&mut self) -> Option<Duration> {
         self.next_after(None)
     }
@@ -179,7 +221,17 @@ fn rng(slot: &mut Option<fastrand::Rng>) -> &mut fastrand::Rng {
 }
 
 /// Applies a jitter mode to a capped delay `d` (nanoseconds).
+#[inline]
 fn jitter(mode: Jitter, d: u64, max: u64, slot: &mut Option<fastrand::Rng>) -> u64 {
+    match mode {
+        Jitter::None => d,
+        mode => random_jitter(mode, d, max, slot),
+    }
+}
+
+/// The random modes of [`jitter`], out of line.
+#[inline(never)]
+fn random_jitter(mode: Jitter, d: u64, max: u64, slot: &mut Option<fastrand::Rng>) -> u64 {
     match mode {
         Jitter::None => d,
         Jitter::Full => rng(slot).u64(0..=d),
@@ -193,13 +245,12 @@ fn jitter(mode: Jitter, d: u64, max: u64, slot: &mut Option<fastrand::Rng>) -> u
 
 /// One exponential step from `previous`, saturating: once at or past `max` it stays there, so
 /// the 10 000th retry costs what the 10th does.
-fn grow(previous: u64, factor: f64, max: u64) -> u64 {
+fn grow(previous: u64, factor: f64, whole: u32, max: u64) -> u64 {
     if previous >= max {
         return previous;
     }
-    // Integer factors: exact integer arithmetic (a cast round trip, not a libm call).
-    let whole = factor as u32;
-    if f64::from(whole) == factor {
+    // Whole factors: exact integer arithmetic.
+    if whole != 0 {
         previous.saturating_mul(u64::from(whole))
     } else {
         to_nanos(previous as f64 * factor)

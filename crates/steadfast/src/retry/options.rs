@@ -258,6 +258,8 @@ pub struct Retry {
     /// Neither timeout is set: the first attempt may run outside the engine (one byte read
     /// on every call, where the two options are two compares).
     pub(crate) untimed: bool,
+    /// What each step of the backoff reads, worked out once.
+    pub(crate) steps: crate::backoff::Steps,
 }
 
 /// A seed and the count of calls that drew from it: call `n` of a policy draws its own stream,
@@ -302,6 +304,7 @@ impl Retry {
         retry_on_timeout: true,
         seed: None,
         untimed: true,
+        steps: crate::backoff::Steps::of(&BackoffOptions::DEFAULT),
     };
 
     /// Validates and compiles options.
@@ -315,7 +318,6 @@ impl Retry {
         };
         Ok(Retry {
             max_attempts,
-            backoff: options.backoff,
             attempt_timeout: options.attempt_timeout,
             total_timeout: options.total_timeout,
             max_server_delay: options.max_server_delay,
@@ -326,6 +328,8 @@ impl Retry {
                 calls: Default::default(),
             }),
             untimed: options.attempt_timeout.is_none() && options.total_timeout.is_none(),
+            steps: crate::backoff::Steps::of(&options.backoff),
+            backoff: options.backoff,
         })
     }
 

@@ -253,12 +253,20 @@ impl<'p, P: Probe> Run<'p, P> {
                     (requested, RetryReason::ServerDelay)
                 }
             }
+            // No wait, whatever the jitter: no schedule to keep.
+            None if matches!(
+                self.policy.backoff.kind,
+                crate::backoff::BackoffKind::Immediate
+            ) =>
+            {
+                (Duration::ZERO, RetryReason::Backoff)
+            }
             None => {
                 let policy = self.policy;
                 let schedule = self.schedule.get_or_insert_with(|| {
                     Schedule::new(policy.seed.as_ref().map(super::options::Seeded::next_rng))
                 });
-                match schedule.next(&policy.backoff, Some(outcome)) {
+                match schedule.next(&policy.backoff, &policy.steps, Some(outcome)) {
                     Some(d) => (d, RetryReason::Backoff),
                     None => return Next::Stop(Stop::BackoffEnded),
                 }
