@@ -207,7 +207,10 @@ impl Breaker {
     /// [`Permit::record`] does.
     #[inline]
     pub(crate) fn settle_closed(&self, ticket: ClosedTicket, outcome: &Outcome) {
-        let _ = self.shared.closed_permit_on(ticket).record(Some(outcome));
+        // As the closed permit of `ticket` would record it, without making one to drop.
+        let s = &*self.shared;
+        let failed = s.options.failures.counts(outcome);
+        let _ = s.record_closed(ticket.epoch, failed, s.is_slow(ticket.started));
     }
 
     /// Forces it open until [`reset`](Self::reset): every call is refused.
@@ -226,6 +229,17 @@ impl Breaker {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Transitions> {
         self.slow.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether an attempt started at `started` counts as slow.
+    #[inline]
+    fn is_slow(&self, started: Option<Instant>) -> bool {
+        match (&self.options.kind, started) {
+            (BreakerKind::FailureRate { slow: Some(s), .. }, Some(at)) => {
+                at.elapsed() >= s.duration
+            }
+            _ => false,
+        }
     }
 
     fn needs_start(&self) -> bool {
@@ -548,12 +562,7 @@ impl Permit<'_> {
     /// Reports the attempt as a failure (`true`) or a success.
     #[inline]
     pub fn record_failed(&mut self, failed: bool) -> Option<Transition> {
-        let slow = match (&self.shared.options.kind, self.started) {
-            (BreakerKind::FailureRate { slow: Some(s), .. }, Some(at)) => {
-                at.elapsed() >= s.duration
-            }
-            _ => false,
-        };
+        let slow = self.shared.is_slow(self.started);
         match std::mem::replace(&mut self.kind, PermitKind::Spent) {
             PermitKind::Closed { epoch } => self.shared.record_closed(epoch, failed, slow),
             PermitKind::Probe { epoch, ticket } => {
