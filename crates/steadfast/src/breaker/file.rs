@@ -313,16 +313,3 @@ crate::config::file_form!(
     to = BreakerFile::from_scoped,
     from = BreakerFile::into_scoped
 );
-
-impl crate::policy::TableField for Scoped<BreakerOptions> {
-    fn validate(&self) -> Result<(), crate::ConfigError> {
-        crate::policy::validate_scoped(self)
-    }
-    fn join(
-        self,
-        plan: crate::policy::Plan,
-        _: &crate::chain::Registry,
-    ) -> Result<crate::policy::Plan, crate::ConfigError> {
-        plan.scoped_breaker(self)
-    }
-}

@@ -240,16 +240,3 @@ crate::config::file_form!(
     to = BudgetFile::from_scoped,
     from = BudgetFile::into_scoped
 );
-
-impl crate::policy::TableField for Scoped<BudgetOptions> {
-    fn validate(&self) -> Result<(), crate::ConfigError> {
-        crate::policy::validate_scoped(self)
-    }
-    fn join(
-        self,
-        plan: crate::policy::Plan,
-        _: &crate::chain::Registry,
-    ) -> Result<crate::policy::Plan, crate::ConfigError> {
-        plan.scoped_budget(self)
-    }
-}

@@ -136,29 +136,3 @@ crate::config::file_form!(
     to = RateLimitFile::from_scoped,
     from = RateLimitFile::into_scoped
 );
-
-impl crate::policy::TableField for Scoped<BulkheadOptions> {
-    fn validate(&self) -> Result<(), crate::ConfigError> {
-        crate::policy::validate_scoped(self)
-    }
-    fn join(
-        self,
-        plan: crate::policy::Plan,
-        _: &crate::chain::Registry,
-    ) -> Result<crate::policy::Plan, crate::ConfigError> {
-        plan.scoped_bulkhead(self)
-    }
-}
-
-impl crate::policy::TableField for Scoped<RateLimitOptions> {
-    fn validate(&self) -> Result<(), crate::ConfigError> {
-        crate::policy::validate_scoped(self)
-    }
-    fn join(
-        self,
-        plan: crate::policy::Plan,
-        _: &crate::chain::Registry,
-    ) -> Result<crate::policy::Plan, crate::ConfigError> {
-        plan.scoped_rate_limit(self)
-    }
-}

@@ -95,6 +95,6 @@ mod policies;
 #[cfg(feature = "serde")]
 pub(crate) use file::TableField;
 #[cfg(feature = "serde")]
-pub(crate) use plan::{NOT_IDEMPOTENT, validate_scoped};
+pub(crate) use plan::NOT_IDEMPOTENT;
 pub use plan::{Plan, Scoped};
 pub use policies::{Policies, PolicyError, Resolved, Source};

@@ -85,12 +85,30 @@ pub(crate) trait StrategyOptions {
     const FIELD: &'static str;
     /// Pushes every problem, each under its field's name.
     fn check(&self, p: &mut Problems<'_>);
+    /// `plan` with this strategy, validated.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    fn join(scoped: Scoped<Self>, plan: Plan) -> Result<Plan, ConfigError>
+    where
+        Self: Sized;
+}
+
+#[cfg(feature = "serde")]
+impl<O: StrategyOptions + Clone> crate::policy::TableField for Scoped<O> {
+    fn validate(&self) -> Result<(), ConfigError> {
+        validate_scoped(self)
+    }
+    fn join(self, plan: Plan, _: &crate::chain::Registry) -> Result<Plan, ConfigError> {
+        O::join(self, plan)
+    }
 }
 
 impl StrategyOptions for BreakerOptions {
     const FIELD: &'static str = "breaker";
     fn check(&self, p: &mut Problems<'_>) {
         BreakerOptions::check(self, p)
+    }
+    fn join(scoped: Scoped<Self>, plan: Plan) -> Result<Plan, ConfigError> {
+        plan.scoped_breaker(scoped)
     }
 }
 
@@ -99,6 +117,9 @@ impl StrategyOptions for BulkheadOptions {
     fn check(&self, p: &mut Problems<'_>) {
         BulkheadOptions::check(self, p)
     }
+    fn join(scoped: Scoped<Self>, plan: Plan) -> Result<Plan, ConfigError> {
+        plan.scoped_bulkhead(scoped)
+    }
 }
 
 impl StrategyOptions for BudgetOptions {
@@ -106,12 +127,18 @@ impl StrategyOptions for BudgetOptions {
     fn check(&self, p: &mut Problems<'_>) {
         BudgetOptions::check(self, p)
     }
+    fn join(scoped: Scoped<Self>, plan: Plan) -> Result<Plan, ConfigError> {
+        plan.scoped_budget(scoped)
+    }
 }
 
 impl StrategyOptions for RateLimitOptions {
     const FIELD: &'static str = "rate_limit";
     fn check(&self, p: &mut Problems<'_>) {
         RateLimitOptions::check(self, p)
+    }
+    fn join(scoped: Scoped<Self>, plan: Plan) -> Result<Plan, ConfigError> {
+        plan.scoped_rate_limit(scoped)
     }
 }
 

@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::explain::Origin;
 use crate::breaker::BreakerOptions;
 use crate::budget::BudgetOptions;
 use crate::chain::Registry;
@@ -204,7 +203,7 @@ macro_rules! table_fields {
             }
 
             /// For each field, the first table of `lineage` (most specific first) naming it.
-            pub(super) fn origins(lineage: &[(Origin, &TableSpec)]) -> Vec<(&'static str, Origin)> {
+            pub(super) fn origins<O: Clone>(lineage: &[(O, &TableSpec)]) -> Vec<(&'static str, O)> {
                 let mut found = Vec::new();
                 $(if let Some((origin, _)) = lineage.iter().find(|(_, t)| t.$field.is_some()) {
                     found.push((stringify!($field), origin.clone()));
