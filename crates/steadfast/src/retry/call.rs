@@ -209,14 +209,15 @@ where
         P: Probe,
         Gs: Guarded<'p>,
     {
-        // Taken apart at once: partial moves out of `self` would cost drop flags per call.
+        // Taken apart at once, and lent (not moved) to the engine: a partial or conditional
+        // move would cost drop flags, written on every call.
         let Call {
             policy,
             mut op,
             classifier,
             mut on_retry,
             mut on_exhausted,
-            probe,
+            mut probe,
             guards,
         } = self;
         // The fast path keeps as little as it can alive across `op().await`: whatever is
@@ -259,14 +260,14 @@ where
         let guards = guards.guards();
         engine::OutOfLine::new(engine::execute(Engine {
             policy,
-            op,
+            op: &mut op,
             classifier: &classifier,
             on_retry: &mut on_retry,
             on_exhausted: &mut on_exhausted,
             restart: |_: &T| false,
             progress: None,
             first,
-            probe,
+            probe: &mut probe,
             guards,
         }))
         .await
