@@ -583,3 +583,39 @@ async fn clear_records_older_than_the_retention_are_purged() {
         permit.succeeded().await.unwrap();
     }
 }
+
+/// A SQLite store reads records on the calling thread through a connection of its own; a
+/// second store on the file (another process's view) sees each commit of the first at once,
+/// every field of it, and a record the first writes later.
+#[tokio::test]
+async fn a_sqlite_read_sees_every_commit_of_another_store_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steadfast.db");
+    let writer = steadfast_store::SqliteStore::open(&path).await.unwrap();
+    let reader = steadfast_store::SqliteStore::open(&path).await.unwrap();
+    let clock = ManualClock::at(start());
+    let options = GateOptions::default()
+        .base_retries(u32::MAX)
+        .max_retries(u32::MAX);
+    let writes = RetryGate::new(writer, options.clone())
+        .unwrap()
+        .with_clock(clock.clone());
+    let reads = RetryGate::new(reader, options).unwrap().with_clock(clock.clone());
+    let target = Target::new("read", "through");
+    assert_eq!(reads.get(&target).await.unwrap(), None);
+    for n in 1..=20u32 {
+        clock.advance(Duration::from_secs(1));
+        let permit = writes.acquire(&target).await.unwrap();
+        permit.failed(format!("failure {n}").as_str()).await.unwrap();
+        let written = writes.get(&target).await.unwrap().unwrap();
+        let read = reads.get(&target).await.unwrap().unwrap();
+        assert_eq!(read, written, "after write {n}");
+        assert_eq!(read.attempts, n);
+        assert_eq!(read.last_error.as_deref(), Some(format!("failure {n}").as_str()));
+        let decision = reads.check(&target).await.unwrap();
+        assert!(decision.allowed, "after write {n}: {decision:?}");
+    }
+    let later = Target::new("read", "later");
+    writes.acquire(&later).await.unwrap().failed("x").await.unwrap();
+    assert_eq!(reads.get(&later).await.unwrap().unwrap().attempts, 1);
+}

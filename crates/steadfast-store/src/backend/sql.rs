@@ -1,9 +1,12 @@
 //! What the SQL stores share: the statements (one text per dialect), the migrations runner's
 //! list, and the row mapping, written once for both databases by `sql_gate_store!`.
 
+use crate::gate::record::{GateRecord, policy_from_json};
+
 /// The placeholders and JSON handling of a dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     Sqlite,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Postgres,
@@ -108,6 +111,57 @@ pub(crate) fn count_from_db(
     })
 }
 
+/// A gate record's row as the database hands it over (the columns of `COLUMNS`), before its
+/// values are checked.
+pub(crate) struct GateRow {
+    pub(crate) target_type: String,
+    pub(crate) target_id: String,
+    pub(crate) attempts: i64,
+    pub(crate) window_retries: i64,
+    pub(crate) window_start_ms: Option<i64>,
+    pub(crate) early_retry_used: bool,
+    pub(crate) early_requested: bool,
+    pub(crate) last_attempt_ms: Option<i64>,
+    pub(crate) last_success_ms: Option<i64>,
+    pub(crate) next_allowed_ms: Option<i64>,
+    pub(crate) last_early_granted_ms: Option<i64>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) policy: String,
+    pub(crate) version: i64,
+    pub(crate) created_ms: i64,
+    pub(crate) updated_ms: i64,
+}
+
+impl GateRow {
+    /// The record the row holds; `Corrupt` for a value no writer of ours stores.
+    pub(crate) fn into_record(self) -> Result<GateRecord, crate::StoreError> {
+        use crate::clock::from_ms;
+        let target = steadfast::gate::Target::new(self.target_type, self.target_id);
+        let policy = policy_from_json(&self.policy).map_err(|message| crate::StoreError::Corrupt {
+            target: target.clone(),
+            message: format!("policy {:?}: {message}", self.policy),
+        })?;
+        let version = self.version;
+        let mut record = GateRecord::new(target.clone(), policy, from_ms(self.created_ms));
+        record.attempts = count_from_db(self.attempts, &target)?;
+        record.window_retries = count_from_db(self.window_retries, &target)?;
+        record.window_start = self.window_start_ms.map(from_ms);
+        record.early_retry_used = self.early_retry_used;
+        record.early_requested = self.early_requested;
+        record.last_attempt_at = self.last_attempt_ms.map(from_ms);
+        record.last_success_at = self.last_success_ms.map(from_ms);
+        record.next_allowed_at = self.next_allowed_ms.map(from_ms);
+        record.last_early_granted_at = self.last_early_granted_ms.map(from_ms);
+        record.last_error = self.last_error;
+        record.version = u64::try_from(version).map_err(|_| crate::StoreError::Corrupt {
+            target,
+            message: format!("version {version}"),
+        })?;
+        record.updated_at = from_ms(self.updated_ms);
+        Ok(record)
+    }
+}
+
 /// The row mapping and the statements of a SQL store over `$db`, run on a connection the
 /// store chooses.
 macro_rules! sql_gate_store {
@@ -117,46 +171,25 @@ macro_rules! sql_gate_store {
                 row: &<$db as sqlx::Database>::Row,
             ) -> Result<$crate::gate::record::GateRecord, $crate::StoreError> {
                 use sqlx::Row as _;
-                use $crate::backend::sql::count_from_db;
-                use $crate::clock::from_ms;
-                use $crate::gate::record::policy_from_json;
-                let target = steadfast::gate::Target::new(
-                    row.try_get::<String, _>("target_type")?,
-                    row.try_get::<String, _>("target_id")?,
-                );
-                let time = |c: &str| -> Result<Option<std::time::SystemTime>, sqlx::Error> {
-                    Ok(row.try_get::<Option<i64>, _>(c)?.map(from_ms))
-                };
-                let policy_json: String = row.try_get("policy")?;
-                let policy = policy_from_json(&policy_json).map_err(|message| {
-                    $crate::StoreError::Corrupt {
-                        target: target.clone(),
-                        message: format!("policy {policy_json:?}: {message}"),
-                    }
-                })?;
-                let version: i64 = row.try_get("version")?;
-                let mut record = $crate::gate::record::GateRecord::new(
-                    target.clone(),
-                    policy,
-                    from_ms(row.try_get("created_ms")?),
-                );
-                record.attempts = count_from_db(row.try_get("attempts")?, &target)?;
-                record.window_retries = count_from_db(row.try_get("window_retries")?, &target)?;
-                record.window_start = time("window_start_ms")?;
-                record.early_retry_used = row.try_get("early_retry_used")?;
-                record.early_requested = row.try_get("early_requested")?;
-                record.last_attempt_at = time("last_attempt_ms")?;
-                record.last_success_at = time("last_success_ms")?;
-                record.next_allowed_at = time("next_allowed_ms")?;
-                record.last_early_granted_at = time("last_early_granted_ms")?;
-                record.last_error = row.try_get("last_error")?;
-                record.version =
-                    u64::try_from(version).map_err(|_| $crate::StoreError::Corrupt {
-                        target: target.clone(),
-                        message: format!("version {version}"),
-                    })?;
-                record.updated_at = from_ms(row.try_get("updated_ms")?);
-                Ok(record)
+                $crate::backend::sql::GateRow {
+                    target_type: row.try_get("target_type")?,
+                    target_id: row.try_get("target_id")?,
+                    attempts: row.try_get("attempts")?,
+                    window_retries: row.try_get("window_retries")?,
+                    window_start_ms: row.try_get("window_start_ms")?,
+                    early_retry_used: row.try_get("early_retry_used")?,
+                    early_requested: row.try_get("early_requested")?,
+                    last_attempt_ms: row.try_get("last_attempt_ms")?,
+                    last_success_ms: row.try_get("last_success_ms")?,
+                    next_allowed_ms: row.try_get("next_allowed_ms")?,
+                    last_early_granted_ms: row.try_get("last_early_granted_ms")?,
+                    last_error: row.try_get("last_error")?,
+                    policy: row.try_get("policy")?,
+                    version: row.try_get("version")?,
+                    created_ms: row.try_get("created_ms")?,
+                    updated_ms: row.try_get("updated_ms")?,
+                }
+                .into_record()
             }
 
             /// Binds every column of `r`, in the order of `COLUMNS`.

@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 
 use super::idempotency_sql::{IdempotencyStatements, sql_idempotency_store};
 use super::queue_sql::{QueueStatements, ROWS_PER_INSERT, sql_queue_store};
-use super::sql::{Dialect, Statements, sql_gate_store};
+use super::sql::{Dialect, GateRow, Statements, sql_gate_store};
 use super::{Filter, GateStore, StoreFuture};
 use crate::StoreError;
 use crate::gate::record::GateRecord;
@@ -105,6 +105,73 @@ pub struct SqliteStore {
     sql: Arc<Statements>,
     queue_sql: Arc<QueueStatements>,
     idempotency_sql: Arc<IdempotencyStatements>,
+    /// Loads on the calling thread, when the store is a file.
+    reader: Option<Arc<Reader>>,
+}
+
+/// A read-only connection that loads gate records on the calling thread. A point read of a
+/// page-cached file takes a few microseconds; the same statement through sqlx's connection
+/// thread costs two thread handoffs, several times that. It never waits: while another task
+/// holds it, or SQLite answers busy, or anything else fails, the load goes through the writer
+/// task, which reports errors. WAL readers do not wait for writers, and each read sees every
+/// commit before it.
+struct Reader(std::sync::Mutex<rusqlite::Connection>);
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
+    }
+}
+
+impl Reader {
+    /// A reader of the file at `path` that runs `load`; `None` for a database that is not a
+    /// file (`sqlite::memory:`) or cannot be opened so.
+    fn open(path: &Path, load: &str) -> Option<Self> {
+        use rusqlite::OpenFlags;
+        if !path.is_file() {
+            return None;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags(path, flags).ok()?;
+        // No busy handler: a busy file is the writer task's to wait on, not this thread's.
+        conn.busy_timeout(Duration::ZERO).ok()?;
+        conn.prepare_cached(load).ok()?;
+        Some(Reader(std::sync::Mutex::new(conn)))
+    }
+
+    /// The record of `target` read by `load`; `None` when the writer task should read it.
+    fn load(&self, load: &str, target: &Target) -> Option<Result<Option<GateRecord>, StoreError>> {
+        use rusqlite::OptionalExtension as _;
+        let conn = self.0.try_lock().ok()?;
+        let mut statement = conn.prepare_cached(load).ok()?;
+        let row = statement
+            .query_row(
+                (target.target_type.as_str(), target.target_id.as_str()),
+                |r| {
+                    Ok(GateRow {
+                        target_type: r.get("target_type")?,
+                        target_id: r.get("target_id")?,
+                        attempts: r.get("attempts")?,
+                        window_retries: r.get("window_retries")?,
+                        window_start_ms: r.get("window_start_ms")?,
+                        early_retry_used: r.get("early_retry_used")?,
+                        early_requested: r.get("early_requested")?,
+                        last_attempt_ms: r.get("last_attempt_ms")?,
+                        last_success_ms: r.get("last_success_ms")?,
+                        next_allowed_ms: r.get("next_allowed_ms")?,
+                        last_early_granted_ms: r.get("last_early_granted_ms")?,
+                        last_error: r.get("last_error")?,
+                        policy: r.get("policy")?,
+                        version: r.get("version")?,
+                        created_ms: r.get("created_ms")?,
+                        updated_ms: r.get("updated_ms")?,
+                    })
+                },
+            )
+            .optional()
+            .ok()?;
+        Some(row.map(GateRow::into_record).transpose())
+    }
 }
 
 /// A load or save for the writer task, with where to send its result.
@@ -169,6 +236,7 @@ impl SqliteStore {
                 Synchronous::Full => SqliteSynchronous::Full,
             })
             .busy_timeout(Duration::from_secs(5));
+        let path = options.get_filename().to_owned();
         // The gate's statements go through one connection held by a writer task, so this
         // process's writes queue in memory, not on SQLite's busy handler (which sleeps in
         // steps of up to 100 ms), and writes that arrive together commit together. A second
@@ -180,6 +248,7 @@ impl SqliteStore {
         migrate(&pool).await?;
         let conn = pool.acquire().await?;
         let sql = Arc::new(Statements::new(Dialect::Sqlite));
+        let reader = Reader::open(&path, &sql.load).map(Arc::new);
         let (jobs, queue) = mpsc::unbounded_channel();
         tokio::spawn(writer(conn, sql.clone(), queue));
         Ok(SqliteStore {
@@ -188,6 +257,7 @@ impl SqliteStore {
             sql,
             queue_sql: Arc::new(QueueStatements::new(Dialect::Sqlite)),
             idempotency_sql: Arc::new(IdempotencyStatements::new(Dialect::Sqlite)),
+            reader,
         })
     }
 
@@ -338,6 +408,10 @@ impl SqliteStore {
 
 impl GateStore for SqliteStore {
     fn load<'a>(&'a self, target: &'a Target) -> StoreFuture<'a, Option<GateRecord>> {
+        let read = self.reader.as_ref();
+        if let Some(done) = read.and_then(|r| r.load(&self.sql.load, target)) {
+            return Box::pin(std::future::ready(done));
+        }
         Box::pin(self.submit(|reply| Job::Load(target.clone(), reply)))
     }
 
@@ -359,5 +433,39 @@ impl GateStore for SqliteStore {
                 .await?;
             Ok(done.rows_affected())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GateStore as _;
+    use crate::gate::record::GateRecord;
+    use steadfast::gate::GateOptions;
+
+    /// A file store loads on the calling thread; while the reader is held the load goes
+    /// through the writer task and reads the same; an in-memory database has no reader.
+    #[tokio::test]
+    async fn a_file_is_read_on_the_calling_thread_and_falls_back_when_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap();
+        let target = Target::new("read", "here");
+        let mut record = GateRecord::new(
+            target.clone(),
+            GateOptions::default(),
+            std::time::SystemTime::UNIX_EPOCH,
+        );
+        record.version = 1;
+        assert!(store.save(&record).await.unwrap());
+        let reader = store.reader.as_ref().expect("a file has a reader");
+        let direct = reader.load(&store.sql.load, &target).expect("read here");
+        assert_eq!(direct.unwrap().as_ref(), Some(&record));
+        let held = reader.0.lock().unwrap();
+        assert!(reader.load(&store.sql.load, &target).is_none());
+        assert_eq!(store.load(&target).await.unwrap(), Some(record));
+        drop(held);
+
+        let memory = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        assert!(memory.reader.is_none());
     }
 }
