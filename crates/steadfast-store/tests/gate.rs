@@ -600,22 +600,36 @@ async fn a_sqlite_read_sees_every_commit_of_another_store_at_once() {
     let writes = RetryGate::new(writer, options.clone())
         .unwrap()
         .with_clock(clock.clone());
-    let reads = RetryGate::new(reader, options).unwrap().with_clock(clock.clone());
+    let reads = RetryGate::new(reader, options)
+        .unwrap()
+        .with_clock(clock.clone());
     let target = Target::new("read", "through");
     assert_eq!(reads.get(&target).await.unwrap(), None);
     for n in 1..=20u32 {
         clock.advance(Duration::from_secs(1));
         let permit = writes.acquire(&target).await.unwrap();
-        permit.failed(format!("failure {n}").as_str()).await.unwrap();
+        permit
+            .failed(format!("failure {n}").as_str())
+            .await
+            .unwrap();
         let written = writes.get(&target).await.unwrap().unwrap();
         let read = reads.get(&target).await.unwrap().unwrap();
         assert_eq!(read, written, "after write {n}");
         assert_eq!(read.attempts, n);
-        assert_eq!(read.last_error.as_deref(), Some(format!("failure {n}").as_str()));
+        assert_eq!(
+            read.last_error.as_deref(),
+            Some(format!("failure {n}").as_str())
+        );
         let decision = reads.check(&target).await.unwrap();
         assert!(decision.allowed, "after write {n}: {decision:?}");
     }
     let later = Target::new("read", "later");
-    writes.acquire(&later).await.unwrap().failed("x").await.unwrap();
+    writes
+        .acquire(&later)
+        .await
+        .unwrap()
+        .failed("x")
+        .await
+        .unwrap();
     assert_eq!(reads.get(&later).await.unwrap().unwrap().attempts, 1);
 }

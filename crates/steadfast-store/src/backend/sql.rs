@@ -137,10 +137,11 @@ impl GateRow {
     pub(crate) fn into_record(self) -> Result<GateRecord, crate::StoreError> {
         use crate::clock::from_ms;
         let target = steadfast::gate::Target::new(self.target_type, self.target_id);
-        let policy = policy_from_json(&self.policy).map_err(|message| crate::StoreError::Corrupt {
-            target: target.clone(),
-            message: format!("policy {:?}: {message}", self.policy),
-        })?;
+        let policy =
+            policy_from_json(&self.policy).map_err(|message| crate::StoreError::Corrupt {
+                target: target.clone(),
+                message: format!("policy {:?}: {message}", self.policy),
+            })?;
         let version = self.version;
         let mut record = GateRecord::new(target.clone(), policy, from_ms(self.created_ms));
         record.attempts = count_from_db(self.attempts, &target)?;
