@@ -439,13 +439,15 @@ impl GateStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::GateStore as _;
     use crate::gate::record::GateRecord;
     use steadfast::gate::GateOptions;
 
     /// A file store loads on the calling thread; while the reader is held the load goes
     /// through the writer task and reads the same; an in-memory database has no reader.
     #[tokio::test]
+    // The reader's lock is held across the store's load on purpose: that load must not wait
+    // for it, and goes through the writer task instead.
+    #[allow(clippy::await_holding_lock)]
     async fn a_file_is_read_on_the_calling_thread_and_falls_back_when_held() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("s.db")).await.unwrap();

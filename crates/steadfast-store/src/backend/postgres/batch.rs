@@ -11,7 +11,6 @@ use sqlx::{PgPool, Row as _};
 use steadfast::gate::Target;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::PostgresStore;
 use crate::StoreError;
 use crate::backend::sql::{COLUMNS, Statements};
 use crate::clock::to_ms;
@@ -157,14 +156,25 @@ impl Columns {
 }
 
 /// What a writer works with.
-pub(super) struct Writer {
+/// How a writer saves one record alone (a batch of one, or each row of a batch that
+/// failed): the store's own compare-and-set.
+pub(super) trait SaveOne: Send + Sync + 'static {
+    fn save_one(
+        conn: &mut sqlx::PgConnection,
+        sql: &Statements,
+        record: &GateRecord,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send;
+}
+
+pub(super) struct Writer<S> {
+    pub(super) store: std::marker::PhantomData<S>,
     pub(super) pool: PgPool,
     pub(super) sql: Arc<Statements>,
     pub(super) batch: Arc<BatchStatements>,
     pub(super) queue: Arc<Mutex<mpsc::UnboundedReceiver<Save>>>,
 }
 
-impl Writer {
+impl<S: SaveOne> Writer<S> {
     /// Takes what has queued up (waiting for one save if none has), writes it, and goes
     /// again, until every sender is gone.
     pub(super) async fn run(self) {
@@ -243,7 +253,7 @@ impl Writer {
         for s in saves {
             let result = async {
                 let mut conn = self.pool.acquire().await?;
-                PostgresStore::save_on(&mut conn, &self.sql, &s.record).await
+                S::save_one(&mut conn, &self.sql, &s.record).await
             };
             let _ = s.reply.send(result.await);
         }

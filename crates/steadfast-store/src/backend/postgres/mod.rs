@@ -12,7 +12,7 @@ use steadfast::gate::Target;
 
 use tokio::sync::{Mutex, mpsc};
 
-use self::batch::{BatchStatements, Save, Writer};
+use self::batch::{BatchStatements, Save, SaveOne, Writer};
 use super::idempotency_sql::{IdempotencyStatements, sql_idempotency_store};
 use super::queue_sql::{QueueStatements, ROWS_PER_INSERT, sql_queue_store};
 use super::sql::{Dialect, Statements, sql_gate_store};
@@ -128,7 +128,8 @@ impl PostgresStore {
         let (saves, queue) = mpsc::unbounded_channel();
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..WRITERS {
-            let writer = Writer {
+            let writer = Writer::<PostgresStore> {
+                store: std::marker::PhantomData,
                 pool: pool.clone(),
                 sql: sql.clone(),
                 batch: batch.clone(),
@@ -185,6 +186,16 @@ sql_idempotency_store!(PostgresStore, sqlx::Postgres);
 impl PostgresStore {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         self.pool.begin().await
+    }
+}
+
+impl SaveOne for PostgresStore {
+    async fn save_one(
+        conn: &mut sqlx::PgConnection,
+        sql: &Statements,
+        record: &GateRecord,
+    ) -> Result<bool, StoreError> {
+        PostgresStore::save_on(conn, sql, record).await
     }
 }
 
