@@ -31,6 +31,7 @@ fn docs_are_in_the_present_tense_and_inside_the_repository() {
     for path in [
         "README.md",
         "ARCHITECTURE.md",
+        "docs/internals.md",
         "docs/benchmarks.md",
         "docs/results.md",
         "docs/integrations/reqwest.md",
