@@ -137,29 +137,41 @@ pub(crate) fn sqlite() -> Vec<Runner> {
 /// A runtime and a store in the bench's own PostgreSQL schema; `None` (with the reason
 /// printed) without a URL.
 pub(crate) fn postgres_store(scenario: &str) -> Option<(Runtime, PostgresStore)> {
+    postgres_store_with(scenario, Synchronous::Full)
+}
+
+fn postgres_store_with(
+    scenario: &str,
+    synchronous: Synchronous,
+) -> Option<(Runtime, PostgresStore)> {
     let Some(url) = POSTGRES_URL.iter().find_map(|v| std::env::var(v).ok()) else {
         eprintln!("{scenario}: skipped, set {} to run it", POSTGRES_URL[1]);
         return None;
     };
     let rt = io_runtime();
     let store = rt
-        .block_on(PostgresStore::connect_in_schema(&url, "steadfast_bench"))
+        .block_on(PostgresStore::connect_with(
+            &url,
+            "steadfast_bench",
+            synchronous,
+        ))
         .expect("PostgreSQL");
     Some((rt, store))
 }
 
-/// acquire + failed on 16 targets at once in PostgreSQL; none without a URL.
+/// acquire + failed on 16 targets at once in PostgreSQL, with the server's
+/// `synchronous_commit` (the default) and with it off; none without a URL.
 pub(crate) fn postgres() -> Vec<Runner> {
-    let Some((rt, store)) = postgres_store("gate-postgres") else {
-        return Vec::new();
-    };
-    vec![runner(
-        "steadfast-postgres-16",
-        rt,
-        gate(store),
-        CONCURRENT_TARGETS,
-        None,
-    )]
+    [
+        ("steadfast-postgres-full-16", Synchronous::Full),
+        ("steadfast-postgres-normal-16", Synchronous::Normal),
+    ]
+    .into_iter()
+    .filter_map(|(name, sync)| {
+        let (rt, store) = postgres_store_with("gate-postgres", sync)?;
+        Some(runner(name, rt, gate(store), CONCURRENT_TARGETS, None))
+    })
+    .collect()
 }
 
 /// `check` of one target that has a record, by one caller: the question a scheduler asks

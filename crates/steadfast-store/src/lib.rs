@@ -55,9 +55,11 @@ pub mod queue;
 pub use backend::PostgresStore;
 #[cfg(feature = "redis")]
 pub use backend::RedisStore;
-pub use backend::{Filter, GateStore, MemoryStore, StoreFuture};
 #[cfg(feature = "sqlite")]
-pub use backend::{SqliteStore, Synchronous};
+pub use backend::SqliteStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use backend::Synchronous;
+pub use backend::{Filter, GateStore, MemoryStore, StoreFuture};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::StoreError;
 pub use gate::{GateError, GateRecord, Permit, RetryGate, RunError};

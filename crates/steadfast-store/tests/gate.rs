@@ -633,3 +633,44 @@ async fn a_sqlite_read_sees_every_commit_of_another_store_at_once() {
         .unwrap();
     assert_eq!(reads.get(&later).await.unwrap().unwrap().attempts, 1);
 }
+
+/// `Synchronous::Normal` on PostgreSQL turns `synchronous_commit` off on the store's own
+/// connections (and only there); the default keeps the server's setting. Either way the
+/// gate's rules run the same.
+#[tokio::test]
+async fn a_postgres_store_commits_as_its_synchronous_setting_says() {
+    use steadfast_store::{PostgresStore, Synchronous};
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    let show = |pool: sqlx::PgPool| async move {
+        let (setting,): (String,) = sqlx::query_as("SHOW synchronous_commit")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        setting
+    };
+    let server = show(sqlx::PgPool::connect(&url).await.unwrap()).await;
+    let full = PostgresStore::connect_in_schema(&url, common::SCHEMA)
+        .await
+        .unwrap();
+    assert_eq!(show(full.pool().clone()).await, server);
+    let normal = PostgresStore::connect_with(&url, common::SCHEMA, Synchronous::Normal)
+        .await
+        .unwrap();
+    assert_eq!(show(normal.pool().clone()).await, "off");
+
+    let gate = RetryGate::new(normal, GateOptions::default()).unwrap();
+    let target = Target::new("sync", unique("normal"));
+    gate.acquire(&target)
+        .await
+        .unwrap()
+        .failed("503")
+        .await
+        .unwrap();
+    let record = gate.get(&target).await.unwrap().unwrap();
+    assert_eq!(
+        (record.attempts, record.last_error.as_deref()),
+        (1, Some("503"))
+    );
+}

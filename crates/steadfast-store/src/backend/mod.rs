@@ -26,8 +26,10 @@ pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::Synchronous;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteStore, Synchronous};
+pub use sqlite::SqliteStore;
 
 use crate::StoreError;
 use crate::gate::record::GateRecord;

@@ -3,6 +3,36 @@
 
 use crate::gate::record::{GateRecord, policy_from_json};
 
+/// How hard a SQL store works to keep a commit through a crash of the machine or of the
+/// database server. Either way a commit survives the application being killed at any point,
+/// and the database is never left half-written.
+///
+/// [`SqliteStore`](crate::SqliteStore) uses `Normal` unless told otherwise;
+/// [`PostgresStore`](crate::PostgresStore) uses `Full`.
+///
+/// # Example
+/// ```
+/// use steadfast_store::Synchronous;
+///
+/// assert_eq!(Synchronous::default(), Synchronous::Normal);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// A commit returns before its write-ahead log reaches the disk. A power cut, a kernel
+    /// crash or (PostgreSQL) a crash of the server may lose the last commits: a gate target
+    /// then forgets its last attempts and may be retried once more. SQLite:
+    /// `synchronous = NORMAL` in WAL mode; PostgreSQL: `synchronous_commit = off` on the
+    /// store's connections (the server flushes within three `wal_writer_delay`s, 600 ms by
+    /// default).
+    #[default]
+    Normal,
+    /// A commit returns once its write-ahead log is on the disk: commits also survive a power
+    /// cut, at the disk's sync latency per commit. SQLite: `synchronous = FULL`; PostgreSQL:
+    /// the server's own `synchronous_commit` (`on` unless configured otherwise).
+    Full,
+}
+
 /// The placeholders and JSON handling of a dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {

@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 
 use super::idempotency_sql::{IdempotencyStatements, sql_idempotency_store};
 use super::queue_sql::{QueueStatements, ROWS_PER_INSERT, sql_queue_store};
-use super::sql::{Dialect, GateRow, Statements, sql_gate_store};
+use super::sql::{Dialect, GateRow, Statements, Synchronous, sql_gate_store};
 use super::{Filter, GateStore, StoreFuture};
 use crate::StoreError;
 use crate::gate::record::GateRecord;
@@ -56,22 +56,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_leased_index.sql"),
     ),
 ];
-
-/// How hard SQLite works to keep a commit through a power cut (its `synchronous` pragma, in
-/// WAL mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Synchronous {
-    /// The default: no `fsync` per commit. A commit survives the process being killed at any
-    /// point (the write-ahead log is in the OS's hands), and the file is never corrupted; a
-    /// power cut or kernel crash may lose the last commits (the target then forgets its last
-    /// attempts and may be retried once more).
-    #[default]
-    Normal,
-    /// An `fsync` of the write-ahead log per commit: commits also survive a power cut, at the
-    /// disk's sync latency per write.
-    Full,
-}
 
 /// Gate records in a SQLite file (WAL mode, busy timeout 5 s), created and migrated on open.
 ///

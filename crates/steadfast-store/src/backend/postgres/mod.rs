@@ -15,7 +15,7 @@ use tokio::sync::{Mutex, mpsc};
 use self::batch::{BatchStatements, Save, SaveOne, Writer};
 use super::idempotency_sql::{IdempotencyStatements, sql_idempotency_store};
 use super::queue_sql::{QueueStatements, ROWS_PER_INSERT, sql_queue_store};
-use super::sql::{Dialect, Statements, sql_gate_store};
+use super::sql::{Dialect, Statements, Synchronous, sql_gate_store};
 use super::{Filter, GateStore, StoreFuture};
 use crate::StoreError;
 use crate::gate::record::GateRecord;
@@ -100,6 +100,28 @@ impl PostgresStore {
 
     /// Connects to `url` and keeps the records in `schema` (letters, digits and `_`).
     pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, schema, Synchronous::Full).await
+    }
+
+    /// Connects to `url`, keeps the records in `schema`, and commits as `synchronous` says:
+    /// [`Synchronous::Normal`] sets `synchronous_commit = off` on the store's connections, so
+    /// a commit does not wait for the server's disk (a crash of the server may lose the last
+    /// moments' commits; an application crash loses nothing).
+    ///
+    /// ```no_run
+    /// use steadfast_store::{PostgresStore, Synchronous};
+    ///
+    /// # async fn open() -> Result<(), steadfast_store::StoreError> {
+    /// let store =
+    ///     PostgresStore::connect_with("postgres://localhost/app", "steadfast", Synchronous::Normal)
+    ///         .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with(
+        url: &str,
+        schema: &str,
+        synchronous: Synchronous,
+    ) -> Result<Self, StoreError> {
         let valid = !schema.is_empty()
             && schema.len() <= 63
             && schema
@@ -114,6 +136,10 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Open(format!("{url}: {e}")))?
             .options([("search_path", schema)]);
+        let options = match synchronous {
+            Synchronous::Normal => options.options([("synchronous_commit", "off")]),
+            Synchronous::Full => options,
+        };
         let pool = PgPoolOptions::new()
             .max_connections(16)
             // No ping before each use: it is a round trip of its own, as long as a gate's
