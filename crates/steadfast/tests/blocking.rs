@@ -168,3 +168,53 @@ fn the_default_one_liner() {
     });
     assert_eq!(value.unwrap(), "done");
 }
+
+/// A blocking call by key fills a timeline as the async call does (every attempt, its wait
+/// and its outcome), beside the executor's observers or without them.
+#[test]
+fn a_blocking_call_by_key_fills_a_timeline() {
+    use std::sync::{Arc, Mutex};
+    use steadfast::observe::{AttemptEnd, Event, Observer, Timeline};
+    use steadfast::policy::Policies;
+    use steadfast::{Executor, Key};
+
+    #[derive(Debug, Default)]
+    struct Started(Mutex<u32>);
+    impl Observer for Started {
+        fn on_event(&self, _: &Key, event: &Event) {
+            if matches!(event, Event::AttemptStarted { .. }) {
+                *self.0.lock().unwrap() += 1;
+            }
+        }
+    }
+
+    let policy = Retry::immediate().max_attempts(4).build().unwrap();
+    for observed in [false, true] {
+        let started = Arc::new(Started::default());
+        let mut builder = Executor::builder().policies(Policies::new(policy.clone()));
+        if observed {
+            builder = builder.shared_observer(started.clone());
+        }
+        let executor = builder.build();
+        let mut timeline = Timeline::default();
+        let mut tries = 0;
+        let value = executor
+            .call_blocking("disk.Read", || {
+                tries += 1;
+                if tries < 3 { Err("busy") } else { Ok(tries) }
+            })
+            .timeline(&mut timeline)
+            .run();
+        assert_eq!(value.unwrap(), 3);
+        let attempts = timeline.attempts();
+        assert_eq!(attempts.len(), 3, "observed: {observed}");
+        assert_eq!(
+            attempts.iter().map(|a| a.index()).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(attempts[0].delay_before(), Duration::ZERO);
+        assert_eq!(attempts[1].delay_before(), Duration::ZERO);
+        assert_eq!(attempts[2].end(), AttemptEnd::Ok);
+        assert_eq!(*started.0.lock().unwrap(), if observed { 3 } else { 0 });
+    }
+}

@@ -6,13 +6,13 @@ use super::{Executor, Handle};
 use crate::chain::{self, Properties};
 use crate::classify::Classifier;
 use crate::error::Error;
-use crate::observe::{PolicyEvent, Probe};
+use crate::observe::{Both, PolicyEvent, Probe, Timeline};
 use crate::retry::{
     ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook,
 };
 
-/// One blocking call by key; the mirror of [`KeyCall`](super::KeyCall) (without the gate, idempotency,
-/// cancellation and timeline, whose stores and signals are async), made by
+/// One blocking call by key; the mirror of [`KeyCall`](super::KeyCall) (without the gate,
+/// idempotency and cancellation, whose stores and signals are async), made by
 /// [`Executor::call_blocking`] or [`Handle::call_blocking`].
 ///
 /// # Example
@@ -39,6 +39,7 @@ pub struct BlockingKeyCall<'e, F, C = FromPlan, R = NoHook, X = NoHook, W = NoFa
     on_exhausted: X,
     fallback: W,
     properties: Properties,
+    timeline: Option<&'e mut Timeline>,
 }
 
 impl<F, C, R, X, W> std::fmt::Debug for BlockingKeyCall<'_, F, C, R, X, W> {
@@ -67,6 +68,7 @@ impl<'e, F> BlockingKeyCall<'e, F> {
             on_exhausted: NoHook,
             fallback: NoFallback,
             properties: Properties::default(),
+            timeline: None,
         }
     }
 }
@@ -88,6 +90,7 @@ where
             on_exhausted: self.on_exhausted,
             fallback: self.fallback,
             properties: self.properties,
+            timeline: self.timeline,
         }
     }
 
@@ -105,12 +108,19 @@ where
             on_exhausted: self.on_exhausted,
             fallback: self.fallback,
             properties: self.properties,
+            timeline: self.timeline,
         }
     }
 
     /// Hands `properties` to the key's custom policies.
     pub fn properties(mut self, properties: Properties) -> Self {
         self.properties = properties;
+        self
+    }
+
+    /// Reports the call's attempts to `timeline` too.
+    pub fn timeline(mut self, timeline: &'e mut Timeline) -> Self {
+        self.timeline = Some(timeline);
         self
     }
 
@@ -124,6 +134,7 @@ where
             on_exhausted: self.on_exhausted,
             fallback,
             properties: self.properties,
+            timeline: self.timeline,
         }
     }
 
@@ -140,6 +151,7 @@ where
             on_exhausted: self.on_exhausted,
             fallback: self.fallback,
             properties: self.properties,
+            timeline: self.timeline,
         }
     }
 
@@ -156,6 +168,7 @@ where
             on_exhausted: OnExhaustedFn(hook),
             fallback: self.fallback,
             properties: self.properties,
+            timeline: self.timeline,
         }
     }
 
@@ -194,10 +207,11 @@ where
                 .classify(classifier)
                 .on_hooks(self.on_retry, self.on_exhausted)
                 .with_guards(bound.guards());
-            if inner.observed() {
-                call.run_with_probe(inner.observers(key))
-            } else {
-                call.run()
+            match (self.timeline, inner.observed()) {
+                (None, false) => call.run(),
+                (None, true) => call.run_with_probe(inner.observers(key)),
+                (Some(timeline), false) => call.run_with_probe(timeline),
+                (Some(timeline), true) => call.run_with_probe(Both(timeline, inner.observers(key))),
             }
         };
         let result = if plan.policies().is_empty() {
