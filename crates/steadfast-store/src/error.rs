@@ -11,6 +11,10 @@ pub enum StoreError {
     /// The database reported an error (unreachable, a constraint, a timeout).
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     Database(sqlx::Error),
+    /// SQLite reported an error on the connection a file store writes and reads gate records
+    /// with (a busy file past the busy timeout, a full disk).
+    #[cfg(feature = "sqlite")]
+    Sqlite(rusqlite::Error),
     /// A stored record could not be read back (its policy snapshot, a negative count).
     Corrupt {
         /// Whose record.
@@ -55,6 +59,8 @@ impl fmt::Display for StoreError {
         match self {
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             StoreError::Database(e) => write!(f, "database: {e}"),
+            #[cfg(feature = "sqlite")]
+            StoreError::Sqlite(e) => write!(f, "database: {e}"),
             StoreError::Corrupt { target, message } => {
                 write!(f, "the record of {target} is unreadable: {message}")
             }
@@ -87,6 +93,8 @@ impl std::error::Error for StoreError {
         match self {
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             StoreError::Database(e) => Some(e),
+            #[cfg(feature = "sqlite")]
+            StoreError::Sqlite(e) => Some(e),
             #[cfg(feature = "redis")]
             StoreError::Redis(e) => Some(e),
             _ => None,
@@ -98,6 +106,13 @@ impl std::error::Error for StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Database(e)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
     }
 }
 

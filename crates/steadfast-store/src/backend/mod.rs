@@ -17,6 +17,8 @@ mod redis;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_file;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -18,7 +18,8 @@ use sqlx::sqlite::{
 
 use super::idempotency_sql::{IdempotencyStatements, sql_idempotency_store};
 use super::queue_sql::{QueueStatements, ROWS_PER_INSERT, sql_queue_store};
-use super::sql::{Dialect, GateRow, Statements, Synchronous, sql_gate_store};
+use super::sql::{Dialect, Statements, Synchronous, sql_gate_store};
+use super::sqlite_file::{Done, Job, Reader, run_failed, spawn_writer};
 use super::{Filter, GateStore, StoreFuture};
 use crate::StoreError;
 use crate::gate::record::GateRecord;
@@ -93,89 +94,6 @@ pub struct SqliteStore {
     reader: Option<Arc<Reader>>,
 }
 
-/// A read-only connection that loads gate records on the calling thread. A point read of a
-/// page-cached file takes a few microseconds; the same statement through sqlx's connection
-/// thread costs two thread handoffs, several times that. It never waits: while another task
-/// holds it, or SQLite answers busy, or anything else fails, the load goes through the writer
-/// task, which reports errors. WAL readers do not wait for writers, and each read sees every
-/// commit before it.
-struct Reader(std::sync::Mutex<rusqlite::Connection>);
-
-impl std::fmt::Debug for Reader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Reader")
-    }
-}
-
-impl Reader {
-    /// A reader of the file at `path` that runs `load`; `None` for a database that is not a
-    /// file (`sqlite::memory:`) or cannot be opened so.
-    fn open(path: &Path, load: &str) -> Option<Self> {
-        use rusqlite::OpenFlags;
-        if !path.is_file() {
-            return None;
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = rusqlite::Connection::open_with_flags(path, flags).ok()?;
-        // No busy handler: a busy file is the writer task's to wait on, not this thread's.
-        conn.busy_timeout(Duration::ZERO).ok()?;
-        conn.prepare_cached(load).ok()?;
-        Some(Reader(std::sync::Mutex::new(conn)))
-    }
-
-    /// The record of `target` read by `load`; `None` when the writer task should read it.
-    fn load(&self, load: &str, target: &Target) -> Option<Result<Option<GateRecord>, StoreError>> {
-        use rusqlite::OptionalExtension as _;
-        let conn = self.0.try_lock().ok()?;
-        let mut statement = conn.prepare_cached(load).ok()?;
-        let row = statement
-            .query_row(
-                (target.target_type.as_str(), target.target_id.as_str()),
-                |r| {
-                    Ok(GateRow {
-                        target_type: r.get("target_type")?,
-                        target_id: r.get("target_id")?,
-                        attempts: r.get("attempts")?,
-                        window_retries: r.get("window_retries")?,
-                        window_start_ms: r.get("window_start_ms")?,
-                        early_retry_used: r.get("early_retry_used")?,
-                        early_requested: r.get("early_requested")?,
-                        last_attempt_ms: r.get("last_attempt_ms")?,
-                        last_success_ms: r.get("last_success_ms")?,
-                        next_allowed_ms: r.get("next_allowed_ms")?,
-                        last_early_granted_ms: r.get("last_early_granted_ms")?,
-                        last_error: r.get("last_error")?,
-                        policy: r.get("policy")?,
-                        version: r.get("version")?,
-                        created_ms: r.get("created_ms")?,
-                        updated_ms: r.get("updated_ms")?,
-                    })
-                },
-            )
-            .optional()
-            .ok()?;
-        Some(row.map(GateRow::into_record).transpose())
-    }
-}
-
-/// A load or save for the writer task, with where to send its result.
-enum Job {
-    Load(
-        Target,
-        oneshot::Sender<Result<Option<GateRecord>, StoreError>>,
-    ),
-    Save(Box<GateRecord>, oneshot::Sender<Result<bool, StoreError>>),
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Job::Load(t, _) => write!(f, "Load({t})"),
-            Job::Save(r, _) => write!(f, "Save({} v{})", r.target, r.version),
-        }
-    }
-}
-
 /// Jobs one transaction takes at most.
 const MAX_BATCH: usize = 128;
 
@@ -221,20 +139,29 @@ impl SqliteStore {
             })
             .busy_timeout(Duration::from_secs(5));
         let path = options.get_filename().to_owned();
-        // The gate's statements go through one connection held by a writer task, so this
-        // process's writes queue in memory, not on SQLite's busy handler (which sleeps in
-        // steps of up to 100 ms), and writes that arrive together commit together. A second
-        // connection serves `pool()`. Other processes share the file.
+        // The gate's writes go to one connection of their own (a file's: rusqlite on a thread
+        // of the store's; otherwise sqlx's, held by a writer task), so this process's writes
+        // queue in memory, not on SQLite's busy handler (which sleeps in steps of up to
+        // 100 ms), and writes that arrive together commit together. The pool serves the
+        // queue, idempotency keys and `pool()`. Other processes share the file.
         let pool = SqlitePoolOptions::new()
             .max_connections(2)
             .connect_with(options)
             .await?;
         migrate(&pool).await?;
-        let conn = pool.acquire().await?;
         let sql = Arc::new(Statements::new(Dialect::Sqlite));
-        let reader = Reader::open(&path, &sql.load).map(Arc::new);
-        let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(writer(conn, sql.clone(), queue));
+        let file = path.is_file();
+        let reader = file
+            .then(|| Reader::open(&path, &sql.load).map(Arc::new))
+            .flatten();
+        let jobs = match file.then(|| spawn_writer(&path, synchronous, sql.clone())) {
+            Some(Ok(jobs)) => jobs,
+            _ => {
+                let (jobs, queue) = mpsc::unbounded_channel();
+                tokio::spawn(writer(pool.acquire().await?, sql.clone(), queue));
+                jobs
+            }
+        };
         Ok(SqliteStore {
             pool,
             jobs,
@@ -295,7 +222,7 @@ async fn writer(
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if batch.len() == 1 {
             if let Some(job) = batch.pop() {
-                job.run(&mut conn, &sql).await.answer();
+                run(&mut conn, &sql, job).await.answer();
             }
             continue;
         }
@@ -303,71 +230,27 @@ async fn writer(
     }
 }
 
-/// A job's result, held until the commit decides (briefly: boxing would cost more).
-#[allow(clippy::large_enum_variant)]
-enum Done {
-    Load(
-        Result<Option<GateRecord>, StoreError>,
-        oneshot::Sender<Result<Option<GateRecord>, StoreError>>,
-    ),
-    Save(
-        Result<bool, StoreError>,
-        oneshot::Sender<Result<bool, StoreError>>,
-    ),
-}
-
-impl Job {
-    async fn run(self, conn: &mut SqliteConnection, sql: &Statements) -> Done {
-        match self {
-            Job::Load(target, reply) => {
-                Done::Load(SqliteStore::load_on(conn, sql, &target).await, reply)
-            }
-            Job::Save(record, reply) => {
-                Done::Save(SqliteStore::save_on(conn, sql, &record).await, reply)
-            }
+/// Runs `job` on `conn` (the writer task's).
+async fn run(conn: &mut SqliteConnection, sql: &Statements, job: Job) -> Done {
+    match job {
+        Job::Load(target, reply) => {
+            Done::Load(SqliteStore::load_on(conn, sql, &target).await, reply)
+        }
+        Job::Save(record, reply) => {
+            Done::Save(SqliteStore::save_on(conn, sql, &record).await, reply)
         }
     }
-
-    /// Answers that the batch this job was in did not commit.
-    fn fail(self, message: &str) {
-        match self {
-            Job::Load(_, reply) => drop(reply.send(not_committed(message))),
-            Job::Save(_, reply) => drop(reply.send(not_committed(message))),
-        }
-    }
-}
-
-impl Done {
-    /// Sends the result to whoever submitted the job (gone: nothing to do).
-    fn answer(self) {
-        match self {
-            Done::Load(r, reply) => drop(reply.send(r)),
-            Done::Save(r, reply) => drop(reply.send(r)),
-        }
-    }
-
-    /// Answers that the batch did not commit, whatever the statement returned.
-    fn fail(self, message: &str) {
-        match self {
-            Done::Load(_, reply) => drop(reply.send(not_committed(message))),
-            Done::Save(_, reply) => drop(reply.send(not_committed(message))),
-        }
-    }
-}
-
-fn not_committed<T>(message: &str) -> Result<T, StoreError> {
-    Err(StoreError::Batch(message.to_owned()))
 }
 
 async fn run_batch(conn: &mut SqliteConnection, sql: &Statements, batch: &mut Vec<Job>) {
     if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
         let message = e.to_string();
-        batch.drain(..).for_each(|job| job.fail(&message));
+        batch.drain(..).for_each(|job| run_failed(job, &message));
         return;
     }
     let mut done = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
-        done.push(job.run(conn, sql).await);
+        done.push(run(conn, sql, job).await);
     }
     match sqlx::query("COMMIT").execute(&mut *conn).await {
         Ok(_) => done.into_iter().for_each(Done::answer),
@@ -427,10 +310,10 @@ mod tests {
     use steadfast::gate::GateOptions;
 
     /// A file store loads on the calling thread; while the reader is held the load goes
-    /// through the writer task and reads the same; an in-memory database has no reader.
+    /// to the writer and reads the same; an in-memory database has no reader.
     #[tokio::test]
     // The reader's lock is held across the store's load on purpose: that load must not wait
-    // for it, and goes through the writer task instead.
+    // for it, and goes to the writer instead.
     #[allow(clippy::await_holding_lock)]
     async fn a_file_is_read_on_the_calling_thread_and_falls_back_when_held() {
         let dir = tempfile::tempdir().unwrap();
@@ -446,12 +329,17 @@ mod tests {
         let reader = store.reader.as_ref().expect("a file has a reader");
         let direct = reader.load(&store.sql.load, &target).expect("read here");
         assert_eq!(direct.unwrap().as_ref(), Some(&record));
-        let held = reader.0.lock().unwrap();
+        let held = reader.hold();
         assert!(reader.load(&store.sql.load, &target).is_none());
-        assert_eq!(store.load(&target).await.unwrap(), Some(record));
+        assert_eq!(store.load(&target).await.unwrap(), Some(record.clone()));
         drop(held);
 
+        // An in-memory database has no file to open twice: its loads and saves go through
+        // the sqlx writer task.
         let memory = SqliteStore::connect("sqlite::memory:").await.unwrap();
         assert!(memory.reader.is_none());
+        assert!(memory.save(&record).await.unwrap());
+        assert!(!memory.save(&record).await.unwrap(), "version 1 twice");
+        assert_eq!(memory.load(&target).await.unwrap(), Some(record));
     }
 }
