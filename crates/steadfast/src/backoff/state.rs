@@ -130,7 +130,7 @@ impl Backoff {
     /// The next delay, given how the last attempt was classified (custom functions see it).
     #[inline]
     pub fn next_after(&mut self, outcome: Option<&Outcome>) -> Option<Duration> {
-        self.schedule.next(&self.options, &self.steps, outcome)
+        self.schedule.step(&self.options, &self.steps, outcome)
     }
 
     /// Sleeps for the next delay on tokio's clock and returns it; `None` (at once) if the
@@ -169,12 +169,20 @@ impl Schedule {
         steps: &Steps,
         outcome: Option<&Outcome>,
     ) -> Option<Duration> {
+        self.step(options, steps, outcome)
+    }
+
+    /// [`next`](Self::next), always inline: the computed kinds are a few instructions, and a
+    /// schedule read in a loop (`Backoff`'s iterator) keeps them in the loop. The kinds that
+    /// draw or call out (decorrelated, custom) run out of line.
+    #[inline(always)]
+    fn step(
+        &mut self,
+        options: &BackoffOptions,
+        steps: &Steps,
+        outcome: Option<&Outcome>,
+    ) -> Option<Duration> {
         let retry = self.retry.saturating_add(1);
-        let args = DelayArgs {
-            retry,
-            outcome,
-            previous: self.previous,
-        };
         let (max, base) = (steps.max, steps.base);
         let first = retry == 1;
         let raw = match &options.kind {
@@ -192,17 +200,43 @@ impl Schedule {
                 };
                 base.saturating_mul(self.fib.1)
             }
-            BackoffKind::Decorrelated => {
-                let previous = self.previous.map_or(base, nanos).max(base);
-                rng(&mut self.rng).u64(base..=previous.saturating_mul(3))
+            BackoffKind::Decorrelated | BackoffKind::Custom(_) => {
+                self.drawn(options, steps, retry, outcome)?
             }
-            BackoffKind::Custom(f) => nanos(f.call(&args)?),
         };
         let delay = Duration::from_nanos(jitter(options.jitter, raw.min(max), max, &mut self.rng));
         self.raw = raw;
         self.retry = retry;
         self.previous = Some(delay);
         Some(delay)
+    }
+
+    /// The raw delay of the kinds that draw a number or call a function; `None` when a
+    /// custom function stops.
+    #[inline(never)]
+    fn drawn(
+        &mut self,
+        options: &BackoffOptions,
+        steps: &Steps,
+        retry: u32,
+        outcome: Option<&Outcome>,
+    ) -> Option<u64> {
+        let base = steps.base;
+        match &options.kind {
+            BackoffKind::Decorrelated => {
+                let previous = self.previous.map_or(base, nanos).max(base);
+                Some(rng(&mut self.rng).u64(base..=previous.saturating_mul(3)))
+            }
+            BackoffKind::Custom(f) => {
+                let args = DelayArgs {
+                    retry,
+                    outcome,
+                    previous: self.previous,
+                };
+                f.call(&args).map(nanos)
+            }
+            _ => Some(base),
+        }
     }
 }
 

@@ -204,13 +204,25 @@ impl Breaker {
     }
 
     /// Reports the outcome of an attempt let through on `ticket`, as
-    /// [`Permit::record`] does.
-    #[inline]
+    /// [`Permit::record`] does. Out of line and lean: a failure-rate breaker over the last N
+    /// calls whose slot held a call that ended the same way changes nothing.
+    #[inline(never)]
     pub(crate) fn settle_closed(&self, ticket: ClosedTicket, outcome: &Outcome) {
         // As the closed permit of `ticket` would record it, without making one to drop.
         let s = &*self.shared;
-        let failed = s.options.failures.counts(outcome);
-        let _ = s.record_closed(ticket.epoch, failed, s.is_slow(ticket.started));
+        let failed = !matches!(outcome, Outcome::Success) && s.options.failures.counts(outcome);
+        if let (None, BreakerKind::FailureRate { .. }, Some(Stats::Count(window))) =
+            (ticket.started, &s.options.kind, &s.stats)
+        {
+            if s.epoch.load(Ordering::Acquire) != ticket.epoch {
+                return; // let through before the last change of state
+            }
+            if let Some(totals) = window.record_changed(failed, false) {
+                let _ = s.failure_rate_decides(ticket.epoch, totals);
+            }
+            return;
+        }
+        let _ = s.record_closed_other(ticket.epoch, failed, s.is_slow(ticket.started));
     }
 
     /// Forces it open until [`reset`](Self::reset): every call is refused.
@@ -234,10 +246,12 @@ impl Shared {
     /// Whether an attempt started at `started` counts as slow.
     #[inline]
     fn is_slow(&self, started: Option<Instant>) -> bool {
-        match (&self.options.kind, started) {
-            (BreakerKind::FailureRate { slow: Some(s), .. }, Some(at)) => {
-                at.elapsed() >= s.duration
-            }
+        // No start is kept unless slow calls are timed: most calls end at the first test.
+        let Some(at) = started else {
+            return false;
+        };
+        match &self.options.kind {
+            BreakerKind::FailureRate { slow: Some(s), .. } => at.elapsed() >= s.duration,
             _ => false,
         }
     }
@@ -366,9 +380,28 @@ impl Shared {
         })
     }
 
-    /// A closed-state result.
+    /// A closed-state result. A failure-rate breaker over the last N calls (the common
+    /// kind) is recorded inline; every other kind out of line.
     #[inline]
     fn record_closed(&self, epoch: u32, failed: bool, slow: bool) -> Option<Transition> {
+        if let (BreakerKind::FailureRate { .. }, Some(Stats::Count(window))) =
+            (&self.options.kind, &self.stats)
+        {
+            if self.epoch.load(Ordering::Acquire) != epoch {
+                return None; // let through before the last change of state
+            }
+            // Totals that did not change decide what they decided before: not to trip.
+            return match window.record_changed(failed, slow) {
+                None => None,
+                Some(totals) => self.failure_rate_decides(epoch, totals),
+            };
+        }
+        self.record_closed_other(epoch, failed, slow)
+    }
+
+    /// [`record_closed`](Self::record_closed) for every kind and window.
+    #[inline(never)]
+    fn record_closed_other(&self, epoch: u32, failed: bool, slow: bool) -> Option<Transition> {
         if self.epoch.load(Ordering::Acquire) != epoch {
             return None; // let through before the last change of state
         }
@@ -384,22 +417,18 @@ impl Shared {
                     false
                 }
             }
-            BreakerKind::FailureRate {
-                threshold,
-                min_calls,
-                slow: slow_calls,
-                ..
-            } => {
+            BreakerKind::FailureRate { .. } => {
                 let stats = self.stats.as_ref();
                 let now = match stats {
                     Some(s) if s.timed() => self.nanos(Instant::now()),
                     _ => 0,
                 };
-                let totals = stats.map_or(Totals::default(), |s| s.record(now, failed, slow));
-                totals.calls >= (*min_calls).max(1)
-                    && (rate(totals.failures, totals.calls) >= *threshold
-                        || slow_calls
-                            .is_some_and(|s| rate(totals.slow, totals.calls) >= s.threshold))
+                // Totals that did not change decide what they decided before: not to trip.
+                return match stats.map(|s| s.record_changed(now, failed, slow)) {
+                    Some(None) => None,
+                    Some(Some(totals)) => self.failure_rate_decides(epoch, totals),
+                    None => self.failure_rate_decides(epoch, Totals::default()),
+                };
             }
             BreakerKind::Adaptive { base, max, .. } => {
                 let now = self.nanos(Instant::now());
@@ -418,11 +447,32 @@ impl Shared {
                 }
             }
         };
-        if !trip {
+        if trip { self.trip(epoch) } else { None }
+    }
+
+    /// Whether a failure-rate breaker's new `totals` open it (out of line: a closed breaker's
+    /// calls mostly leave the totals as they were).
+    #[inline(never)]
+    fn failure_rate_decides(&self, epoch: u32, totals: Totals) -> Option<Transition> {
+        let BreakerKind::FailureRate {
+            threshold,
+            min_calls,
+            slow: slow_calls,
+            ..
+        } = &self.options.kind
+        else {
             return None;
-        }
+        };
+        let trip = totals.calls >= (*min_calls).max(1)
+            && (rate(totals.failures, totals.calls) >= *threshold
+                || slow_calls.is_some_and(|s| rate(totals.slow, totals.calls) >= s.threshold));
+        if trip { self.trip(epoch) } else { None }
+    }
+
+    /// Opens the breaker if it is still closed in `epoch`: only the first to see the
+    /// threshold crossed in this closed spell opens it.
+    fn trip(&self, epoch: u32) -> Option<Transition> {
         let mut t = self.lock();
-        // Only the first to see the threshold crossed in this closed spell opens it.
         if self.state.load(Ordering::Acquire) != CLOSED
             || self.epoch.load(Ordering::Acquire) != epoch
         {

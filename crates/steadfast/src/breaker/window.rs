@@ -56,9 +56,26 @@ impl CountWindow {
     }
 
     pub(crate) fn record(&self, failed: bool, slow: bool) -> Totals {
+        self.record_changed(failed, slow)
+            .unwrap_or_else(|| self.totals())
+    }
+
+    /// Records a call; `None` when it took the place of a call that ended the same way, so
+    /// the totals are what they were.
+    #[inline(always)]
+    pub(crate) fn record_changed(&self, failed: bool, slow: bool) -> Option<Totals> {
         let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.slots.len() as u64;
         let new = FILLED | if failed { FAILED } else { 0 } | if slow { SLOW } else { 0 };
         let old = self.slots[i as usize].swap(new, Ordering::AcqRel);
+        if old == new {
+            return None;
+        }
+        Some(self.replaced(old, failed, slow))
+    }
+
+    /// Adjusts the totals for a slot that held `old`, and reads them.
+    #[inline(never)]
+    fn replaced(&self, old: u8, failed: bool, slow: bool) -> Totals {
         adjust(&self.calls, old & FILLED != 0, true);
         adjust(&self.failures, old & FAILED != 0, failed);
         adjust(&self.slow, old & SLOW != 0, slow);
@@ -185,6 +202,16 @@ impl Stats {
         }
     }
 
+    /// Records a call; `None` when the totals are what they were (a count window's slot
+    /// that held a call that ended the same way), so nothing decided from them can change.
+    #[inline]
+    pub(crate) fn record_changed(&self, now: u64, failed: bool, slow: bool) -> Option<Totals> {
+        match self {
+            Stats::Count(w) => w.record_changed(failed, slow),
+            Stats::Time(w) => Some(w.record(now, failed, slow)),
+        }
+    }
+
     pub(crate) fn reset(&self) {
         match self {
             Stats::Count(w) => w.reset(),
@@ -219,6 +246,18 @@ mod tests {
         w.record(false, false); // pushes out the first failure
         assert_eq!(w.totals().failures, 1);
         assert_eq!(w.totals().calls, 3);
+        // Slots now: (failed, slow), ok, ok. A failure in the place of a failure changes
+        // nothing; a success in the place of a success neither.
+        assert_eq!(w.record_changed(true, true), None);
+        assert_eq!(w.record_changed(false, false), None);
+        assert_eq!(
+            w.record_changed(true, false),
+            Some(Totals {
+                calls: 3,
+                failures: 2,
+                slow: 1
+            })
+        );
     }
 
     #[test]

@@ -242,10 +242,12 @@ where
             }
             // A breaker alone keeps the fast path while it is closed; open or half-open, the
             // engine takes a real permit (or is refused).
-            let ticket = match set.breaker.map(|b| (b, b.closed_ticket())) {
+            let ticket = match set.breaker {
                 None => None,
-                Some((b, Some(ticket))) => Some((b, ticket)),
-                Some((_, None)) => break 'fast None,
+                Some(b) => match b.closed_ticket() {
+                    Some(ticket) => Some((b, ticket)),
+                    None => break 'fast None,
+                },
             };
             let result = op().await;
             let outcome = classifier.classify(&result);
