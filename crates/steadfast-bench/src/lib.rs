@@ -126,6 +126,7 @@ impl Scenario {
     pub fn min_iters(self) -> u64 {
         match self {
             Scenario::QueueSqlite | Scenario::QueuePostgres => 10_000,
+            Scenario::GateSqlite | Scenario::GatePostgres => 10_000,
             Scenario::WorkerSqlite | Scenario::WorkerPostgres => 5_000,
             _ => 10,
         }

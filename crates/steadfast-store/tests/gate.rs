@@ -535,6 +535,38 @@ async fn concurrent_saves_each_win_or_lose_on_their_own_version() {
             };
             assert_eq!(back, want, "{store}: target {i}");
         }
+
+        // At once: even targets write version 3 with the policy stored (which a store may
+        // leave as it is), odd ones with a new policy (a success adopting a plan's options).
+        let adopted = |i: usize| GateOptions::default().max_retries(100 + i as u32);
+        let tasks: Vec<_> = (0..TARGETS)
+            .map(|i| {
+                let mut r = record(i, 3, Some("third"));
+                let st = s.store.clone();
+                tokio::spawn(async move {
+                    if i.is_multiple_of(2) {
+                        st.save_same_policy(&r).await
+                    } else {
+                        r.policy = adopted(i);
+                        st.save(&r).await
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap().unwrap(), "{store}: version 3");
+        }
+        for i in 0..TARGETS {
+            let target = Target::new(kind.clone(), i.to_string());
+            let back = s.store.load(&target).await.unwrap().unwrap();
+            let want = if i.is_multiple_of(2) {
+                GateOptions::default().max_retries(i as u32)
+            } else {
+                adopted(i)
+            };
+            assert_eq!(back.policy, want, "{store}: target {i}'s policy");
+            assert_eq!(back.last_error.as_deref(), Some("third"), "{store}");
+        }
     }
 }
 

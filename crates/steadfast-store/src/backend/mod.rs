@@ -90,6 +90,14 @@ pub trait GateStore: Send + Sync + 'static {
     /// writer came first.
     fn save<'a>(&'a self, record: &'a GateRecord) -> StoreFuture<'a, bool>;
 
+    /// Writes `record` as [`save`](Self::save) does, where `record.policy` is the policy of
+    /// the version it replaces: a store may leave the stored policy as it is (the gate's
+    /// attempts and failures; a success or reset may change it). The default saves the whole
+    /// record.
+    fn save_same_policy<'a>(&'a self, record: &'a GateRecord) -> StoreFuture<'a, bool> {
+        self.save(record)
+    }
+
     /// The records `filter` picks, by target type then id.
     fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<GateRecord>>;
 
@@ -106,6 +114,10 @@ impl<S: GateStore + ?Sized> GateStore for std::sync::Arc<S> {
 
     fn save<'a>(&'a self, record: &'a GateRecord) -> StoreFuture<'a, bool> {
         (**self).save(record)
+    }
+
+    fn save_same_policy<'a>(&'a self, record: &'a GateRecord) -> StoreFuture<'a, bool> {
+        (**self).save_same_policy(record)
     }
 
     fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<GateRecord>> {

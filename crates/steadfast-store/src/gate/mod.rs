@@ -439,6 +439,20 @@ impl RetryGate {
         }
     }
 
+    /// Writes `record` over the version before it, whose policy was `before` (`None`: no
+    /// stored version).
+    async fn save(
+        &self,
+        record: &GateRecord,
+        before: Option<&GateOptions>,
+    ) -> Result<bool, StoreError> {
+        if before == Some(&record.policy) {
+            self.inner.store.save_same_policy(record).await
+        } else {
+            self.inner.store.save(record).await
+        }
+    }
+
     /// Reads `target`'s record (or a new one under `options`), lets `change` edit it, and
     /// writes it if `change` says so, over the version read; a lost race decides again.
     /// With `known`, the first round starts from the record this process saw last, trusted
@@ -469,6 +483,7 @@ impl RetryGate {
                     None => GateRecord::new(target.clone(), options.clone(), now),
                 },
             };
+            let policy = (record.version > 0).then(|| record.policy.clone());
             if !change(&mut record, now) {
                 if from_cache {
                     continue; // a decision not to write, on a record that may be stale
@@ -476,7 +491,7 @@ impl RetryGate {
                 return Ok(Some(record));
             }
             record.version += 1;
-            if self.inner.store.save(&record).await? {
+            if self.save(&record, policy.as_ref()).await? {
                 self.inner.remember(&record);
                 return Ok(Some(record));
             }
@@ -528,9 +543,10 @@ impl Permit {
     async fn finish(self, change: impl Fn(&mut GateRecord, SystemTime)) -> Result<(), StoreError> {
         let now = self.gate.now();
         let mut record = self.record;
+        let policy = record.policy.clone();
         change(&mut record, now);
         record.version += 1;
-        if self.gate.inner.store.save(&record).await? {
+        if self.gate.save(&record, Some(&policy)).await? {
             self.gate.inner.remember(&record);
             return Ok(());
         }

@@ -22,6 +22,8 @@ const MAX_BATCH: usize = 256;
 /// A save for the writers, with where to send whether it won.
 pub(super) struct Save {
     pub(super) record: Box<GateRecord>,
+    /// The stored version holds this record's policy: the update leaves it.
+    pub(super) same_policy: bool,
     pub(super) reply: oneshot::Sender<Result<bool, StoreError>>,
 }
 
@@ -52,9 +54,13 @@ impl BatchStatements {
             "policy" => "v.policy::jsonb".to_owned(),
             _ => format!("v.{c}"),
         };
+        // A row whose policy comes as NULL keeps the stored one: no JSON to parse.
         let sets: Vec<String> = COLUMNS[2..]
             .iter()
-            .map(|c| format!("{c} = {}", value(c)))
+            .map(|c| match *c {
+                "policy" => "policy = COALESCE(v.policy::jsonb, g.policy)".to_owned(),
+                _ => format!("{c} = {}", value(c)),
+            })
             .collect();
         let values: Vec<String> = COLUMNS.iter().map(|c| value(c)).collect();
         let expected = COLUMNS.len() + 1;
@@ -93,7 +99,8 @@ struct Columns {
     next_allowed: Vec<Option<i64>>,
     last_early_granted: Vec<Option<i64>>,
     last_error: Vec<Option<String>>,
-    policy: Vec<String>,
+    /// `None`: the row keeps its stored policy.
+    policy: Vec<Option<String>>,
     version: Vec<i64>,
     created: Vec<i64>,
     updated: Vec<i64>,
@@ -102,9 +109,9 @@ struct Columns {
 }
 
 impl Columns {
-    fn of<'a>(records: impl Iterator<Item = &'a GateRecord>) -> Self {
+    fn of<'a>(saves: impl Iterator<Item = (&'a GateRecord, bool)>) -> Self {
         let mut c = Columns::default();
-        for r in records {
+        for (r, same_policy) in saves {
             let version = i64::try_from(r.version).unwrap_or(i64::MAX);
             c.target_type.push(r.target.target_type.clone());
             c.target_id.push(r.target.target_id.clone());
@@ -119,7 +126,8 @@ impl Columns {
             c.last_early_granted
                 .push(r.last_early_granted_at.map(to_ms));
             c.last_error.push(r.last_error.clone());
-            c.policy.push(policy_to_json(&r.policy));
+            c.policy
+                .push((!same_policy).then(|| policy_to_json(&r.policy)));
             c.version.push(version);
             c.created.push(to_ms(r.created_at));
             c.updated.push(to_ms(r.updated_at));
@@ -220,7 +228,7 @@ impl<S: SaveOne> Writer<S> {
     }
 
     async fn together(&self, saves: Vec<Save>, sql: &str, update: bool) {
-        let columns = Columns::of(saves.iter().map(|s| &*s.record));
+        let columns = Columns::of(saves.iter().map(|s| (&*s.record, s.same_policy)));
         let written = async {
             let mut conn = self.pool.acquire().await?;
             let rows = columns
