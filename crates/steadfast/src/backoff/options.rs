@@ -297,7 +297,10 @@ impl BackoffOptions {
     }
 
     pub(crate) fn check(&self, problems: &mut Problems<'_>) {
-        let computed = !matches!(self.kind, BackoffKind::Custom(_) | BackoffKind::Immediate);
+        if self.is_valid() {
+            return;
+        }
+        let computed = self.computed();
         if computed && self.base.is_zero() {
             problems.push(
                 "base",
@@ -315,7 +318,7 @@ impl BackoffOptions {
             );
         }
         if let BackoffKind::Exponential { factor } = self.kind
-            && !(factor > 1.0 && factor.is_finite())
+            && !self.factor_is_valid()
         {
             problems.push(
                 "factor",
@@ -323,12 +326,39 @@ impl BackoffOptions {
             );
         }
         if let Jitter::Proportional(r) = self.jitter
-            && !(r > 0.0 && r <= 1.0)
+            && !self.jitter_is_valid()
         {
             problems.push(
                 "jitter",
                 format!("proportional jitter must be in (0, 1], got {r}"),
             );
+        }
+    }
+
+    /// Whether [`check`](Self::check) finds nothing, decided without building a report.
+    #[inline]
+    pub(crate) fn is_valid(&self) -> bool {
+        (!self.computed() || (!self.base.is_zero() && self.max >= self.base))
+            && self.factor_is_valid()
+            && self.jitter_is_valid()
+    }
+
+    /// A kind whose delays come from `base` (and so need a base and a cap above it).
+    fn computed(&self) -> bool {
+        !matches!(self.kind, BackoffKind::Custom(_) | BackoffKind::Immediate)
+    }
+
+    fn factor_is_valid(&self) -> bool {
+        match self.kind {
+            BackoffKind::Exponential { factor } => factor > 1.0 && factor.is_finite(),
+            _ => true,
+        }
+    }
+
+    fn jitter_is_valid(&self) -> bool {
+        match self.jitter {
+            Jitter::Proportional(r) => r > 0.0 && r <= 1.0,
+            _ => true,
         }
     }
 }

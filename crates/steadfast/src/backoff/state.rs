@@ -92,9 +92,11 @@ pub(crate) struct Schedule {
 impl Backoff {
     /// Validates the options and starts a schedule at the first retry.
     pub fn new(options: BackoffOptions) -> Result<Self, ConfigError> {
-        let mut problems = Problems::new("");
-        options.check(&mut problems);
-        problems.finish()?;
+        if !options.is_valid() {
+            let mut problems = Problems::new("");
+            options.check(&mut problems);
+            problems.finish()?;
+        }
         Ok(Self::from_valid(options, None))
     }
 
