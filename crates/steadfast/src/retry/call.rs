@@ -115,11 +115,20 @@ where
 
     /// Runs every attempt through `breaker` (see [`breaker`](crate::breaker)): an open breaker
     /// refuses the next attempt with [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen) without running it.
-    pub fn breaker(self, breaker: &'p Breaker) -> Call<'p, F, C, R, X, P, Guards<'p>>
+    pub fn breaker(self, breaker: &'p Breaker) -> Call<'p, F, C, R, X, P, Gs::WithBreaker>
     where
         Gs: Guarded<'p>,
     {
-        self.guard(|g| g.breaker = Some(breaker))
+        let guards = self.guards.with_breaker(breaker);
+        Call {
+            policy: self.policy,
+            op: self.op,
+            classifier: self.classifier,
+            on_retry: self.on_retry,
+            on_exhausted: self.on_exhausted,
+            probe: self.probe,
+            guards,
+        }
     }
 
     /// Runs the call (all its attempts) in a place of `bulkhead`, or fails with
@@ -236,13 +245,20 @@ where
                     _ => break 'fast Some(result),
                 }
             }
-            let set = guards.guards();
-            if !set.only_breaker() {
-                break 'fast None;
-            }
-            // A breaker alone keeps the fast path while it is closed; open or half-open, the
-            // engine takes a real permit (or is refused).
-            let ticket = match set.breaker {
+            // A breaker alone (known to be alone from the type, or found so) keeps the fast
+            // path while it is closed; open or half-open, the engine takes a real permit (or
+            // is refused).
+            let breaker = match guards.breaker_only() {
+                Some(b) => Some(b),
+                None => {
+                    let set = guards.guards();
+                    if !set.only_breaker() {
+                        break 'fast None;
+                    }
+                    set.breaker
+                }
+            };
+            let ticket = match breaker {
                 None => None,
                 Some(b) => match b.closed_ticket() {
                     Some(ticket) => Some((b, ticket)),

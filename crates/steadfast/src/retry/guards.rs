@@ -50,33 +50,86 @@ impl Guards<'_> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoGuards;
 
+/// A breaker and no other strategy: what [`Call::breaker`](super::Call::breaker) makes of a
+/// call that had none, so a closed breaker's call carries one reference and checks nothing
+/// else.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerOnly<'a>(pub(crate) &'a Breaker);
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::NoGuards {}
+    impl Sealed for super::BreakerOnly<'_> {}
     impl Sealed for super::Guards<'_> {}
 }
 
-/// [`NoGuards`] or [`Guards`]: which strategies a call runs through, known at compile time
-/// when there are none.
+/// [`NoGuards`], [`BreakerOnly`] or [`Guards`]: which strategies a call runs through, known
+/// at compile time when there are none or only a breaker.
 pub trait Guarded<'p>: Copy + sealed::Sealed {
     /// Whether there may be any.
     const ACTIVE: bool;
+    /// What the call runs through once a breaker is set.
+    type WithBreaker: Guarded<'p>;
     /// The strategies.
     fn guards(self) -> Guards<'p>;
+    /// The breaker, when it is the only strategy there may be (`None` otherwise, or when
+    /// there is none).
+    fn breaker_only(self) -> Option<&'p Breaker>;
+    /// These strategies with `breaker` set.
+    fn with_breaker(self, breaker: &'p Breaker) -> Self::WithBreaker;
 }
 
 impl<'p> Guarded<'p> for NoGuards {
     const ACTIVE: bool = false;
+    type WithBreaker = BreakerOnly<'p>;
     #[inline]
     fn guards(self) -> Guards<'p> {
         Guards::default()
+    }
+    #[inline]
+    fn breaker_only(self) -> Option<&'p Breaker> {
+        None
+    }
+    #[inline]
+    fn with_breaker(self, breaker: &'p Breaker) -> BreakerOnly<'p> {
+        BreakerOnly(breaker)
+    }
+}
+
+impl<'p> Guarded<'p> for BreakerOnly<'p> {
+    const ACTIVE: bool = true;
+    type WithBreaker = BreakerOnly<'p>;
+    #[inline]
+    fn guards(self) -> Guards<'p> {
+        Guards {
+            breaker: Some(self.0),
+            ..Guards::default()
+        }
+    }
+    #[inline]
+    fn breaker_only(self) -> Option<&'p Breaker> {
+        Some(self.0)
+    }
+    #[inline]
+    fn with_breaker(self, breaker: &'p Breaker) -> BreakerOnly<'p> {
+        BreakerOnly(breaker)
     }
 }
 
 impl<'p> Guarded<'p> for Guards<'p> {
     const ACTIVE: bool = true;
+    type WithBreaker = Guards<'p>;
     #[inline]
     fn guards(self) -> Guards<'p> {
+        self
+    }
+    #[inline]
+    fn breaker_only(self) -> Option<&'p Breaker> {
+        None
+    }
+    #[inline]
+    fn with_breaker(mut self, breaker: &'p Breaker) -> Guards<'p> {
+        self.breaker = Some(breaker);
         self
     }
 }

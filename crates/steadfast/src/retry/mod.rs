@@ -57,7 +57,7 @@ mod options;
 mod state;
 
 pub use call::{BlockingCall, Call};
-pub use guards::{Guarded, Guards, NoGuards};
+pub use guards::{BreakerOnly, Guarded, Guards, NoGuards};
 
 pub use hooks::{ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook};
 pub use options::{DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_SERVER_DELAY, Retry, RetryOptions};
