@@ -80,7 +80,7 @@ impl Handle {
         }
         let fresh = self.fresh();
         Either::Right {
-            inner: async move {
+            inner: Cold::new(async move {
                 let bound = fresh.as_deref().unwrap_or(&self.bound);
                 if self.inner.lean(bound) {
                     let guards = bound.guards();
@@ -91,7 +91,7 @@ impl Handle {
                     return call.with_guards(guards).run().await;
                 }
                 Box::pin(self.inner.run_plan(&self.entry.key, bound, op)).await
-            },
+            }),
         }
     }
 
@@ -121,6 +121,43 @@ pin_project_lite::pin_project! {
     enum Either<A, B> {
         Left { #[pin] inner: A },
         Right { #[pin] inner: B },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future dropped out of line: the caller's drop of an [`Either`] that holds the common
+    /// arm stays a few instructions, however much the other arm owns.
+    struct Cold<F> {
+        #[pin]
+        inner: Option<F>,
+    }
+
+    impl<F> PinnedDrop for Cold<F> {
+        #[inline(never)]
+        fn drop(this: Pin<&mut Self>) {
+            this.project().inner.set(None);
+        }
+    }
+}
+
+impl<F> Cold<F> {
+    fn new(inner: F) -> Self {
+        Cold { inner: Some(inner) }
+    }
+}
+
+impl<F: Future> Future for Cold<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        match self.project().inner.as_pin_mut() {
+            Some(inner) => inner.poll(cx),
+            None => std::task::Poll::Pending,
+        }
     }
 }
 
