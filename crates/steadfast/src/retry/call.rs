@@ -120,15 +120,7 @@ where
         Gs: Guarded<'p>,
     {
         let guards = self.guards.with_breaker(breaker);
-        Call {
-            policy: self.policy,
-            op: self.op,
-            classifier: self.classifier,
-            on_retry: self.on_retry,
-            on_exhausted: self.on_exhausted,
-            probe: self.probe,
-            guards,
-        }
+        self.with_guards(guards)
     }
 
     /// Runs the call (all its attempts) in a place of `bulkhead`, or fails with
@@ -196,7 +188,7 @@ where
     }
 
     /// All of them at once (the executor's plan).
-    pub(crate) fn with_guards(self, guards: Guards<'p>) -> Call<'p, F, C, R, X, P, Guards<'p>> {
+    pub(crate) fn with_guards<G>(self, guards: G) -> Call<'p, F, C, R, X, P, G> {
         Call {
             policy: self.policy,
             op: self.op,
