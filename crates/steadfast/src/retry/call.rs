@@ -234,7 +234,7 @@ where
                 let result = op().await;
                 match classifier.classify(&result) {
                     Outcome::Success => return result.map_err(success_error),
-                    _ => break 'fast Some(result),
+                    _ => break 'fast Some((result, 1)),
                 }
             }
             // A breaker alone (known to be alone from the type, or found so) keeps the fast
@@ -264,7 +264,7 @@ where
             }
             match outcome {
                 Outcome::Success => return result.map_err(success_error),
-                _ => Some(result),
+                _ => Some((result, 1)),
             }
         };
         let guards = guards.guards();

@@ -10,7 +10,7 @@ use super::hooks::{ExhaustedHook, RetryHook};
 use super::options::Retry;
 use super::state::{Run, Step};
 use crate::budget::Budget;
-use crate::classify::Classifier;
+use crate::classify::{Classifier, Outcome};
 use crate::error::{Error, TimeoutScope};
 use crate::hedge::race::TryEnd;
 use crate::limit::admission::{Admission, Now};
@@ -29,8 +29,9 @@ pub(crate) struct Engine<'a, T, E, F, C, R, X, L, P> {
     pub(crate) restart: L,
     /// Mirrors the attempt count for a cancellation wrapper.
     pub(crate) progress: Option<&'a AtomicU32>,
-    /// The first attempt's result, when it already ran on the fast path.
-    pub(crate) first: Option<Result<T, E>>,
+    /// The last attempt's result and the attempts made, when they already ran on the fast
+    /// path.
+    pub(crate) first: Option<(Result<T, E>, u32)>,
     /// Where events go.
     pub(crate) probe: P,
     /// Breaker, bulkhead, rate limiter.
@@ -79,6 +80,28 @@ where
     L: Fn(&T) -> bool,
     P: Probe,
 {
+    // A plain call whose first attempt failed: with an immediate backoff, no strategy, hook
+    // or observer, a retryable failure with attempts left is followed by another attempt at
+    // once, which is what `settle` would decide, without building the run's state for it.
+    // The last result then settles as usual, with the attempts made.
+    if !R::ACTIVE
+        && !X::ACTIVE
+        && !P::ACTIVE
+        && e.progress.is_none()
+        && e.guards.is_empty()
+        && let Some((result, attempts)) = &mut e.first
+    {
+        while *attempts < e.policy.at_once
+            && matches!(
+                e.classifier.classify(result),
+                Outcome::Retryable { after: None }
+            )
+            && e.classifier.stop_after().is_none()
+        {
+            *attempts += 1;
+            *result = (e.op)().await;
+        }
+    }
     let needs_clock = R::ACTIVE || X::ACTIVE;
     let _place = if e.guards.bulkhead.is_none() && e.guards.limiter.is_none() {
         None
@@ -113,8 +136,8 @@ where
     let mut run = Run::start(e.policy, needs_clock, e.probe);
     run.budget = e.guards.budget;
     let mut step = match e.first.take() {
-        Some(result) => {
-            run.attempts = 1;
+        Some((result, attempts)) => {
+            run.attempts = attempts;
             run.settle(
                 Some(result),
                 e.classifier,

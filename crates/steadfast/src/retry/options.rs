@@ -258,6 +258,10 @@ pub struct Retry {
     /// Neither timeout is set: the first attempt may run outside the engine (one byte read
     /// on every call, where the two options are two compares).
     pub(crate) untimed: bool,
+    /// How many attempts a plain call may make before the engine: all of them when the
+    /// backoff is immediate and the call untimed (a retry is then another attempt at once),
+    /// else 1.
+    pub(crate) at_once: u32,
     /// What each step of the backoff reads, worked out once.
     pub(crate) steps: crate::backoff::Steps,
 }
@@ -304,6 +308,7 @@ impl Retry {
         retry_on_timeout: true,
         seed: None,
         untimed: true,
+        at_once: 1,
         steps: crate::backoff::Steps::of(&BackoffOptions::DEFAULT),
     };
 
@@ -316,6 +321,12 @@ impl Retry {
             (None, Some(r)) => Some(u32::try_from(r).unwrap_or(u32::MAX).saturating_add(1)),
             (None, None) => Some(DEFAULT_MAX_ATTEMPTS),
         };
+        let untimed = options.attempt_timeout.is_none() && options.total_timeout.is_none();
+        let immediate = matches!(options.backoff.kind, crate::backoff::BackoffKind::Immediate);
+        let at_once = match max_attempts {
+            Some(n) if untimed && immediate => n.max(1),
+            _ => 1,
+        };
         Ok(Retry {
             max_attempts,
             attempt_timeout: options.attempt_timeout,
@@ -327,7 +338,8 @@ impl Retry {
                 seed,
                 calls: Default::default(),
             }),
-            untimed: options.attempt_timeout.is_none() && options.total_timeout.is_none(),
+            untimed,
+            at_once,
             steps: crate::backoff::Steps::of(&options.backoff),
             backoff: options.backoff,
         })
