@@ -439,10 +439,19 @@ fn schedule_runners() -> Vec<Runner> {
         .multiplier(2.0)
         .expect("valid")
         .max_interval(max);
+    let kept_options = options.clone();
     vec![
         schedule_runner("steadfast", move || {
             let backoff = steadfast::Backoff::new(black_box(&options).clone()).expect("valid");
             backoff.take(10).sum()
+        }),
+        schedule_runner("steadfast-reset", {
+            let mut kept = steadfast::Backoff::new(kept_options).expect("valid");
+            move || {
+                let backoff = black_box(&mut kept);
+                backoff.reset();
+                backoff.take(10).sum()
+            }
         }),
         schedule_runner("backon", move || {
             use backon::BackoffBuilder;
@@ -505,6 +514,17 @@ mod tests {
         .take(10)
         .sum();
         assert_eq!(steadfast, SCHEDULE_TOTAL);
+        // Kept and reset, as the `steadfast-reset` row runs it: the same schedule each time.
+        let mut kept = steadfast::Backoff::new(
+            steadfast::backoff::BackoffOptions::exponential(base)
+                .max(Duration::from_secs(10))
+                .jitter(steadfast::Jitter::None),
+        )
+        .expect("valid");
+        for _ in 0..2 {
+            kept.reset();
+            assert_eq!(kept.by_ref().take(10).sum::<Duration>(), SCHEDULE_TOTAL);
+        }
         let backon: Duration = {
             use backon::BackoffBuilder;
             backon::ExponentialBuilder::default()

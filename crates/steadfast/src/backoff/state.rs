@@ -130,7 +130,7 @@ impl Backoff {
     }
 
     /// The next delay, given how the last attempt was classified (custom functions see it).
-    #[inline]
+    #[inline(always)]
     pub fn next_after(&mut self, outcome: Option<&Outcome>) -> Option<Duration> {
         self.schedule.step(&self.options, &self.steps, outcome)
     }
@@ -245,7 +245,7 @@ impl Schedule {
 impl Iterator for Backoff {
     type Item = Duration;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Duration> {
         self.next_after(None)
     }
