@@ -78,7 +78,8 @@ const fn const_nanos(d: Duration) -> u64 {
 /// call and reads the options from the policy, so a call's state stays small.
 #[derive(Debug, Clone)]
 pub(crate) struct Schedule {
-    retry: u32,
+    /// Delays handed out; 64 bits, so the count never needs saturating.
+    retry: u64,
     previous: Option<Duration>,
     /// The last delay before cap and jitter, in nanoseconds (saturating): the next exponential
     /// or fibonacci delay is one step from it, not a power computed anew.
@@ -121,7 +122,7 @@ impl Backoff {
 
     /// How many delays have been handed out since the start or the last reset.
     pub fn retries(&self) -> u32 {
-        self.schedule.retry
+        u32::try_from(self.schedule.retry).unwrap_or(u32::MAX)
     }
 
     /// Starts the schedule again from `base` (after a success).
@@ -184,13 +185,13 @@ impl Schedule {
         steps: &Steps,
         outcome: Option<&Outcome>,
     ) -> Option<Duration> {
-        let retry = self.retry.saturating_add(1);
+        let retry = self.retry.wrapping_add(1);
         let (max, base) = (steps.max, steps.base);
         let first = retry == 1;
         let raw = match &options.kind {
             BackoffKind::Immediate => 0,
             BackoffKind::Fixed => base,
-            BackoffKind::Linear => base.saturating_mul(u64::from(retry)),
+            BackoffKind::Linear => base.saturating_mul(retry),
             BackoffKind::Exponential { .. } if first => base,
             BackoffKind::Exponential { factor } => grow(self.raw, *factor, steps.whole, max),
             BackoffKind::Fibonacci => {
@@ -203,42 +204,51 @@ impl Schedule {
                 base.saturating_mul(self.fib.1)
             }
             BackoffKind::Decorrelated | BackoffKind::Custom(_) => {
-                self.drawn(options, steps, retry, outcome)?
+                return self.drawn(options, steps, retry, outcome);
             }
+        };
+        self.raw = raw;
+        self.retry = retry;
+        Some(Duration::from_nanos(jitter(
+            options.jitter,
+            raw.min(max),
+            max,
+            &mut self.rng,
+        )))
+    }
+
+    /// The next delay of the kinds that draw a number or call a function (the only ones
+    /// that read the previous delay, so the only ones that keep it); `None` when a custom
+    /// function stops.
+    #[inline(never)]
+    fn drawn(
+        &mut self,
+        options: &BackoffOptions,
+        steps: &Steps,
+        retry: u64,
+        outcome: Option<&Outcome>,
+    ) -> Option<Duration> {
+        let (base, max) = (steps.base, steps.max);
+        let raw = match &options.kind {
+            BackoffKind::Decorrelated => {
+                let previous = self.previous.map_or(base, nanos).max(base);
+                rng(&mut self.rng).u64(base..=previous.saturating_mul(3))
+            }
+            BackoffKind::Custom(f) => {
+                let args = DelayArgs {
+                    retry: u32::try_from(retry).unwrap_or(u32::MAX),
+                    outcome,
+                    previous: self.previous,
+                };
+                f.call(&args).map(nanos)?
+            }
+            _ => base,
         };
         let delay = Duration::from_nanos(jitter(options.jitter, raw.min(max), max, &mut self.rng));
         self.raw = raw;
         self.retry = retry;
         self.previous = Some(delay);
         Some(delay)
-    }
-
-    /// The raw delay of the kinds that draw a number or call a function; `None` when a
-    /// custom function stops.
-    #[inline(never)]
-    fn drawn(
-        &mut self,
-        options: &BackoffOptions,
-        steps: &Steps,
-        retry: u32,
-        outcome: Option<&Outcome>,
-    ) -> Option<u64> {
-        let base = steps.base;
-        match &options.kind {
-            BackoffKind::Decorrelated => {
-                let previous = self.previous.map_or(base, nanos).max(base);
-                Some(rng(&mut self.rng).u64(base..=previous.saturating_mul(3)))
-            }
-            BackoffKind::Custom(f) => {
-                let args = DelayArgs {
-                    retry,
-                    outcome,
-                    previous: self.previous,
-                };
-                f.call(&args).map(nanos)
-            }
-            _ => Some(base),
-        }
     }
 }
 
