@@ -148,3 +148,24 @@ async fn an_immediate_policy_by_key_takes_the_same_attempts() {
         .unwrap();
     assert_eq!((value, rec.count()), (3, 4));
 }
+
+#[tokio::test]
+async fn an_error_called_a_success_after_retries_ends_the_call_with_its_attempts() {
+    let rec = Attempts::new();
+    let err = immediate(5)
+        .call(|| {
+            let n = rec.record() - 1; // 0 for the first attempt
+            async move { Err::<(), _>(if n < 2 { 503 } else { 204 }) }
+        })
+        .classify_error(|status: &u16| http::response(*status, None))
+        .run()
+        .await
+        .unwrap_err();
+    assert_eq!(rec.count(), 3);
+    assert_eq!(err.attempts(), 3);
+    assert_eq!(err.stop(), Some(Stop::NonRetryable));
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::Operation { source: 204, .. }
+    ));
+}

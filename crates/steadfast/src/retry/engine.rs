@@ -11,7 +11,7 @@ use super::options::Retry;
 use super::state::{Run, Step};
 use crate::budget::Budget;
 use crate::classify::{Classifier, Outcome};
-use crate::error::{Error, TimeoutScope};
+use crate::error::{Error, ErrorKind, Stop, TimeoutScope};
 use crate::hedge::race::TryEnd;
 use crate::limit::admission::{Admission, Now};
 use crate::observe::Probe;
@@ -82,25 +82,41 @@ where
 {
     // A plain call whose first attempt failed: with an immediate backoff, no strategy, hook
     // or observer, a retryable failure with attempts left is followed by another attempt at
-    // once, which is what `settle` would decide, without building the run's state for it.
-    // The last result then settles as usual, with the attempts made.
+    // once, and a success ends the call, which is what `settle` would decide, without
+    // building the run's state for it. Anything else settles as usual, with the attempts
+    // made.
     if !R::ACTIVE
         && !X::ACTIVE
         && !P::ACTIVE
         && e.progress.is_none()
         && e.guards.is_empty()
-        && let Some((result, attempts)) = &mut e.first
+        && let Some((mut result, mut attempts)) = e.first.take()
     {
-        while *attempts < e.policy.at_once
-            && matches!(
-                e.classifier.classify(result),
+        loop {
+            match e.classifier.classify(&result) {
+                Outcome::Success => match result {
+                    Ok(value) if !(e.restart)(&value) => return Ok(value),
+                    // A success that starts a loop over is the run's to handle.
+                    Ok(_) => break,
+                    // An `Err` the classifier called a success still ends the call as one.
+                    Err(source) => {
+                        return Err(Error::new(ErrorKind::Operation {
+                            source,
+                            attempts,
+                            stop: Stop::NonRetryable,
+                        }));
+                    }
+                },
                 Outcome::Retryable { after: None }
-            )
-            && e.classifier.stop_after().is_none()
-        {
-            *attempts += 1;
-            *result = (e.op)().await;
+                    if attempts < e.policy.at_once && e.classifier.stop_after().is_none() =>
+                {
+                    attempts += 1;
+                    result = (e.op)().await;
+                }
+                _ => break,
+            }
         }
+        e.first = Some((result, attempts));
     }
     let needs_clock = R::ACTIVE || X::ACTIVE;
     let _place = if e.guards.bulkhead.is_none() && e.guards.limiter.is_none() {
