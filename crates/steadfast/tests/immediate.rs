@@ -52,25 +52,29 @@ async fn every_attempt_failing_ends_exhausted_with_the_count() {
     }
 }
 
+/// After two retryable failures, a non-retryable one (400) and an error the classifier calls
+/// a success (204) each end the call at once, with the three attempts made.
 #[tokio::test]
-async fn a_non_retryable_failure_after_retries_stops_at_once() {
-    let rec = Attempts::new();
-    let err = immediate(5)
-        .call(|| {
-            let n = rec.record() - 1; // 0 for the first attempt
-            async move { Err::<(), _>(if n < 2 { 503 } else { 400 }) }
-        })
-        .classify_error(|status: &u16| http::response(*status, None))
-        .run()
-        .await
-        .unwrap_err();
-    assert_eq!(rec.count(), 3);
-    assert_eq!(err.attempts(), 3);
-    assert_eq!(err.stop(), Some(Stop::NonRetryable));
-    assert!(matches!(
-        err.kind(),
-        ErrorKind::Operation { source: 400, .. }
-    ));
+async fn a_failure_that_ends_retrying_after_retries_stops_at_once() {
+    for last in [400u16, 204] {
+        let rec = Attempts::new();
+        let err = immediate(5)
+            .call(|| {
+                let n = rec.record() - 1; // 0 for the first attempt
+                async move { Err::<(), _>(if n < 2 { 503 } else { last }) }
+            })
+            .classify_error(|status: &u16| http::response(*status, None))
+            .run()
+            .await
+            .unwrap_err();
+        assert_eq!(rec.count(), 3, "{last}");
+        assert_eq!(err.attempts(), 3, "{last}");
+        assert_eq!(err.stop(), Some(Stop::NonRetryable), "{last}");
+        assert!(
+            matches!(err.kind(), ErrorKind::Operation { source, .. } if *source == last),
+            "{last}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -147,25 +151,4 @@ async fn an_immediate_policy_by_key_takes_the_same_attempts() {
         .await
         .unwrap();
     assert_eq!((value, rec.count()), (3, 4));
-}
-
-#[tokio::test]
-async fn an_error_called_a_success_after_retries_ends_the_call_with_its_attempts() {
-    let rec = Attempts::new();
-    let err = immediate(5)
-        .call(|| {
-            let n = rec.record() - 1; // 0 for the first attempt
-            async move { Err::<(), _>(if n < 2 { 503 } else { 204 }) }
-        })
-        .classify_error(|status: &u16| http::response(*status, None))
-        .run()
-        .await
-        .unwrap_err();
-    assert_eq!(rec.count(), 3);
-    assert_eq!(err.attempts(), 3);
-    assert_eq!(err.stop(), Some(Stop::NonRetryable));
-    assert!(matches!(
-        err.kind(),
-        ErrorKind::Operation { source: 204, .. }
-    ));
 }
