@@ -52,6 +52,7 @@ mod file;
 mod state;
 mod window;
 
+pub(crate) use state::ClosedTicket;
 pub use state::{Breaker, BreakerState, Open, Permit, Transition};
 
 use std::time::Duration;

@@ -1,18 +1,19 @@
+//! [`Call`]: one async call under a [`Retry`] policy, and the future that runs it.
+
 use crate::ErrorKind;
 use std::future::{Future, poll_fn};
 use std::ops::ControlFlow;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll, ready};
 
-use super::engine::Engine;
+use super::engine::{self, Engine, OutOfLine};
 use super::guards::{Guarded, Guards, NoGuards};
 use super::hooks::{
     ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook,
 };
 use super::options::Retry;
-use super::{blocking, engine};
-use crate::breaker::Breaker;
+use crate::breaker::{Breaker, ClosedTicket};
 use crate::budget::Budget;
 use crate::classify::{AnyError, Classifier, Outcome, RetryIf};
 use crate::error::Error;
@@ -44,13 +45,13 @@ use crate::observe::{Both, Probe, Timeline};
 #[derive(Debug)]
 #[must_use = "a call does nothing until `.run()` is awaited"]
 pub struct Call<'p, F, C = AnyError, R = NoHook, X = NoHook, P = NoHook, Gs = NoGuards> {
-    policy: &'p Retry,
-    op: F,
-    classifier: C,
-    on_retry: R,
-    on_exhausted: X,
-    probe: P,
-    guards: Gs,
+    pub(super) policy: &'p Retry,
+    pub(super) op: F,
+    pub(super) classifier: C,
+    pub(super) on_retry: R,
+    pub(super) on_exhausted: X,
+    pub(super) probe: P,
+    pub(super) guards: Gs,
 }
 
 impl<'p, F, Fut, T, E, C, R, X, P, Gs> Call<'p, F, C, R, X, P, Gs>
@@ -202,7 +203,10 @@ where
 
     /// Runs the call. Dropping the returned future stops everything at once: the attempt in
     /// flight is dropped and no further attempt starts.
-    pub async fn run(self) -> Result<T, Error<E>>
+    #[inline]
+    pub fn run(
+        self,
+    ) -> impl Future<Output = Result<T, Error<E>>> + use<'p, F, Fut, T, E, C, R, X, P, Gs>
     where
         C: Classifier<T, E>,
         R: RetryHook<T, E>,
@@ -210,77 +214,7 @@ where
         P: Probe,
         Gs: Guarded<'p>,
     {
-        // Taken apart at once, and lent (not moved) to the engine: a partial or conditional
-        // move would cost drop flags, written on every call.
-        let Call {
-            policy,
-            mut op,
-            classifier,
-            mut on_retry,
-            mut on_exhausted,
-            mut probe,
-            guards,
-        } = self;
-        // The fast path keeps as little as it can alive across `op().await`: whatever is
-        // alive there is written into the future before the operation runs, on every call.
-        let plain = !R::ACTIVE && !X::ACTIVE && !P::ACTIVE && engine::fast_path(policy);
-        let first = 'fast: {
-            if !plain {
-                break 'fast None;
-            }
-            // Without guards, the breaker path below would also do, but its `ticket` would
-            // be written into the future on every call; this path keeps nothing alive.
-            if !Gs::ACTIVE {
-                let result = op().await;
-                match classifier.classify(&result) {
-                    Outcome::Success => return result.map_err(success_error),
-                    _ => break 'fast Some((result, 1)),
-                }
-            }
-            // A breaker alone (known to be alone from the type, or found so) keeps the fast
-            // path while it is closed; open or half-open, the engine takes a real permit (or
-            // is refused).
-            let breaker = match guards.breaker_only() {
-                Some(b) => Some(b),
-                None => {
-                    let set = guards.guards();
-                    if !set.only_breaker() {
-                        break 'fast None;
-                    }
-                    set.breaker
-                }
-            };
-            let ticket = match breaker {
-                None => None,
-                Some(b) => match b.closed_ticket() {
-                    Some(ticket) => Some((b, ticket)),
-                    None => break 'fast None,
-                },
-            };
-            let result = op().await;
-            let outcome = classifier.classify(&result);
-            if let Some((b, ticket)) = ticket {
-                b.settle_closed(ticket, &outcome);
-            }
-            match outcome {
-                Outcome::Success => return result.map_err(success_error),
-                _ => Some((result, 1)),
-            }
-        };
-        let guards = guards.guards();
-        engine::OutOfLine::new(engine::execute(Engine {
-            policy,
-            op: &mut op,
-            classifier: &classifier,
-            on_retry: &mut on_retry,
-            on_exhausted: &mut on_exhausted,
-            restart: |_: &T| false,
-            progress: None,
-            first,
-            probe: &mut probe,
-            guards,
-        }))
-        .await
+        RunCall::new(self, engine_run::<F, Fut, T, E, C, R, X, P, Gs>)
     }
 
     /// Runs the call and returns, with its result, the [`Timeline`] of its attempts.
@@ -432,193 +366,7 @@ where
     }
 }
 
-/// One blocking call under a [`Retry`] policy; the mirror of [`Call`], made by
-/// [`Retry::call_blocking`].
-///
-/// # Example
-/// ```
-/// use std::time::Duration;
-/// use steadfast::Retry;
-///
-/// let retry = Retry::fixed(Duration::from_millis(1)).max_attempts(3).build().unwrap();
-/// let mut tries = 0;
-/// let value = retry
-///     .call_blocking(|| {
-///         tries += 1;
-///         if tries < 3 { Err("busy") } else { Ok(tries) }
-///     })
-///     .retry_if(|e| *e == "busy")
-///     .run();
-/// assert_eq!(value.unwrap(), 3);
-/// ```
-#[derive(Debug)]
-#[must_use = "a call does nothing until `.run()`"]
-pub struct BlockingCall<'p, F, C = AnyError, R = NoHook, X = NoHook> {
-    policy: &'p Retry,
-    op: F,
-    classifier: C,
-    on_retry: R,
-    on_exhausted: X,
-    guards: Guards<'p>,
-}
-
-impl<'p, F, T, E, C, R, X> BlockingCall<'p, F, C, R, X>
-where
-    F: FnMut() -> Result<T, E>,
-{
-    /// Uses this classifier.
-    pub fn classify<C2: Classifier<T, E>>(self, classifier: C2) -> BlockingCall<'p, F, C2, R, X> {
-        BlockingCall {
-            policy: self.policy,
-            op: self.op,
-            classifier,
-            on_retry: self.on_retry,
-            on_exhausted: self.on_exhausted,
-            guards: self.guards,
-        }
-    }
-
-    /// Classifies errors with a closure.
-    pub fn classify_error<G: Fn(&E) -> Outcome>(self, classify: G) -> BlockingCall<'p, F, G, R, X> {
-        self.classify(classify)
-    }
-
-    /// Retries only the errors `predicate` accepts.
-    pub fn retry_if<P: Fn(&E) -> bool>(
-        self,
-        predicate: P,
-    ) -> BlockingCall<'p, F, RetryIf<P>, R, X> {
-        self.classify(RetryIf::new(predicate))
-    }
-
-    /// Runs `hook` before each retry.
-    pub fn on_retry<H: FnMut(&OnRetry<'_, T, E>)>(
-        self,
-        hook: H,
-    ) -> BlockingCall<'p, F, C, OnRetryFn<H>, X> {
-        BlockingCall {
-            policy: self.policy,
-            op: self.op,
-            classifier: self.classifier,
-            on_retry: OnRetryFn(hook),
-            on_exhausted: self.on_exhausted,
-            guards: self.guards,
-        }
-    }
-
-    /// Runs `hook` once when the policy's allowance runs out.
-    pub fn on_exhausted<H: FnMut(&mut OnExhausted<'_, T, E>)>(
-        self,
-        hook: H,
-    ) -> BlockingCall<'p, F, C, R, OnExhaustedFn<H>> {
-        BlockingCall {
-            policy: self.policy,
-            op: self.op,
-            classifier: self.classifier,
-            on_retry: self.on_retry,
-            on_exhausted: OnExhaustedFn(hook),
-            guards: self.guards,
-        }
-    }
-
-    /// Runs every attempt through `breaker`, as [`Call::breaker`] does.
-    pub fn breaker(mut self, breaker: &'p Breaker) -> Self {
-        self.guards.breaker = Some(breaker);
-        self
-    }
-
-    /// Runs the call in a free place of `bulkhead` (a blocking call does not queue), or fails
-    /// with [`ErrorKind::BulkheadFull`](crate::ErrorKind::BulkheadFull).
-    pub fn bulkhead(mut self, bulkhead: &'p Bulkhead) -> Self {
-        self.guards.bulkhead = Some(bulkhead);
-        self
-    }
-
-    /// Admits the call through `limiter` first (a wait sleeps the thread).
-    pub fn rate_limiter(mut self, limiter: &'p RateLimiter) -> Self {
-        self.guards.limiter = Some(limiter);
-        self
-    }
-
-    /// Both hooks at once (the executor's call).
-    pub(crate) fn on_hooks<R2, X2>(
-        self,
-        on_retry: R2,
-        on_exhausted: X2,
-    ) -> BlockingCall<'p, F, C, R2, X2> {
-        BlockingCall {
-            policy: self.policy,
-            op: self.op,
-            classifier: self.classifier,
-            on_retry,
-            on_exhausted,
-            guards: self.guards,
-        }
-    }
-
-    /// Every strategy at once (the executor's plan).
-    pub(crate) fn with_guards(mut self, guards: Guards<'p>) -> Self {
-        self.guards = guards;
-        self
-    }
-
-    /// Runs the call on this thread.
-    pub fn run(self) -> Result<T, Error<E>>
-    where
-        C: Classifier<T, E>,
-        R: RetryHook<T, E>,
-        X: ExhaustedHook<T, E>,
-    {
-        self.run_with_probe(NoHook)
-    }
-
-    /// Runs the call on this thread, reporting its events to `probe` (the executor's
-    /// observers).
-    pub(crate) fn run_with_probe<P: Probe>(mut self, probe: P) -> Result<T, Error<E>>
-    where
-        C: Classifier<T, E>,
-        R: RetryHook<T, E>,
-        X: ExhaustedHook<T, E>,
-    {
-        blocking::execute(
-            self.policy,
-            self.op,
-            &self.classifier,
-            &mut self.on_retry,
-            &mut self.on_exhausted,
-            |_: &T| false,
-            self.guards,
-            probe,
-        )
-    }
-}
-
-impl<F, B, E, C, R, X> BlockingCall<'_, F, C, R, X>
-where
-    F: FnMut() -> Result<ControlFlow<B>, E>,
-{
-    /// The blocking mirror of [`Call::run_loop`].
-    pub fn run_loop(mut self) -> Result<B, Error<E>>
-    where
-        C: Classifier<ControlFlow<B>, E>,
-        R: RetryHook<ControlFlow<B>, E>,
-        X: ExhaustedHook<ControlFlow<B>, E>,
-    {
-        let flow = blocking::execute(
-            self.policy,
-            self.op,
-            &self.classifier,
-            &mut self.on_retry,
-            &mut self.on_exhausted,
-            ControlFlow::is_continue,
-            self.guards,
-            NoHook,
-        )?;
-        Ok(break_value(flow))
-    }
-}
-
-fn break_value<B>(flow: ControlFlow<B>) -> B {
+pub(super) fn break_value<B>(flow: ControlFlow<B>) -> B {
     match flow {
         ControlFlow::Break(b) => b,
         // The engine only returns an `Ok` it did not restart on, which is a `Break`.
@@ -655,37 +403,196 @@ impl Retry {
     {
         self.call(op).run()
     }
-
-    /// Starts a blocking call of `op`.
-    pub fn call_blocking<F, T, E>(&self, op: F) -> BlockingCall<'_, F>
-    where
-        F: FnMut() -> Result<T, E>,
-    {
-        BlockingCall {
-            policy: self,
-            op,
-            classifier: AnyError,
-            on_retry: NoHook,
-            on_exhausted: NoHook,
-            guards: Guards::default(),
-        }
-    }
-
-    /// Runs `op` on this thread until it succeeds or the policy stops, retrying every error.
-    pub fn run_blocking<F, T, E>(&self, op: F) -> Result<T, Error<E>>
-    where
-        F: FnMut() -> Result<T, E>,
-    {
-        self.call_blocking(op).run()
-    }
 }
 
 /// The error of an `Err` the classifier called a success (on the first attempt).
 #[cold]
-fn success_error<E>(source: E) -> Error<E> {
+pub(super) fn success_error<E>(source: E) -> Error<E> {
     Error::new(ErrorKind::Operation {
         source,
         attempts: 1,
         stop: crate::error::Stop::NonRetryable,
     })
+}
+
+/// The first attempt's result and the attempts made, handed to the engine.
+type First<T, E> = Option<(Result<T, E>, u32)>;
+
+pin_project_lite::pin_project! {
+    /// A call under way. Its `poll` inlines into the caller's: a plain call's first
+    /// attempt (on a closed breaker's ticket when a breaker is its only strategy) runs here,
+    /// and a success returns from here; anything else goes to the engine (`start` makes its
+    /// future), which is polled and dropped out of line.
+    pub(crate) struct RunCall<'p, F, Fut, C, R, X, P, Gs, M, S> {
+        // `None` once the engine owns the call.
+        call: Option<Call<'p, F, C, R, X, P, Gs>>,
+        ticket: Option<(&'p Breaker, ClosedTicket)>,
+        start: M,
+        #[pin]
+        attempt: Option<Fut>,
+        #[pin]
+        engine: OutOfLine<S>,
+    }
+}
+
+impl<'p, F, Fut, T, E, C, R, X, P, Gs, M, S> RunCall<'p, F, Fut, C, R, X, P, Gs, M, S>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    M: Fn(Call<'p, F, C, R, X, P, Gs>, First<T, E>) -> S,
+{
+    #[inline]
+    pub(crate) fn new(call: Call<'p, F, C, R, X, P, Gs>, start: M) -> Self {
+        RunCall {
+            call: Some(call),
+            ticket: None,
+            start,
+            attempt: None,
+            engine: OutOfLine::empty(),
+        }
+    }
+}
+
+/// Whether the first attempt of `call` runs outside the engine, and on which closed
+/// breaker's ticket: a plain call (no hook, observer or timeout) with no strategy but, at
+/// most, a closed breaker.
+#[inline]
+#[allow(clippy::option_option)]
+fn first_attempt<'p, F, T, E, C, R, X, P, Gs>(
+    call: &Call<'p, F, C, R, X, P, Gs>,
+) -> Option<Option<(&'p Breaker, ClosedTicket)>>
+where
+    R: RetryHook<T, E>,
+    X: ExhaustedHook<T, E>,
+    P: Probe,
+    Gs: Guarded<'p>,
+{
+    if R::ACTIVE || X::ACTIVE || P::ACTIVE || !engine::fast_path(call.policy) {
+        return None;
+    }
+    if !Gs::ACTIVE {
+        return Some(None);
+    }
+    let breaker = match call.guards.breaker_only() {
+        Some(b) => b,
+        None => {
+            let set = call.guards.guards();
+            if !set.only_breaker() {
+                return None;
+            }
+            match set.breaker {
+                Some(b) => b,
+                None => return Some(None),
+            }
+        }
+    };
+    // Open or half-open, the engine takes a real permit (or is refused).
+    breaker
+        .closed_ticket()
+        .map(|ticket| Some((breaker, ticket)))
+}
+
+/// Hands the call to the engine, with the attempt already made, if any, and polls it.
+#[inline(never)]
+fn hand_over<'p, F, T, E, C, R, X, P, Gs, M, S>(
+    call: &mut Option<Call<'p, F, C, R, X, P, Gs>>,
+    start: &M,
+    mut engine: Pin<&mut OutOfLine<S>>,
+    first: First<T, E>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, Error<E>>>
+where
+    M: Fn(Call<'p, F, C, R, X, P, Gs>, First<T, E>) -> S,
+    S: Future<Output = Result<T, Error<E>>>,
+{
+    if let Some(call) = call.take() {
+        engine.as_mut().start(start(call, first));
+    }
+    engine.poll(cx)
+}
+
+impl<'p, F, Fut, T, E, C, R, X, P, Gs, M, S> Future for RunCall<'p, F, Fut, C, R, X, P, Gs, M, S>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    C: Classifier<T, E>,
+    R: RetryHook<T, E>,
+    X: ExhaustedHook<T, E>,
+    P: Probe,
+    Gs: Guarded<'p>,
+    M: Fn(Call<'p, F, C, R, X, P, Gs>, First<T, E>) -> S,
+    S: Future<Output = Result<T, Error<E>>>,
+{
+    type Output = Result<T, Error<E>>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Some(call) = this.call.as_mut() else {
+            return this.engine.poll(cx);
+        };
+        if this.attempt.is_none() {
+            match first_attempt::<F, T, E, C, R, X, P, Gs>(call) {
+                Some(ticket) => {
+                    if Gs::ACTIVE {
+                        *this.ticket = ticket;
+                    }
+                    this.attempt.set(Some((call.op)()));
+                }
+                None => return hand_over(this.call, this.start, this.engine, None, cx),
+            }
+        }
+        let Some(attempt) = this.attempt.as_mut().as_pin_mut() else {
+            return Poll::Pending;
+        };
+        let result = ready!(attempt.poll(cx));
+        let outcome = call.classifier.classify(&result);
+        if Gs::ACTIVE
+            && let Some((breaker, ticket)) = this.ticket.take()
+        {
+            breaker.settle_closed(ticket, &outcome);
+        }
+        if let Outcome::Success = outcome {
+            return Poll::Ready(result.map_err(success_error));
+        }
+        hand_over(this.call, this.start, this.engine, Some((result, 1)), cx)
+    }
+}
+
+/// The engine's future for `call`, which owns it.
+async fn engine_run<'p, F, Fut, T, E, C, R, X, P, Gs>(
+    call: Call<'p, F, C, R, X, P, Gs>,
+    first: First<T, E>,
+) -> Result<T, Error<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    C: Classifier<T, E>,
+    R: RetryHook<T, E>,
+    X: ExhaustedHook<T, E>,
+    P: Probe,
+    Gs: Guarded<'p>,
+{
+    let Call {
+        policy,
+        op,
+        classifier,
+        mut on_retry,
+        mut on_exhausted,
+        probe,
+        guards,
+    } = call;
+    engine::execute(Engine {
+        policy,
+        op,
+        classifier: &classifier,
+        on_retry: &mut on_retry,
+        on_exhausted: &mut on_exhausted,
+        restart: |_: &T| false,
+        progress: None,
+        first,
+        probe,
+        guards: guards.guards(),
+    })
+    .await
 }

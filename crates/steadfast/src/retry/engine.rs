@@ -39,19 +39,40 @@ pub(crate) struct Engine<'a, T, E, F, C, R, X, L, P> {
 }
 
 pin_project_lite::pin_project! {
-    /// A future polled out of line. The engine's state machine is large; inlined into a
-    /// call's `poll`, it makes that function save every callee-saved register and reserve a
-    /// large frame on each call, the first-try success included. Behind this, the call's
-    /// `poll` keeps its fast path small and calls into the engine only when it runs.
+    /// A future polled and dropped out of line, or none yet. The engine's state machine is
+    /// large; inlined into a call's `poll`, it makes that function save every callee-saved
+    /// register and reserve a large frame on each call, the first-try success included, and
+    /// its drop glue would grow every caller's drop. Behind this, the call keeps its fast
+    /// path small and calls into the engine only when it runs.
     pub(crate) struct OutOfLine<F> {
         #[pin]
-        future: F,
+        future: Option<F>,
+    }
+
+    impl<F> PinnedDrop for OutOfLine<F> {
+        #[inline]
+        fn drop(this: Pin<&mut Self>) {
+            if this.future.is_some() {
+                drop_out_of_line(this);
+            }
+        }
     }
 }
 
+#[inline(never)]
+fn drop_out_of_line<F>(this: std::pin::Pin<&mut OutOfLine<F>>) {
+    this.project().future.set(None);
+}
+
 impl<F> OutOfLine<F> {
-    pub(crate) fn new(future: F) -> Self {
-        OutOfLine { future }
+    /// No future yet: see [`start`](Self::start).
+    pub(crate) fn empty() -> Self {
+        OutOfLine { future: None }
+    }
+
+    /// Starts `future` in place of the one held, if any.
+    pub(crate) fn start(self: std::pin::Pin<&mut Self>, future: F) {
+        self.project().future.set(Some(future));
     }
 }
 
@@ -63,7 +84,10 @@ impl<F: Future> Future for OutOfLine<F> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
-        self.project().future.poll(cx)
+        match self.project().future.as_pin_mut() {
+            Some(future) => future.poll(cx),
+            None => std::task::Poll::Pending,
+        }
     }
 }
 

@@ -46,6 +46,7 @@
 #![doc = include_str!("../../docs/retry.md")]
 
 mod blocking;
+mod blocking_call;
 mod call;
 pub(crate) mod engine;
 #[cfg(feature = "serde")]
@@ -56,7 +57,8 @@ mod hooks;
 mod options;
 mod state;
 
-pub use call::{BlockingCall, Call};
+pub use blocking_call::BlockingCall;
+pub use call::Call;
 pub use guards::{BreakerOnly, Guarded, Guards, NoGuards};
 
 pub use hooks::{ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook};
