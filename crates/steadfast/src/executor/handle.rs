@@ -13,6 +13,7 @@ use crate::breaker::Breaker;
 use crate::error::Error;
 use crate::key::Key;
 use crate::policy::Plan;
+use crate::retry::{Gate, Retry, engine_run};
 
 /// One key's entry, kept by a call site: no lookup per call, and still the key's current
 /// plan (a policy swap reaches it on the next call).
@@ -24,10 +25,23 @@ pub struct Handle {
     pub(super) entry: Arc<Entry>,
     pub(super) inner: Arc<Inner>,
     pub(super) bound: Arc<Bound>,
+    /// The pinned plan's retry policy, kept in the handle: the call reads it without
+    /// following a pointer.
+    pub(super) retry: Retry,
     pub(super) generation: u64,
-    /// The pinned plan has no chain and no strategy state, and the executor no observer:
-    /// calls take the plain path.
-    pub(super) lean: bool,
+    /// `generation` when a call may run its first attempt in line under the pinned plan (it
+    /// has no chain, strategy, timeout or classifier to read types with, and the executor no
+    /// observer), else [`NEVER`].
+    pub(super) fast: u64,
+}
+
+/// A generation the policies never reach.
+const NEVER: u64 = u64::MAX;
+
+/// What [`Handle::fast`] is for `bound`, pinned under `generation` of `inner`.
+pub(super) fn fast_generation(inner: &Inner, bound: &Bound, generation: u64) -> u64 {
+    let plain = inner.lean(bound) && bound.guards().is_empty() && bound.plan.retry().untimed;
+    if plain { generation } else { NEVER }
 }
 
 impl Handle {
@@ -53,7 +67,8 @@ impl Handle {
     pub fn refresh(&mut self) {
         self.generation = self.inner.generation.load(Ordering::Acquire);
         self.bound = self.inner.current(&self.entry);
-        self.lean = self.inner.lean(&self.bound) && self.bound.guards().is_empty();
+        self.retry = self.bound.plan.retry().clone();
+        self.fast = fast_generation(&self.inner, &self.bound, self.generation);
     }
 
     /// The key's plan if the policies changed since this handle pinned its own.
@@ -71,28 +86,37 @@ impl Handle {
         T: 'static,
         E: 'static,
     {
-        // The common case, with no wrapper future around the call: the pinned plan is
-        // current and nothing observes or chains the call.
-        if self.lean && self.inner.generation.load(Ordering::Acquire) == self.generation {
-            return Either::Left {
-                inner: self.bound.plan.retry().run(op),
-            };
-        }
-        let fresh = self.fresh();
-        Either::Right {
-            inner: Cold::new(async move {
-                let bound = fresh.as_deref().unwrap_or(&self.bound);
-                if self.inner.lean(bound) {
-                    let guards = bound.guards();
-                    let call = bound.plan.retry().call(op);
-                    if guards.is_empty() {
-                        return call.run().await;
-                    }
-                    return call.with_guards(guards).run().await;
+        // While the pinned plan is current and plain, its call runs the first attempt in
+        // line and the engine the rest; otherwise the current plan runs the call.
+        self.retry
+            .call(op)
+            .run_gated(self, |handle, call, first| async move {
+                if first.is_some() {
+                    return engine_run(call, first).await;
                 }
-                Box::pin(self.inner.run_plan(&self.entry.key, bound, op)).await
-            }),
+                handle.run_current(call.into_op()).await
+            })
+    }
+
+    /// Runs `op` under the key's current plan, from the start.
+    async fn run_current<F, Fut, T, E>(&self, op: F) -> Result<T, Error<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: 'static,
+        E: 'static,
+    {
+        let fresh = self.fresh();
+        let bound = fresh.as_deref().unwrap_or(&self.bound);
+        if self.inner.lean(bound) {
+            let guards = bound.guards();
+            let call = bound.plan.retry().call(op);
+            if guards.is_empty() {
+                return call.run().await;
+            }
+            return call.with_guards(guards).run().await;
         }
+        Box::pin(self.inner.run_plan(&self.entry.key, bound, op)).await
     }
 
     /// Starts a call of `op` under the key's current plan (see [`KeyCall`]); `op` may take
@@ -114,64 +138,10 @@ impl Handle {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// One of two futures: lets a method return the bare call on its common path and a
-    /// wrapped one otherwise, without an `async` wrapper around both.
-    #[project = EitherProj]
-    enum Either<A, B> {
-        Left { #[pin] inner: A },
-        Right { #[pin] inner: B },
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A future dropped out of line: the caller's drop of an [`Either`] that holds the common
-    /// arm stays a few instructions, however much the other arm owns.
-    struct Cold<F> {
-        #[pin]
-        inner: Option<F>,
-    }
-
-    impl<F> PinnedDrop for Cold<F> {
-        #[inline(never)]
-        fn drop(this: Pin<&mut Self>) {
-            this.project().inner.set(None);
-        }
-    }
-}
-
-impl<F> Cold<F> {
-    fn new(inner: F) -> Self {
-        Cold { inner: Some(inner) }
-    }
-}
-
-impl<F: Future> Future for Cold<F> {
-    type Output = F::Output;
-
-    #[inline]
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        match self.project().inner.as_pin_mut() {
-            Some(inner) => inner.poll(cx),
-            None => std::task::Poll::Pending,
-        }
-    }
-}
-
-impl<A: Future, B: Future<Output = A::Output>> Future for Either<A, B> {
-    type Output = A::Output;
-
-    #[inline]
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<A::Output> {
-        match self.project() {
-            EitherProj::Left { inner } => inner.poll(cx),
-            EitherProj::Right { inner } => inner.poll(cx),
-        }
+impl Gate for &Handle {
+    /// Open while the pinned plan is current and plain.
+    #[inline(always)]
+    fn open(self, _: &Retry) -> bool {
+        self.inner.generation.load(Ordering::Acquire) == self.fast
     }
 }

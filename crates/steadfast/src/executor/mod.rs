@@ -252,7 +252,8 @@ impl Executor {
         let generation = self.inner.generation.load(Ordering::Acquire);
         let bound = self.inner.current(&entry);
         Ok(Handle {
-            lean: self.inner.lean(&bound) && bound.guards().is_empty(),
+            fast: handle::fast_generation(&self.inner, &bound, generation),
+            retry: bound.plan.retry().clone(),
             entry,
             inner: self.inner.clone(),
             bound,

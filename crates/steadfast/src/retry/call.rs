@@ -214,7 +214,36 @@ where
         P: Probe,
         Gs: Guarded<'p>,
     {
-        RunCall::new(self, engine_run::<F, Fut, T, E, C, R, X, P, Gs>)
+        self.run_gated(Untimed, |_, call, first| engine_run(call, first))
+    }
+
+    /// The operation, for a call that runs under another plan.
+    pub(crate) fn into_op(self) -> F {
+        self.op
+    }
+
+    /// The future of [`run`](Self::run), with `gate` deciding whether the first attempt
+    /// runs in it and `start` making the engine's future for the rest (a handle's call
+    /// checks there that its plan is current, and finds the current one in `start`
+    /// otherwise).
+    #[inline]
+    pub(crate) fn run_gated<G, M, S>(
+        self,
+        gate: G,
+        start: M,
+    ) -> RunCall<'p, F, Fut, C, R, X, P, Gs, G, M, S>
+    where
+        G: Gate,
+        M: Fn(G, Self, First<T, E>) -> S,
+    {
+        RunCall {
+            call: Some(self),
+            ticket: None,
+            gate,
+            start,
+            attempt: None,
+            engine: OutOfLine::empty(),
+        }
     }
 
     /// Runs the call and returns, with its result, the [`Timeline`] of its attempts.
@@ -416,40 +445,40 @@ pub(super) fn success_error<E>(source: E) -> Error<E> {
 }
 
 /// The first attempt's result and the attempts made, handed to the engine.
-type First<T, E> = Option<(Result<T, E>, u32)>;
+pub(crate) type First<T, E> = Option<(Result<T, E>, u32)>;
+
+/// Whether a call's first attempt may run in the call's own `poll`, outside the engine.
+pub(crate) trait Gate: Copy {
+    /// Open for a plain call under `policy`.
+    fn open(self, policy: &Retry) -> bool;
+}
+
+/// The gate of a call under a policy: open when no timeout bounds the attempt.
+#[derive(Clone, Copy)]
+pub(crate) struct Untimed;
+
+impl Gate for Untimed {
+    #[inline(always)]
+    fn open(self, policy: &Retry) -> bool {
+        engine::fast_path(policy)
+    }
+}
 
 pin_project_lite::pin_project! {
     /// A call under way. Its `poll` inlines into the caller's: a plain call's first
-    /// attempt (on a closed breaker's ticket when a breaker is its only strategy) runs here,
-    /// and a success returns from here; anything else goes to the engine (`start` makes its
-    /// future), which is polled and dropped out of line.
-    pub(crate) struct RunCall<'p, F, Fut, C, R, X, P, Gs, M, S> {
+    /// attempt (on a closed breaker's ticket when a breaker is its only strategy) runs here
+    /// when `gate` is open, and a success returns from here; anything else goes to the
+    /// engine (`start` makes its future), which is polled and dropped out of line.
+    pub(crate) struct RunCall<'p, F, Fut, C, R, X, P, Gs, G, M, S> {
         // `None` once the engine owns the call.
         call: Option<Call<'p, F, C, R, X, P, Gs>>,
         ticket: Option<(&'p Breaker, ClosedTicket)>,
+        gate: G,
         start: M,
         #[pin]
         attempt: Option<Fut>,
         #[pin]
         engine: OutOfLine<S>,
-    }
-}
-
-impl<'p, F, Fut, T, E, C, R, X, P, Gs, M, S> RunCall<'p, F, Fut, C, R, X, P, Gs, M, S>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    M: Fn(Call<'p, F, C, R, X, P, Gs>, First<T, E>) -> S,
-{
-    #[inline]
-    pub(crate) fn new(call: Call<'p, F, C, R, X, P, Gs>, start: M) -> Self {
-        RunCall {
-            call: Some(call),
-            ticket: None,
-            start,
-            attempt: None,
-            engine: OutOfLine::empty(),
-        }
     }
 }
 
@@ -467,7 +496,7 @@ where
     P: Probe,
     Gs: Guarded<'p>,
 {
-    if R::ACTIVE || X::ACTIVE || P::ACTIVE || !engine::fast_path(call.policy) {
+    if R::ACTIVE || X::ACTIVE || P::ACTIVE {
         return None;
     }
     if !Gs::ACTIVE {
@@ -494,24 +523,26 @@ where
 
 /// Hands the call to the engine, with the attempt already made, if any, and polls it.
 #[inline(never)]
-fn hand_over<'p, F, T, E, C, R, X, P, Gs, M, S>(
+fn hand_over<'p, F, T, E, C, R, X, P, Gs, G, M, S>(
     call: &mut Option<Call<'p, F, C, R, X, P, Gs>>,
+    gate: G,
     start: &M,
     mut engine: Pin<&mut OutOfLine<S>>,
     first: First<T, E>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
 where
-    M: Fn(Call<'p, F, C, R, X, P, Gs>, First<T, E>) -> S,
+    M: Fn(G, Call<'p, F, C, R, X, P, Gs>, First<T, E>) -> S,
     S: Future<Output = Result<T, Error<E>>>,
 {
     if let Some(call) = call.take() {
-        engine.as_mut().start(start(call, first));
+        engine.as_mut().start(start(gate, call, first));
     }
     engine.poll(cx)
 }
 
-impl<'p, F, Fut, T, E, C, R, X, P, Gs, M, S> Future for RunCall<'p, F, Fut, C, R, X, P, Gs, M, S>
+impl<'p, F, Fut, T, E, C, R, X, P, Gs, G, M, S> Future
+    for RunCall<'p, F, Fut, C, R, X, P, Gs, G, M, S>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
@@ -520,7 +551,8 @@ where
     X: ExhaustedHook<T, E>,
     P: Probe,
     Gs: Guarded<'p>,
-    M: Fn(Call<'p, F, C, R, X, P, Gs>, First<T, E>) -> S,
+    G: Gate,
+    M: Fn(G, Call<'p, F, C, R, X, P, Gs>, First<T, E>) -> S,
     S: Future<Output = Result<T, Error<E>>>,
 {
     type Output = Result<T, Error<E>>;
@@ -532,14 +564,18 @@ where
             return this.engine.poll(cx);
         };
         if this.attempt.is_none() {
-            match first_attempt::<F, T, E, C, R, X, P, Gs>(call) {
+            let first = match this.gate.open(call.policy) {
+                true => first_attempt::<F, T, E, C, R, X, P, Gs>(call),
+                false => None,
+            };
+            match first {
                 Some(ticket) => {
                     if Gs::ACTIVE {
                         *this.ticket = ticket;
                     }
                     this.attempt.set(Some((call.op)()));
                 }
-                None => return hand_over(this.call, this.start, this.engine, None, cx),
+                None => return hand_over(this.call, *this.gate, this.start, this.engine, None, cx),
             }
         }
         let Some(attempt) = this.attempt.as_mut().as_pin_mut() else {
@@ -555,12 +591,19 @@ where
         if let Outcome::Success = outcome {
             return Poll::Ready(result.map_err(success_error));
         }
-        hand_over(this.call, this.start, this.engine, Some((result, 1)), cx)
+        hand_over(
+            this.call,
+            *this.gate,
+            this.start,
+            this.engine,
+            Some((result, 1)),
+            cx,
+        )
     }
 }
 
 /// The engine's future for `call`, which owns it.
-async fn engine_run<'p, F, Fut, T, E, C, R, X, P, Gs>(
+pub(crate) async fn engine_run<'p, F, Fut, T, E, C, R, X, P, Gs>(
     call: Call<'p, F, C, R, X, P, Gs>,
     first: First<T, E>,
 ) -> Result<T, Error<E>>

@@ -59,6 +59,7 @@ mod state;
 
 pub use blocking_call::BlockingCall;
 pub use call::Call;
+pub(crate) use call::{Gate, engine_run};
 pub use guards::{BreakerOnly, Guarded, Guards, NoGuards};
 
 pub use hooks::{ExhaustedHook, NoHook, OnExhausted, OnExhaustedFn, OnRetry, OnRetryFn, RetryHook};
