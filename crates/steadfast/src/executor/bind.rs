@@ -118,6 +118,9 @@ pub(crate) struct Bound {
     pub(super) budget: Option<Slot<Budget>>,
     /// The key's own latency history (hedges are never shared).
     hedge: Option<Hedge>,
+    /// No strategy, chain, observer or classifier to read types with: a call is the plan's
+    /// retry policy alone.
+    pub(super) plain: bool,
 }
 
 impl Bound {
@@ -143,14 +146,17 @@ impl Inner {
             && plan.budget_options().is_none()
             && plan.hedge_options().is_none()
         {
-            return Bound {
+            let mut bound = Bound {
                 plan,
                 breaker: None,
                 bulkhead: None,
                 limiter: None,
                 budget: None,
                 hedge: None,
+                plain: false,
             };
+            bound.plain = self.lean(&bound);
+            return bound;
         }
         let hedge =
             plan.hedge_options()
@@ -183,6 +189,7 @@ impl Inner {
             ),
             hedge,
             plan,
+            plain: false,
         }
     }
 }

@@ -38,10 +38,13 @@ pub struct Handle {
 /// A generation the policies never reach.
 const NEVER: u64 = u64::MAX;
 
-/// What [`Handle::fast`] is for `bound`, pinned under `generation` of `inner`.
-pub(super) fn fast_generation(inner: &Inner, bound: &Bound, generation: u64) -> u64 {
-    let plain = inner.lean(bound) && bound.guards().is_empty() && bound.plan.retry().untimed;
-    if plain { generation } else { NEVER }
+/// What [`Handle::fast`] is for `bound`, pinned under `generation`.
+pub(super) fn fast_generation(bound: &Bound, generation: u64) -> u64 {
+    if bound.plain && bound.plan.retry().untimed {
+        generation
+    } else {
+        NEVER
+    }
 }
 
 impl Handle {
@@ -68,7 +71,7 @@ impl Handle {
         self.generation = self.inner.generation.load(Ordering::Acquire);
         self.bound = self.inner.current(&self.entry);
         self.retry = self.bound.plan.retry().clone();
-        self.fast = fast_generation(&self.inner, &self.bound, self.generation);
+        self.fast = fast_generation(&self.bound, self.generation);
     }
 
     /// The key's plan if the policies changed since this handle pinned its own.

@@ -252,7 +252,7 @@ impl Executor {
         let generation = self.inner.generation.load(Ordering::Acquire);
         let bound = self.inner.current(&entry);
         Ok(Handle {
-            fast: handle::fast_generation(&self.inner, &bound, generation),
+            fast: handle::fast_generation(&bound, generation),
             retry: bound.plan.retry().clone(),
             entry,
             inner: self.inner.clone(),
@@ -343,6 +343,9 @@ impl Executor {
         E: 'static,
     {
         let bound = self.bound(key)?;
+        if bound.plain {
+            return bound.plan.retry().call(op).run().await;
+        }
         if self.inner.lean(&bound) {
             let guards = bound.guards();
             let call = bound.plan.retry().call(op);
