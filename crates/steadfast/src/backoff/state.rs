@@ -37,6 +37,17 @@ pub struct Backoff {
     schedule: Schedule,
 }
 
+/// The report on options that [`BackoffOptions::is_valid`] refused, naming each bad field
+/// (out of line: valid options never build one).
+#[cold]
+#[inline(never)]
+fn invalid(options: BackoffOptions) -> Result<Backoff, ConfigError> {
+    let mut problems = Problems::new("");
+    options.check(&mut problems);
+    problems.finish()?;
+    Ok(Backoff::from_valid(options, None))
+}
+
 /// What every step of a schedule reads from its options, worked out once: the base and the
 /// cap in nanoseconds, and the exponential factor when it is a whole number.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,15 +103,15 @@ pub(crate) struct Schedule {
 
 impl Backoff {
     /// Validates the options and starts a schedule at the first retry.
+    #[inline(always)]
     pub fn new(options: BackoffOptions) -> Result<Self, ConfigError> {
         if !options.is_valid() {
-            let mut problems = Problems::new("");
-            options.check(&mut problems);
-            problems.finish()?;
+            return invalid(options);
         }
         Ok(Self::from_valid(options, None))
     }
 
+    #[inline(always)]
     pub(crate) fn from_valid(options: BackoffOptions, rng: Option<fastrand::Rng>) -> Self {
         Backoff {
             steps: Steps::of(&options),
