@@ -212,6 +212,24 @@ fn retried_success_allocates_nothing_and_a_failure_allocates_its_error_once() {
             "two failures, then success, through breaker, bulkhead, rate limiter and budget"
         );
 
+        let executor = steadfast::Executor::new(steadfast::policy::Policies::new(retry.clone()));
+        let handle = executor.handle("svc.Method").unwrap();
+        fails.set(2);
+        let _ = executor.run("svc.Method", || flaky(&fails)).await;
+        let before = allocations();
+        for _ in 0..1000 {
+            fails.set(2);
+            assert_eq!(handle.run(|| flaky(&fails)).await.unwrap(), 7);
+            fails.set(2);
+            let v = executor.run("svc.Method", || flaky(&fails)).await;
+            assert_eq!(v.unwrap(), 7);
+        }
+        assert_eq!(
+            allocations() - before,
+            0,
+            "two failures, then success, through a handle and by key"
+        );
+
         let before = allocations();
         for _ in 0..1000 {
             fails.set(5);

@@ -211,3 +211,76 @@ async fn recent_keys_keep_each_executors_plan_across_swaps() {
     let owned = String::from("a.X");
     assert_eq!(attempts_of(&mixed, &owned).await, 2);
 }
+
+/// A handle's call whose pinned plan is current and plain runs its first attempt in its own
+/// future and the rest in the engine, under that plan; a swap during the first attempt
+/// leaves the call its plan; a timed plan, or one swapped in, runs from the start.
+#[tokio::test(start_paused = true)]
+async fn a_handle_keeps_its_plan_through_the_first_attempt_and_follows_swaps() {
+    let executor = Executor::new(Policies::new(attempts(4)));
+    let handle = executor.handle("payments.Charge").unwrap();
+    let tries = AtomicU32::new(0);
+    let flaky = || {
+        let n = tries.fetch_add(1, Ordering::SeqCst);
+        async move { if n < 2 { Err("down") } else { Ok(n) } }
+    };
+    assert_eq!(
+        handle.run(flaky).await.unwrap(),
+        2,
+        "two failures, then success"
+    );
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+
+    // A swap while the first attempt runs: the call keeps the plan it started under.
+    tries.store(0, Ordering::SeqCst);
+    let slow_failure = || {
+        tries.fetch_add(1, Ordering::SeqCst);
+        async {
+            sleep(ms(5)).await;
+            Err::<(), _>("down")
+        }
+    };
+    let swap = async {
+        sleep(ms(2)).await;
+        executor.set_policies(Policies::new(attempts(1)));
+    };
+    let (result, ()) = tokio::join!(handle.run(slow_failure), swap);
+    assert_eq!(
+        result.unwrap_err().attempts(),
+        4,
+        "the call in flight kept its plan"
+    );
+    let err = handle
+        .run(|| async { Err::<(), _>("down") })
+        .await
+        .unwrap_err();
+    assert_eq!(err.attempts(), 1, "the next call follows the swap");
+
+    // A plan with a timeout is not run in line, pinned or not.
+    let timed = Retry::fixed(ms(10))
+        .max_attempts(3)
+        .attempt_timeout(ms(50))
+        .build()
+        .unwrap();
+    executor.set_policies(Policies::new(timed));
+    let mut handle = executor.handle("payments.Charge").unwrap();
+    let hung = || async {
+        sleep(ms(1_000)).await;
+        Ok::<_, &str>(())
+    };
+    let err = handle.run(hung).await.unwrap_err();
+    assert_eq!(err.attempts(), 3, "each attempt timed out");
+    assert!(matches!(err.kind(), ErrorKind::Timeout { .. }));
+
+    executor.set_policies(Policies::new(attempts(2)));
+    handle.refresh();
+    assert_eq!(
+        handle
+            .run(|| async { Err::<(), _>("down") })
+            .await
+            .unwrap_err()
+            .attempts(),
+        2,
+        "a refreshed handle runs the plan pinned anew"
+    );
+}

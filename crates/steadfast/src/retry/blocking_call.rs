@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::limit::{Bulkhead, RateLimiter};
 use crate::observe::Probe;
 
-/// One blocking call under a [`Retry`] policy; the mirror of [`Call`], made by
+/// One blocking call under a [`Retry`] policy; the mirror of [`Call`](super::Call), made by
 /// [`Retry::call_blocking`].
 ///
 /// # Example
@@ -105,7 +105,7 @@ where
         }
     }
 
-    /// Runs every attempt through `breaker`, as [`Call::breaker`] does.
+    /// Runs every attempt through `breaker`, as [`Call::breaker`](super::Call::breaker) does.
     pub fn breaker(mut self, breaker: &'p Breaker) -> Self {
         self.guards.breaker = Some(breaker);
         self
@@ -181,7 +181,7 @@ impl<F, B, E, C, R, X> BlockingCall<'_, F, C, R, X>
 where
     F: FnMut() -> Result<ControlFlow<B>, E>,
 {
-    /// The blocking mirror of [`Call::run_loop`].
+    /// The blocking mirror of [`Call::run_loop`](super::Call::run_loop).
     pub fn run_loop(mut self) -> Result<B, Error<E>>
     where
         C: Classifier<ControlFlow<B>, E>,
